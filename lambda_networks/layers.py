@@ -1,0 +1,286 @@
+"""Flax NNX layers: the lambda layer and the self-attention baseline.
+
+Both take sequences [B, N, C] (spatial_dims=1) or feature maps [B, H, W, C]
+(spatial_dims=2) and return the same layout with `out_features` channels.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from lambda_networks import ops
+
+Normalization = Literal["batch", "layer", "none"]
+
+
+class LambdaLayer(nnx.Module):
+  """The lambda layer (Bello, 2021): content and relative position lambdas.
+
+  Queries, keys and values come from bias-free projections; queries and values
+  are normalised (batch norm by default), keys get a softmax over positions.
+  One lambda serves all `heads` query heads, so the value depth is
+  out_features / heads.
+  """
+
+  def __init__(
+      self,
+      in_features: int,
+      out_features: int,
+      *,
+      query_depth: int = 16,
+      heads: int = 4,
+      intra_depth: int = 1,
+      receptive_field: int | Literal["global"] | None = 23,
+      input_size: int | tuple[int, ...] | None = None,
+      spatial_dims: int = 2,
+      causal: bool = False,
+      normalization: Normalization = "batch",
+      method: ops.Method = "auto",
+      embedding_stddev: float = 1.0,
+      dtype: jnp.dtype | None = None,
+      param_dtype: jnp.dtype = jnp.float32,
+      rngs: nnx.Rngs,
+  ):
+    """Creates the layer.
+
+    Args:
+      in_features: input channels C.
+      out_features: output channels; must be divisible by `heads`.
+      query_depth: K, the query/key depth (paper default 16).
+      heads: H, query heads sharing one lambda (paper default 4).
+      intra_depth: U, the intra-depth (paper default 1; 4 with r = 7).
+      receptive_field: odd side length r of the local relative scope (the
+        lambda convolution), "global" for every offset of an `input_size`
+        input, or None for content lambdas only.
+      input_size: largest spatial size (int per axis or tuple) the layer will
+        see; required with receptive_field="global".
+      spatial_dims: 1 for sequences [B, N, C], 2 for feature maps [B, H, W, C].
+      causal: position n only sees positions m ≤ n (sequences only).
+      normalization: "batch" (paper), "layer" (per position: no statistics
+        shared across positions, for causal training), or "none", applied to
+        queries and values.
+      method: execution of the position term, see `ops.lambda_interactions`.
+      embedding_stddev: initial standard deviation of the position table.
+      dtype: computation dtype (e.g. jnp.bfloat16); None keeps the input's.
+      param_dtype: parameter dtype.
+      rngs: random number streams for initialisation.
+    """
+    if out_features % heads:
+      raise ValueError(
+          f"out_features ({out_features}) must be divisible by heads ({heads}): "
+          "the value depth is out_features / heads."
+      )
+    if spatial_dims not in (1, 2):
+      raise ValueError(f"spatial_dims must be 1 or 2, got {spatial_dims}.")
+    if causal and spatial_dims != 1:
+      raise ValueError("causal=True needs spatial_dims=1 (sequences [B, N, C]).")
+    if method not in ops.METHODS:
+      raise ValueError(f"method must be one of {ops.METHODS}, got {method!r}.")
+    for name, value in (("query_depth", query_depth), ("heads", heads),
+                        ("intra_depth", intra_depth), ("in_features", in_features)):
+      if value < 1:
+        raise ValueError(f"{name} must be positive, got {value}.")
+    self.in_features = in_features
+    self.out_features = out_features
+    self.query_depth = query_depth
+    self.heads = heads
+    self.intra_depth = intra_depth
+    self.value_depth = out_features // heads
+    self.spatial_dims = spatial_dims
+    self.causal = causal
+    self.method = method
+    self.dtype = dtype
+    self.table_shape = _table_shape(receptive_field, input_size, spatial_dims)
+    self.global_size = (
+        tuple((width + 1) // 2 for width in self.table_shape)
+        if receptive_field == "global" else None
+    )
+
+    def projection(features: int, stddev: float) -> nnx.Linear:
+      return nnx.Linear(
+          in_features, features, use_bias=False, dtype=dtype,
+          param_dtype=param_dtype,
+          kernel_init=nnx.initializers.normal(stddev), rngs=rngs,
+      )
+
+    # Paper initialisation: W_Q ~ N(0, (d·k)^-1/2), W_K, W_V ~ N(0, d^-1/2).
+    self.query_proj = projection(heads * query_depth, (in_features * query_depth) ** -0.5)
+    self.key_proj = projection(query_depth * intra_depth, in_features ** -0.5)
+    self.value_proj = projection(self.value_depth * intra_depth, in_features ** -0.5)
+    self.query_norm = _norm(normalization, heads * query_depth, dtype, param_dtype, rngs)
+    self.value_norm = _norm(normalization, self.value_depth * intra_depth, dtype,
+                            param_dtype, rngs)
+    if self.table_shape is None:
+      self.embeddings = None
+    else:
+      shape = (*self.table_shape, query_depth, intra_depth)
+      self.embeddings = nnx.Param(
+          embedding_stddev * jax.random.normal(rngs.params(), shape, param_dtype)
+      )
+
+  def __call__(self, inputs: jax.Array) -> jax.Array:
+    """Maps [B, *S, in_features] to [B, *S, out_features]."""
+    batch, *spatial, _ = _check_input(inputs, self.in_features, self.spatial_dims)
+    if self.global_size is not None and any(
+        size > limit for size, limit in zip(spatial, self.global_size)):
+      raise ValueError(
+          f"input spatial shape {tuple(spatial)} exceeds input_size "
+          f"{self.global_size} of this global lambda layer; build it with a "
+          "larger input_size."
+      )
+    if self.dtype is not None:
+      inputs = inputs.astype(self.dtype)
+    queries = _apply(self.query_norm, self.query_proj(inputs))
+    keys = self.key_proj(inputs)
+    values = _apply(self.value_norm, self.value_proj(inputs))
+    embeddings = None if self.embeddings is None else self.embeddings[...].astype(
+        queries.dtype)
+    out = ops.lambda_interactions(
+        queries.reshape(batch, *spatial, self.heads, self.query_depth),
+        keys.reshape(batch, *spatial, self.query_depth, self.intra_depth),
+        values.reshape(batch, *spatial, self.value_depth, self.intra_depth),
+        embeddings,
+        causal=self.causal,
+        method=self.method,
+    )
+    return out.reshape(batch, *spatial, self.out_features)
+
+
+class MultiHeadSelfAttention(nnx.Module):
+  """Multi-head dot-product self-attention over all positions (the baseline).
+
+  It materialises the [B, heads, N, N] attention maps, which is exactly the
+  cost the lambda layer avoids. Content-only (no position term).
+  """
+
+  def __init__(
+      self,
+      in_features: int,
+      out_features: int,
+      *,
+      heads: int = 4,
+      key_depth: int | None = None,
+      spatial_dims: int = 2,
+      causal: bool = False,
+      dtype: jnp.dtype | None = None,
+      param_dtype: jnp.dtype = jnp.float32,
+      rngs: nnx.Rngs,
+  ):
+    """Creates the layer; key_depth defaults to out_features / heads."""
+    if out_features % heads:
+      raise ValueError(
+          f"out_features ({out_features}) must be divisible by heads ({heads})."
+      )
+    if spatial_dims not in (1, 2):
+      raise ValueError(f"spatial_dims must be 1 or 2, got {spatial_dims}.")
+    if causal and spatial_dims != 1:
+      raise ValueError("causal=True needs spatial_dims=1 (sequences [B, N, C]).")
+    self.in_features = in_features
+    self.out_features = out_features
+    self.heads = heads
+    self.key_depth = key_depth or out_features // heads
+    self.value_depth = out_features // heads
+    self.spatial_dims = spatial_dims
+    self.causal = causal
+    self.dtype = dtype
+
+    def projection(features: int) -> nnx.Linear:
+      return nnx.Linear(
+          in_features, features, use_bias=False, dtype=dtype,
+          param_dtype=param_dtype,
+          kernel_init=nnx.initializers.normal(in_features ** -0.5), rngs=rngs,
+      )
+
+    self.query_proj = projection(heads * self.key_depth)
+    self.key_proj = projection(heads * self.key_depth)
+    self.value_proj = projection(out_features)
+
+  def __call__(self, inputs: jax.Array) -> jax.Array:
+    """Maps [B, *S, in_features] to [B, *S, out_features]."""
+    batch, *spatial, _ = _check_input(inputs, self.in_features, self.spatial_dims)
+    if self.dtype is not None:
+      inputs = inputs.astype(self.dtype)
+    num_positions = math.prod(spatial)
+    flat = inputs.reshape(batch, num_positions, self.in_features)
+    queries = self.query_proj(flat).reshape(batch, num_positions, self.heads, -1)
+    keys = self.key_proj(flat).reshape(batch, num_positions, self.heads, -1)
+    values = self.value_proj(flat).reshape(batch, num_positions, self.heads, -1)
+    logits = jnp.einsum("bnhd,bmhd->bhnm", queries, keys,
+                        preferred_element_type=jnp.float32)
+    logits = logits * self.key_depth ** -0.5
+    if self.causal:
+      visible = jnp.tril(jnp.ones((num_positions, num_positions), bool))
+      logits = jnp.where(visible, logits, -jnp.inf)
+    weights = jax.nn.softmax(logits, axis=-1).astype(values.dtype)
+    out = jnp.einsum("bhnm,bmhv->bnhv", weights, values)
+    return out.reshape(batch, *spatial, self.out_features)
+
+
+def _table_shape(receptive_field, input_size, spatial_dims) -> tuple[int, ...] | None:
+  """Width per spatial axis of the relative position table (None: no table)."""
+  if receptive_field is None:
+    return None
+  if receptive_field == "global":
+    if input_size is None:
+      raise ValueError(
+          "receptive_field='global' needs input_size (the largest spatial size "
+          "the layer sees) to size its table of 2·size − 1 offsets per axis."
+      )
+    sizes = (input_size,) * spatial_dims if isinstance(input_size, int) else tuple(
+        input_size)
+    if len(sizes) != spatial_dims or min(sizes) < 1:
+      raise ValueError(
+          f"input_size must be a positive int or {spatial_dims} positive ints, "
+          f"got {input_size!r}."
+      )
+    return tuple(2 * size - 1 for size in sizes)
+  if isinstance(receptive_field, bool) or not isinstance(receptive_field, int):
+    raise ValueError(
+        f"receptive_field must be an odd int, 'global' or None, got "
+        f"{receptive_field!r}."
+    )
+  if receptive_field < 1 or receptive_field % 2 == 0:
+    raise ValueError(
+        f"receptive_field must be odd and positive so the scope is centred on "
+        f"the query, got {receptive_field}."
+    )
+  return (receptive_field,) * spatial_dims
+
+
+def _norm(kind: Normalization, features: int, dtype, param_dtype, rngs):
+  """The normalisation applied to queries and values (None: identity)."""
+  if kind == "batch":
+    return nnx.BatchNorm(features, momentum=0.9, epsilon=1e-5, dtype=dtype,
+                         param_dtype=param_dtype, rngs=rngs)
+  if kind == "layer":
+    return nnx.LayerNorm(features, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+  if kind == "none":
+    return None
+  raise ValueError(
+      f"normalization must be 'batch', 'layer' or 'none', got {kind!r}."
+  )
+
+
+def _check_input(inputs: jax.Array, in_features: int, spatial_dims: int):
+  """Checks [B, *S, C] against the layer; returns the shape."""
+  if inputs.ndim != spatial_dims + 2:
+    layout = "[B, N, C]" if spatial_dims == 1 else "[B, H, W, C]"
+    raise ValueError(
+        f"inputs must have rank {spatial_dims + 2} {layout} for spatial_dims="
+        f"{spatial_dims}, got shape {inputs.shape}."
+    )
+  if inputs.shape[-1] != in_features:
+    raise ValueError(
+        f"inputs have {inputs.shape[-1]} channels, the layer expects "
+        f"in_features={in_features}."
+    )
+  return inputs.shape
+
+
+def _apply(norm, x: jax.Array) -> jax.Array:
+  return x if norm is None else norm(x)

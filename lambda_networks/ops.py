@@ -1,0 +1,292 @@
+"""The lambda math of LambdaNetworks as pure JAX functions (no parameters).
+
+Shapes use B batch, S one or two spatial axes (N positions in all), H query
+heads, K query/key depth, U intra-depth and V value depth. The single public
+entry point is `lambda_interactions`; everything else here is an execution
+detail of it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+
+Method = Literal["auto", "einsum", "conv"]
+METHODS = ("auto", "einsum", "conv")
+
+# The lambda convolution is a convolution with few input (U) and output (K)
+# channels and a large batch (B·V): per multiply-add it runs several times
+# slower than the dense einsum on CPUs and GPUs. "auto" picks the convolution
+# when its multiply-adds, scaled by this factor, are fewer than the einsum's.
+CONV_EFFICIENCY_PENALTY = 4.0
+# ...or when the gathered [N, N, K, U] embeddings of the einsum would take
+# more than this many elements (the einsum's memory is quadratic in N).
+EINSUM_MAX_EMBEDDING_ELEMENTS = 1 << 25
+
+
+def lambda_interactions(
+    queries: jax.Array,
+    keys: jax.Array,
+    values: jax.Array,
+    embeddings: jax.Array | None = None,
+    *,
+    causal: bool = False,
+    method: Method = "auto",
+) -> jax.Array:
+  """Applies content and position lambdas to the queries.
+
+  Args:
+    queries: [B, *S, H, K] queries.
+    keys: [B, *S, K, U] keys (normalised here by a softmax over positions).
+    values: [B, *S, V, U] values.
+    embeddings: [*R, K, U] relative position embeddings indexed by offset
+      m − n + R//2, R odd per spatial axis; offsets outside the table
+      contribute nothing. None computes the content term only.
+    causal: if True (one spatial axis only) position n only sees m ≤ n.
+    method: how to compute the position term: "einsum" (gather the table into
+      per-pair embeddings), "conv" (the lambda convolution) or "auto".
+
+  Returns:
+    [B, *S, H, V] outputs in the dtype of `queries`.
+  """
+  spatial_shape = _check_shapes(queries, keys, values, embeddings, causal, method)
+  batch = queries.shape[0]
+  heads, depth = queries.shape[-2:]
+  value_depth, intra_depth = values.shape[-2:]
+  num_positions = math.prod(spatial_shape)
+
+  flat_keys = keys.reshape(batch, num_positions, depth, intra_depth)
+  flat_values = values.reshape(batch, num_positions, value_depth, intra_depth)
+  if causal:
+    lambdas = _causal_content_lambdas(flat_keys, flat_values)  # [B, N, K, V]
+  else:
+    lambdas = _content_lambda(flat_keys, flat_values)[:, None]  # [B, 1, K, V]
+
+  if embeddings is not None:
+    table = _crop_table(embeddings, spatial_shape)
+    if method == "auto":
+      method = choose_method(spatial_shape, table.shape[:-2], depth, intra_depth)
+    if method == "conv":
+      position = _position_lambdas_conv(values, table, causal)
+    else:
+      position = _position_lambdas_einsum(values, table, causal)
+    lambdas = lambdas + position.reshape(batch, num_positions, depth, value_depth)
+
+  flat_queries = queries.reshape(batch, num_positions, heads, depth)
+  out = jnp.einsum(
+      "bnhk,bnkv->bnhv",
+      flat_queries,
+      lambdas.astype(jnp.promote_types(queries.dtype, jnp.float32)),
+      preferred_element_type=jnp.float32,
+  )
+  return out.reshape(*queries.shape[:-1], value_depth).astype(queries.dtype)
+
+
+def choose_method(
+    spatial_shape: tuple[int, ...],
+    table_shape: tuple[int, ...],
+    depth: int,
+    intra_depth: int,
+) -> Literal["einsum", "conv"]:
+  """Picks the cheaper way to compute the position lambdas for these shapes.
+
+  Both methods cost B·V·K·U multiply-adds per (query, context) pair they
+  visit: the einsum visits all N² pairs, the convolution N·prod(R) pairs
+  (a table wider than the input is cropped first, so it wastes no work on
+  padding beyond one input width).
+  """
+  num_positions = math.prod(spatial_shape)
+  conv_pairs = num_positions * math.prod(table_shape) * CONV_EFFICIENCY_PENALTY
+  einsum_pairs = num_positions * num_positions
+  embedding_elements = einsum_pairs * depth * intra_depth
+  if embedding_elements > EINSUM_MAX_EMBEDDING_ELEMENTS:
+    return "conv"
+  return "conv" if conv_pairs < einsum_pairs else "einsum"
+
+
+def relative_embeddings(table: jax.Array, spatial_shape: tuple[int, ...]) -> jax.Array:
+  """Gathers a relative table [*R, K, U] into per-pair embeddings [N, N, K, U].
+
+  Entry [n, m] is table[m − n + R//2] (per axis), or zero where that offset is
+  outside the table.
+  """
+  index = []
+  valid = True
+  for size, width in zip(spatial_shape, table.shape[: len(spatial_shape)]):
+    pos = jnp.arange(size)
+    offset = pos[None, :] - pos[:, None] + width // 2  # [n, m]
+    inside = (offset >= 0) & (offset < width)
+    index.append(jnp.clip(offset, 0, width - 1))
+    valid = valid & _outer_axis(inside, len(index) - 1, len(spatial_shape))
+  # Broadcast the per-axis [n_i, m_i] indices to [n_1, .., m_1, ..] grids.
+  grids = [
+      _outer_axis(idx, axis, len(spatial_shape)) for axis, idx in enumerate(index)
+  ]
+  grids = jnp.broadcast_arrays(*grids)
+  gathered = table[tuple(grids)]  # [n_1, n_2, m_1, m_2, K, U] or [n, m, K, U]
+  gathered = jnp.where(jnp.broadcast_to(valid, grids[0].shape)[..., None, None],
+                       gathered, 0)
+  num_positions = math.prod(spatial_shape)
+  return gathered.reshape(num_positions, num_positions, *table.shape[-2:])
+
+
+def _outer_axis(pairs: jax.Array, axis: int, num_axes: int) -> jax.Array:
+  """Reshapes a per-axis [n_i, m_i] array to broadcast over [n_1.., m_1..]."""
+  shape = [1] * (2 * num_axes)
+  shape[axis] = pairs.shape[0]
+  shape[num_axes + axis] = pairs.shape[1]
+  return pairs.reshape(shape)
+
+
+def _content_lambda(keys: jax.Array, values: jax.Array) -> jax.Array:
+  """λc[b, k, v] = Σ_{m,u} softmax_m(keys)[b, m, k, u] · values[b, m, v, u]."""
+  weights = jax.nn.softmax(keys.astype(jnp.float32), axis=1)
+  return jnp.einsum(
+      "bmku,bmvu->bkv", weights, values, preferred_element_type=jnp.float32
+  )
+
+
+def _causal_content_lambdas(keys: jax.Array, values: jax.Array) -> jax.Array:
+  """Per-position content lambdas [B, N, K, V] over the visible prefix m ≤ n.
+
+  The prefix softmax is computed as a running (max, Σexp, Σexp·value) with an
+  associative scan, so it is exact and stable for any key magnitudes.
+  """
+  logits = keys.astype(jnp.float32)  # [B, N, K, U]
+  values = values.astype(jnp.float32)  # [B, N, V, U]
+  numerators = values[:, :, None, :, :]  # [B, N, 1, V, U] with weight exp(0)
+
+  def combine(left, right):
+    max_l, norm_l, num_l = left
+    max_r, norm_r, num_r = right
+    new_max = jnp.maximum(max_l, max_r)
+    scale_l = jnp.exp(max_l - new_max)
+    scale_r = jnp.exp(max_r - new_max)
+    return (
+        new_max,
+        norm_l * scale_l + norm_r * scale_r,
+        num_l * scale_l[..., None, :] + num_r * scale_r[..., None, :],
+    )
+
+  init = (logits, jnp.ones_like(logits),
+          jnp.broadcast_to(numerators, (*logits.shape[:3], *values.shape[2:])))
+  _, norms, nums = jax.lax.associative_scan(combine, init, axis=1)
+  # nums: [B, N, K, V, U], norms: [B, N, K, U].
+  return jnp.sum(nums / norms[..., None, :], axis=-1)
+
+
+def _crop_table(table: jax.Array, spatial_shape: tuple[int, ...]) -> jax.Array:
+  """Drops table entries for offsets no input of this size can reach."""
+  slices = []
+  for size, width in zip(spatial_shape, table.shape):
+    useful = min(width, 2 * size - 1)
+    start = (width - useful) // 2
+    slices.append(slice(start, start + useful))
+  return table[tuple(slices)]
+
+
+def _position_lambdas_einsum(
+    values: jax.Array, table: jax.Array, causal: bool
+) -> jax.Array:
+  """λp[b, n, k, v] = Σ_{m,u} E[n, m, k, u] · values[b, m, v, u]."""
+  batch, *spatial, _, _ = values.shape
+  if causal:
+    # Offsets m − n > 0 are the future: they contribute nothing.
+    center = table.shape[0] // 2
+    table = jnp.where(jnp.arange(table.shape[0])[:, None, None] <= center, table, 0)
+  embeddings = relative_embeddings(table, tuple(spatial))
+  flat_values = values.reshape(batch, -1, *values.shape[-2:])
+  return jnp.einsum(
+      "nmku,bmvu->bnkv", embeddings, flat_values, preferred_element_type=jnp.float32
+  )
+
+
+def _position_lambdas_conv(values: jax.Array, table: jax.Array, causal: bool) -> jax.Array:
+  """λp as the lambda convolution: values [B, *S, V, U] ⋆ table [*R, K, U].
+
+  V is folded into the batch, U are the input channels and K the output
+  channels; zero padding keeps the output at the input size. The correlation
+  convolution computes out[n] = Σ_o table[o + R//2] · values[n + o].
+  """
+  batch, *spatial, value_depth, intra_depth = values.shape
+  num_axes = len(spatial)
+  depth = table.shape[-2]
+  # [B, *S, V, U] -> [B, V, *S, U] -> [B·V, *S, U]
+  moved = jnp.moveaxis(values, -2, 1).reshape(batch * value_depth, *spatial, intra_depth)
+  kernel = jnp.swapaxes(table, -1, -2)  # [*R, U, K]
+  if causal:
+    # Keep offsets −R//2..0 only and pad on the past side alone.
+    kernel = kernel[: table.shape[0] // 2 + 1]
+    padding = [(kernel.shape[0] - 1, 0)]
+  else:
+    padding = [(width // 2, width // 2) for width in table.shape[:num_axes]]
+  spatial_chars = "HW"[:num_axes] if num_axes == 2 else "W"
+  dimension_numbers = (
+      f"N{spatial_chars}C", f"{spatial_chars}IO", f"N{spatial_chars}C"
+  )
+  out = jax.lax.conv_general_dilated(
+      moved,
+      kernel.astype(moved.dtype),
+      window_strides=(1,) * num_axes,
+      padding=padding,
+      dimension_numbers=dimension_numbers,
+      preferred_element_type=jnp.float32,
+  )  # [B·V, *S, K]
+  out = out.reshape(batch, value_depth, *spatial, depth)
+  return jnp.moveaxis(out, 1, -1)  # [B, *S, K, V]
+
+
+def _check_shapes(queries, keys, values, embeddings, causal, method) -> tuple[int, ...]:
+  """Validates the inputs of `lambda_interactions`; returns the spatial shape."""
+  if method not in METHODS:
+    raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
+  if queries.ndim not in (4, 5):
+    raise ValueError(
+        "queries must have rank 4 [B, N, H, K] or 5 [B, H, W, heads, K], got "
+        f"shape {queries.shape}."
+    )
+  num_axes = queries.ndim - 3
+  leading = queries.shape[: 1 + num_axes]
+  for name, array in (("keys", keys), ("values", values)):
+    if array.ndim != queries.ndim or array.shape[: 1 + num_axes] != leading:
+      raise ValueError(
+          f"{name} must have shape [B, *S, ., .] = [{', '.join(map(str, leading))}, "
+          f"., .] like queries, got {array.shape}."
+      )
+  depth = queries.shape[-1]
+  if keys.shape[-2] != depth:
+    raise ValueError(
+        f"keys depth (axis -2) must equal the query depth {depth}, got "
+        f"keys shape {keys.shape}."
+    )
+  intra_depth = keys.shape[-1]
+  if values.shape[-1] != intra_depth:
+    raise ValueError(
+        f"values intra-depth (axis -1) must equal the keys intra-depth "
+        f"{intra_depth}, got values shape {values.shape}."
+    )
+  if causal and num_axes != 1:
+    raise ValueError(
+        "causal=True needs one spatial axis ([B, N, ...] inputs); got "
+        f"{num_axes} spatial axes."
+    )
+  if embeddings is not None:
+    if embeddings.ndim != num_axes + 2:
+      raise ValueError(
+          f"embeddings must have rank {num_axes + 2} [*R, K, U] for {num_axes} "
+          f"spatial axes, got shape {embeddings.shape}."
+      )
+    if embeddings.shape[-2:] != (depth, intra_depth):
+      raise ValueError(
+          f"embeddings must end in [K, U] = [{depth}, {intra_depth}] to match "
+          f"the keys, got shape {embeddings.shape}."
+      )
+    if any(width % 2 == 0 for width in embeddings.shape[:num_axes]):
+      raise ValueError(
+          f"embeddings table widths must be odd per spatial axis (offsets "
+          f"−R//2..R//2), got {embeddings.shape[:num_axes]}."
+      )
+  return tuple(queries.shape[1 : 1 + num_axes])

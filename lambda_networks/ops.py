@@ -8,6 +8,7 @@ detail of it.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Literal
 
@@ -27,6 +28,7 @@ CONV_EFFICIENCY_PENALTY = 4.0
 EINSUM_MAX_EMBEDDING_ELEMENTS = 1 << 25
 
 
+@functools.partial(jax.jit, static_argnames=("causal", "method"))
 def lambda_interactions(
     queries: jax.Array,
     keys: jax.Array,

@@ -15,17 +15,17 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 
-Method = Literal["auto", "einsum", "conv"]
-METHODS = ("auto", "einsum", "conv")
+Method = Literal["auto", "einsum", "conv", "row_conv"]
+METHODS = ("auto", "einsum", "conv", "row_conv")
 
-# The lambda convolution is a convolution with few input (U) and output (K)
-# channels and a large batch (B·V): per multiply-add it runs several times
-# slower than the dense einsum on CPUs and GPUs. "auto" picks the convolution
-# when its multiply-adds, scaled by this factor, are fewer than the einsum's.
-CONV_EFFICIENCY_PENALTY = 4.0
-# ...or when the gathered [N, N, K, U] embeddings of the einsum would take
-# more than this many elements (the einsum's memory is quadratic in N).
-EINSUM_MAX_EMBEDDING_ELEMENTS = 1 << 25
+# Relative cost per visited (query, context-offset) pair of each execution of
+# the position term, measured on CPU with scripts/benchmark_layers.py (a
+# forward+backward pass). "auto" multiplies these by the pairs each method
+# visits and picks the cheapest. The einsum also gathers and scatters its
+# [N, N, K, U] embeddings; the 2-D convolution has few channels (U in, K out)
+# and a large batch (B·V), which convolution kernels run poorly; the row
+# convolution is a dense 1-D convolution with W·U in and W·K out channels.
+PAIR_COST = {"einsum": 1.0, "conv": 2.0, "row_conv": 0.3}
 
 
 @functools.partial(jax.jit, static_argnames=("causal", "method"))
@@ -48,8 +48,14 @@ def lambda_interactions(
       m − n + R//2, R odd per spatial axis; offsets outside the table
       contribute nothing. None computes the content term only.
     causal: if True (one spatial axis only) position n only sees m ≤ n.
-    method: how to compute the position term: "einsum" (gather the table into
-      per-pair embeddings), "conv" (the lambda convolution) or "auto".
+    method: how to compute the position term, all giving the same function:
+      "einsum" gathers the table into per-pair embeddings [N, N, K, U]
+      (memory quadratic in N); "conv" is the lambda convolution, the table
+      as an [*R] kernel from U to K channels over values with V folded into
+      the batch; "row_conv" (2-D) is the same convolution run as a 1-D
+      convolution over rows whose kernel holds every column offset (more
+      multiply-adds, far better shaped for matrix units); "auto" picks the
+      cheapest for these shapes (see `choose_method`).
 
   Returns:
     [B, *S, H, V] outputs in the dtype of `queries`.
@@ -70,11 +76,13 @@ def lambda_interactions(
   if embeddings is not None:
     table = _crop_table(embeddings, spatial_shape)
     if method == "auto":
-      method = choose_method(spatial_shape, table.shape[:-2], depth, intra_depth)
-    if method == "conv":
-      position = _position_lambdas_conv(values, table, causal)
-    else:
+      method = choose_method(spatial_shape, table.shape[:-2])
+    if method == "einsum":
       position = _position_lambdas_einsum(values, table, causal)
+    elif method == "row_conv" and len(spatial_shape) == 2:
+      position = _position_lambdas_row_conv(values, table)
+    else:  # on one axis the row convolution is the convolution
+      position = _position_lambdas_conv(values, table, causal)
     lambdas = lambdas + position.reshape(batch, num_positions, depth, value_depth)
 
   flat_queries = queries.reshape(batch, num_positions, heads, depth)
@@ -88,25 +96,21 @@ def lambda_interactions(
 
 
 def choose_method(
-    spatial_shape: tuple[int, ...],
-    table_shape: tuple[int, ...],
-    depth: int,
-    intra_depth: int,
-) -> Literal["einsum", "conv"]:
-  """Picks the cheaper way to compute the position lambdas for these shapes.
+    spatial_shape: tuple[int, ...], table_shape: tuple[int, ...]
+) -> Literal["einsum", "conv", "row_conv"]:
+  """Picks the cheapest execution of the position term for these shapes.
 
-  Both methods cost B·V·K·U multiply-adds per (query, context) pair they
-  visit: the einsum visits all N² pairs, the convolution N·prod(R) pairs
-  (a table wider than the input is cropped first, so it wastes no work on
-  padding beyond one input width).
+  Each method costs B·V·K·U multiply-adds per (query, offset) pair it
+  visits: the einsum visits all N² pairs, the convolution N·prod(R) and the
+  row convolution N·R_rows·W (a table wider than the input is cropped first,
+  so no method wastes work on offsets no input reaches).
   """
   num_positions = math.prod(spatial_shape)
-  conv_pairs = num_positions * math.prod(table_shape) * CONV_EFFICIENCY_PENALTY
-  einsum_pairs = num_positions * num_positions
-  embedding_elements = einsum_pairs * depth * intra_depth
-  if embedding_elements > EINSUM_MAX_EMBEDDING_ELEMENTS:
-    return "conv"
-  return "conv" if conv_pairs < einsum_pairs else "einsum"
+  pairs = {"einsum": num_positions ** 2,
+           "conv": num_positions * math.prod(table_shape)}
+  if len(spatial_shape) == 2:
+    pairs["row_conv"] = num_positions * table_shape[0] * spatial_shape[1]
+  return min(pairs, key=lambda method: pairs[method] * PAIR_COST[method])
 
 
 def relative_embeddings(table: jax.Array, spatial_shape: tuple[int, ...]) -> jax.Array:
@@ -239,6 +243,38 @@ def _position_lambdas_conv(values: jax.Array, table: jax.Array, causal: bool) ->
   )  # [B·V, *S, K]
   out = out.reshape(batch, value_depth, *spatial, depth)
   return jnp.moveaxis(out, 1, -1)  # [B, *S, K, V]
+
+
+def _position_lambdas_row_conv(values: jax.Array, table: jax.Array) -> jax.Array:
+  """λp for 2-D maps as a 1-D convolution over rows.
+
+  The kernel for row offset a maps (column j', u) to (column j, k) with
+  table[a, j' − j + R_cols//2, k, u] (zero outside the table), so one dense
+  1-D convolution with W·U input and W·K output channels covers every column
+  offset at once.
+  """
+  batch, height, width, value_depth, intra_depth = values.shape
+  rows, cols, depth, _ = table.shape
+  pos = jnp.arange(width)
+  offset = pos[None, :] - pos[:, None] + cols // 2  # [j, j']
+  inside = (offset >= 0) & (offset < cols)
+  kernel = table[:, jnp.clip(offset, 0, cols - 1)]  # [a, j, j', K, U]
+  kernel = jnp.where(inside[None, :, :, None, None], kernel, 0)
+  kernel = jnp.transpose(kernel, (0, 2, 4, 1, 3)).reshape(
+      rows, width * intra_depth, width * depth)  # [a, (j', u), (j, k)]
+  # [B, H, W, V, U] -> [B·V, H, W·U]
+  moved = jnp.moveaxis(values, 3, 1).reshape(batch * value_depth, height,
+                                             width * intra_depth)
+  out = jax.lax.conv_general_dilated(
+      moved,
+      kernel.astype(moved.dtype),
+      window_strides=(1,),
+      padding=[(rows // 2, rows // 2)],
+      dimension_numbers=("NWC", "WIO", "NWC"),
+      preferred_element_type=jnp.float32,
+  )  # [B·V, H, W·K]
+  out = out.reshape(batch, value_depth, height, width, depth)
+  return jnp.moveaxis(out, 1, -1)  # [B, H, W, K, V]
 
 
 def _check_shapes(queries, keys, values, embeddings, causal, method) -> tuple[int, ...]:

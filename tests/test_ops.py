@@ -10,7 +10,7 @@ import pytest
 from lambda_networks import ops
 from lambda_networks.ops import lambda_interactions
 
-ALL_METHODS = ("einsum", "conv", "auto")
+ALL_METHODS = ("einsum", "conv", "row_conv", "auto")
 
 
 def reference_lambda(queries, keys, values, embeddings=None, causal=False):
@@ -119,15 +119,15 @@ def test_all_methods_agree(spatial, table, causal):
   inputs = random_inputs(spatial, heads=4, depth=8, value_depth=6, intra_depth=2,
                          table=table, batch=3, seed=1)
   einsum = lambda_interactions(*inputs, causal=causal, method="einsum")
-  conv = lambda_interactions(*inputs, causal=causal, method="conv")
-  auto = lambda_interactions(*inputs, causal=causal, method="auto")
-  np.testing.assert_allclose(conv, einsum, rtol=1e-4, atol=1e-4)
-  np.testing.assert_allclose(auto, einsum, rtol=1e-4, atol=1e-4)
+  for method in ("conv", "row_conv", "auto"):
+    other = lambda_interactions(*inputs, causal=causal, method=method)
+    np.testing.assert_allclose(other, einsum, rtol=1e-4, atol=1e-4, err_msg=method)
 
 
-def test_auto_prefers_conv_for_small_tables_on_large_maps():
-  assert ops.choose_method((64, 64), (23, 23), 16, 1) == "conv"
-  assert ops.choose_method((8, 8), (15, 15), 16, 1) == "einsum"
+def test_auto_avoids_quadratic_einsum_for_small_tables_on_large_inputs():
+  assert ops.choose_method((4096,), (23,)) == "conv"
+  assert ops.choose_method((64, 64), (23, 23)) != "einsum"
+  assert ops.choose_method((8,), (15,)) == "einsum"
 
 
 @pytest.mark.parametrize("method", ALL_METHODS)
@@ -216,11 +216,12 @@ def test_gradients_are_finite_and_agree_across_methods(causal):
     return jnp.sum(jnp.sin(lambda_interactions(*args, causal=causal, method=method)))
 
   grads = {m: jax.grad(lambda *a, m=m: loss(m, *a), argnums=(0, 1, 2, 3))(*inputs)
-           for m in ("einsum", "conv")}
-  for g_einsum, g_conv in zip(grads["einsum"], grads["conv"]):
-    assert jnp.isfinite(g_einsum).all() and jnp.isfinite(g_conv).all()
-    assert float(jnp.abs(g_einsum).max()) > 0
-    np.testing.assert_allclose(g_conv, g_einsum, rtol=1e-4, atol=1e-4)
+           for m in ("einsum", "conv", "row_conv")}
+  for method in ("conv", "row_conv"):
+    for g_einsum, g_other in zip(grads["einsum"], grads[method]):
+      assert jnp.isfinite(g_einsum).all() and jnp.isfinite(g_other).all()
+      assert float(jnp.abs(g_einsum).max()) > 0
+      np.testing.assert_allclose(g_other, g_einsum, rtol=1e-4, atol=1e-4)
 
 
 def test_bfloat16_gradients_are_finite():

@@ -284,3 +284,259 @@ def _check_input(inputs: jax.Array, in_features: int, spatial_dims: int):
 
 def _apply(norm, x: jax.Array) -> jax.Array:
   return x if norm is None else norm(x)
+
+
+class RelativeSelfAttention(nnx.Module):
+  """Multi-head 2D self-attention with relative position logits.
+
+  logits[n, m] = q_n·k_m + q_n·R_row[y_m − y_n] + q_n·R_col[x_m − x_n] per
+  head, with q scaled by key_depth^-1/2: the factorised relative logits of
+  attention augmentation (Bello et al., 2019) and stand-alone self-attention
+  (SASA, Ramachandran et al., 2019), the tables shared by the heads.
+
+  window=None attends over every position (the global baseline of the paper's
+  Table 4; its tables cover 2·size − 1 offsets, so it needs `input_size`).
+  An odd `window` w attends over the w×w neighbourhood of each query (SASA's
+  local self-attention; positions outside the map are masked out).
+  """
+
+  def __init__(
+      self,
+      in_features: int,
+      out_features: int,
+      *,
+      heads: int = 8,
+      window: int | None = None,
+      input_size: int | tuple[int, int] | None = None,
+      relative_positions: bool = True,
+      dtype: jnp.dtype | None = None,
+      param_dtype: jnp.dtype = jnp.float32,
+      rngs: nnx.Rngs,
+  ):
+    """Creates the layer; the key and value depth per head is out/heads."""
+    _check_heads(out_features, heads)
+    if window is not None and (window < 1 or window % 2 == 0):
+      raise ValueError(
+          f"window must be odd and positive so it is centred on the query, "
+          f"got {window}."
+      )
+    self.in_features = in_features
+    self.out_features = out_features
+    self.heads = heads
+    self.key_depth = out_features // heads
+    self.window = window
+    self.dtype = dtype
+    self.max_size = None
+    if relative_positions and window is None:
+      self.max_size = _spatial_sizes(input_size, 2, "relative_positions with "
+                                     "window=None")
+    widths = (None if not relative_positions else
+              (window, window) if window is not None else
+              tuple(2 * size - 1 for size in self.max_size))
+    self.query_proj, self.key_proj, self.value_proj = _qkv_projections(
+        in_features, out_features, dtype, param_dtype, rngs)
+    self.row_embeddings, self.col_embeddings = _relative_tables(
+        widths, self.key_depth, param_dtype, rngs)
+
+  def __call__(self, inputs: jax.Array) -> jax.Array:
+    """Maps [B, H, W, in_features] to [B, H, W, out_features]."""
+    batch, height, width, _ = _check_input(inputs, self.in_features, 2)
+    _check_size((height, width), self.max_size, "RelativeSelfAttention")
+    if self.dtype is not None:
+      inputs = inputs.astype(self.dtype)
+    shape = (batch, height, width, self.heads, self.key_depth)
+    queries = self.query_proj(inputs).reshape(shape) * self.key_depth ** -0.5
+    keys = self.key_proj(inputs).reshape(shape)
+    values = self.value_proj(inputs).reshape(shape)
+    if self.window is None:
+      out = self._global(queries, keys, values)
+    else:
+      out = self._local(queries, keys, values)
+    return out.reshape(batch, height, width, self.out_features)
+
+  def _global(self, queries, keys, values) -> jax.Array:
+    """Attention over all H·W positions: [B, heads, H, W, H, W] maps."""
+    batch, height, width, heads, _ = queries.shape
+    logits = jnp.einsum("bxyhd,bijhd->bhxyij", queries, keys,
+                        preferred_element_type=jnp.float32)
+    if self.row_embeddings is not None:
+      rows = _gather_offsets(self.row_embeddings[...], height).astype(queries.dtype)
+      cols = _gather_offsets(self.col_embeddings[...], width).astype(queries.dtype)
+      logits = logits + jnp.einsum("bxyhd,xid->bhxyi", queries, rows,
+                                   preferred_element_type=jnp.float32)[..., None]
+      logits = logits + jnp.einsum("bxyhd,yjd->bhxyj", queries, cols,
+                                   preferred_element_type=jnp.float32)[..., None, :]
+    flat = logits.reshape(batch, heads, height, width, height * width)
+    weights = jax.nn.softmax(flat, axis=-1).reshape(logits.shape)
+    return jnp.einsum("bhxyij,bijhv->bxyhv", weights.astype(values.dtype), values)
+
+  def _local(self, queries, keys, values) -> jax.Array:
+    """Attention over each query's window×window neighbourhood."""
+    _, height, width, _, _ = queries.shape
+    keys = _neighbourhoods(keys, self.window)  # [B, H, W, w², heads, d]
+    values = _neighbourhoods(values, self.window)
+    inside = _neighbourhoods(jnp.ones((1, height, width), bool), self.window)[0]
+    logits = jnp.einsum("bxyhd,bxyohd->bxyho", queries, keys,
+                        preferred_element_type=jnp.float32)
+    if self.row_embeddings is not None:
+      rows = jnp.einsum("bxyhd,rd->bxyhr", queries,
+                        self.row_embeddings[...].astype(queries.dtype),
+                        preferred_element_type=jnp.float32)
+      cols = jnp.einsum("bxyhd,cd->bxyhc", queries,
+                        self.col_embeddings[...].astype(queries.dtype),
+                        preferred_element_type=jnp.float32)
+      logits = logits + (rows[..., :, None] + cols[..., None, :]).reshape(
+          logits.shape)
+    logits = jnp.where(inside[None, :, :, None, :], logits, -jnp.inf)
+    weights = jax.nn.softmax(logits, axis=-1)
+    return jnp.einsum("bxyho,bxyohv->bxyhv", weights.astype(values.dtype), values)
+
+
+class AxialSelfAttention(nnx.Module):
+  """Axial self-attention: along the height axis, then along the width axis.
+
+  Each pass is multi-head self-attention over one axis with 1D relative
+  position logits (Ho et al., 2019; Axial-DeepLab, Wang et al., 2020), so two
+  passes reach the whole map at a cost of Θ(n·(H + W)) instead of Θ(n²). The
+  first pass maps in→out features, the second out→out; the relative tables
+  cover 2·size − 1 offsets per axis and so need `input_size`.
+  """
+
+  def __init__(
+      self,
+      in_features: int,
+      out_features: int,
+      *,
+      heads: int = 8,
+      input_size: int | tuple[int, int] | None = None,
+      relative_positions: bool = True,
+      dtype: jnp.dtype | None = None,
+      param_dtype: jnp.dtype = jnp.float32,
+      rngs: nnx.Rngs,
+  ):
+    """Creates the layer; the key and value depth per head is out/heads."""
+    _check_heads(out_features, heads)
+    self.in_features = in_features
+    self.out_features = out_features
+    self.heads = heads
+    self.key_depth = out_features // heads
+    self.dtype = dtype
+    self.max_size = None
+    if relative_positions:
+      self.max_size = _spatial_sizes(input_size, 2, "AxialSelfAttention with "
+                                     "relative_positions")
+    self.height_proj = nnx.List(_qkv_projections(
+        in_features, out_features, dtype, param_dtype, rngs))
+    self.width_proj = nnx.List(_qkv_projections(
+        out_features, out_features, dtype, param_dtype, rngs))
+    widths = None if self.max_size is None else tuple(
+        2 * size - 1 for size in self.max_size)
+    self.height_embeddings, self.width_embeddings = _relative_tables(
+        widths, self.key_depth, param_dtype, rngs)
+
+  def __call__(self, inputs: jax.Array) -> jax.Array:
+    """Maps [B, H, W, in_features] to [B, H, W, out_features]."""
+    batch, height, width, _ = _check_input(inputs, self.in_features, 2)
+    _check_size((height, width), self.max_size, "AxialSelfAttention")
+    if self.dtype is not None:
+      inputs = inputs.astype(self.dtype)
+    out = self._axis_pass(inputs, self.height_proj, self.height_embeddings)
+    out = jnp.swapaxes(out, 1, 2)  # Attend along the width axis next.
+    out = self._axis_pass(out, self.width_proj, self.width_embeddings)
+    return jnp.swapaxes(out, 1, 2)
+
+  def _axis_pass(self, inputs, projections, table) -> jax.Array:
+    """Self-attention along axis 1 of [B, L, M, C] (M acts as a batch axis)."""
+    batch, length, other, _ = inputs.shape
+    shape = (batch, length, other, self.heads, self.key_depth)
+    query_proj, key_proj, value_proj = projections
+    queries = query_proj(inputs).reshape(shape) * self.key_depth ** -0.5
+    keys = key_proj(inputs).reshape(shape)
+    values = value_proj(inputs).reshape(shape)
+    logits = jnp.einsum("bxyhd,biyhd->bhyxi", queries, keys,
+                        preferred_element_type=jnp.float32)
+    if table is not None:
+      offsets = _gather_offsets(table[...], length).astype(queries.dtype)
+      logits = logits + jnp.einsum("bxyhd,xid->bhyxi", queries, offsets,
+                                   preferred_element_type=jnp.float32)
+    weights = jax.nn.softmax(logits, axis=-1).astype(values.dtype)
+    out = jnp.einsum("bhyxi,biyhv->bxyhv", weights, values)
+    return out.reshape(batch, length, other, self.out_features)
+
+
+def _check_heads(out_features: int, heads: int) -> None:
+  if heads < 1 or out_features % heads:
+    raise ValueError(
+        f"out_features ({out_features}) must be divisible by heads ({heads}): "
+        "the key and value depth per head is out_features / heads."
+    )
+
+
+def _spatial_sizes(input_size, spatial_dims: int, who: str) -> tuple[int, ...]:
+  """Normalises input_size to one positive int per spatial axis."""
+  if input_size is None:
+    raise ValueError(
+        f"{who} needs input_size (the largest spatial size the layer sees) to "
+        "size its relative position tables of 2·size − 1 offsets per axis."
+    )
+  sizes = ((input_size,) * spatial_dims if isinstance(input_size, int)
+           else tuple(input_size))
+  if len(sizes) != spatial_dims or min(sizes) < 1:
+    raise ValueError(
+        f"input_size must be a positive int or {spatial_dims} positive ints, "
+        f"got {input_size!r}."
+    )
+  return sizes
+
+
+def _check_size(spatial, max_size, who: str) -> None:
+  if max_size is not None and any(s > m for s, m in zip(spatial, max_size)):
+    raise ValueError(
+        f"input spatial shape {tuple(spatial)} exceeds input_size {max_size} "
+        f"of this {who} layer; build it with a larger input_size."
+    )
+
+
+def _qkv_projections(in_features, out_features, dtype, param_dtype, rngs):
+  """Bias-free query, key and value projections in→out."""
+  return tuple(
+      nnx.Linear(in_features, out_features, use_bias=False, dtype=dtype,
+                 param_dtype=param_dtype,
+                 kernel_init=nnx.initializers.normal(in_features ** -0.5),
+                 rngs=rngs)
+      for _ in range(3)
+  )
+
+
+def _relative_tables(widths, depth, param_dtype, rngs):
+  """Two relative position tables [width_i, depth] (None, None: no tables)."""
+  if widths is None:
+    return None, None
+  return tuple(
+      nnx.Param(depth ** -0.5 * jax.random.normal(rngs.params(), (width, depth),
+                                                   param_dtype))
+      for width in widths
+  )
+
+
+def _gather_offsets(table: jax.Array, size: int) -> jax.Array:
+  """[n, m, D] = table[m − n + width//2] for a table [width, D], width ≥ 2·size − 1."""
+  pos = jnp.arange(size)
+  return table[pos[None, :] - pos[:, None] + table.shape[0] // 2]
+
+
+def _neighbourhoods(x: jax.Array, window: int) -> jax.Array:
+  """Gathers the zero-padded window×window neighbours of every position.
+
+  [B, H, W, ...] -> [B, H, W, w², ...], offsets in row-major (dy, dx) order.
+  """
+  radius = window // 2
+  batch, height, width = x.shape[:3]
+  pad = [(0, 0), (radius, radius), (radius, radius)] + [(0, 0)] * (x.ndim - 3)
+  padded = jnp.pad(x, pad).reshape(batch, -1, *x.shape[3:])
+  offsets = jnp.arange(window)
+  rows = jnp.arange(height)[:, None, None, None] + offsets[:, None]  # [H, 1, w, 1]
+  cols = jnp.arange(width)[None, :, None, None] + offsets[None, :]  # [1, W, 1, w]
+  index = (rows * (width + 2 * radius) + cols).reshape(-1)  # [H·W·w·w]
+  gathered = jnp.take(padded, index, axis=1)
+  return gathered.reshape(batch, height, width, window * window, *x.shape[3:])

@@ -1,0 +1,157 @@
+"""Pieces shared by the ResNet and EfficientNet models."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+# He initialisation (fan-out), as in torchvision and Keras' EfficientNet.
+CONV_INIT = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+
+def conv(
+    in_features: int,
+    out_features: int,
+    kernel_size: int,
+    *,
+    strides: int = 1,
+    groups: int = 1,
+    use_bias: bool = False,
+    dtype: Any = None,
+    param_dtype: Any = jnp.float32,
+    rngs: nnx.Rngs,
+) -> nnx.Conv:
+  """A k×k convolution with symmetric k//2 padding: output ceil(size/stride)."""
+  pad = kernel_size // 2
+  return nnx.Conv(
+      in_features, out_features, (kernel_size, kernel_size),
+      strides=(strides, strides), padding=((pad, pad), (pad, pad)),
+      feature_group_count=groups, use_bias=use_bias, kernel_init=CONV_INIT,
+      dtype=dtype, param_dtype=param_dtype, rngs=rngs,
+  )
+
+
+def pool(x: jax.Array, kind: str, window: int, strides: int) -> jax.Array:
+  """Max or average pooling with symmetric window//2 padding (ceil(size/stride)).
+
+  The average ignores padded positions, so odd sizes pool correctly.
+  """
+  pad = window // 2
+  padding = ((pad, pad), (pad, pad))
+  if kind == "max":
+    return nnx.max_pool(x, (window, window), (strides, strides), padding)
+  return nnx.avg_pool(x, (window, window), (strides, strides), padding,
+                      count_include_pad=False)
+
+
+def downsampled(size: int, strides: int) -> int:
+  """Spatial size after a padded stride (ceil(size / strides))."""
+  return math.ceil(size / strides)
+
+
+class StochasticDepth(nnx.Module):
+  """Drops a residual branch per example with probability `rate` in training.
+
+  Kept branches are scaled by 1 / (1 − rate) (Huang et al., 2016). Like
+  nnx.Dropout it follows `model.train()` / `model.eval()` through its
+  `deterministic` attribute and draws keys from the 'dropout' stream.
+  """
+
+  def __init__(self, rate: float, *, deterministic: bool = False,
+               rngs: nnx.Rngs | None = None):
+    if not 0.0 <= rate < 1.0:
+      raise ValueError(f"stochastic depth rate must be in [0, 1), got {rate}.")
+    self.rate = rate
+    self.deterministic = deterministic
+    if rate > 0.0 and rngs is None:
+      raise ValueError("StochasticDepth with rate > 0 needs rngs with a "
+                       "'dropout' stream.")
+    self.rngs = rngs["dropout"].fork() if rate > 0.0 else nnx.data(None)
+
+  def __call__(self, branch: jax.Array) -> jax.Array:
+    if self.deterministic or self.rate == 0.0:
+      return branch
+    keep_prob = 1.0 - self.rate
+    shape = (branch.shape[0],) + (1,) * (branch.ndim - 1)
+    keep = jax.random.bernoulli(self.rngs(), keep_prob, shape)
+    return jnp.where(keep, branch / keep_prob, jnp.zeros_like(branch))
+
+  def set_view(self, deterministic: bool | None = None):
+    """Used by nnx.view, like nnx.Dropout.set_view."""
+    if deterministic is not None:
+      self.deterministic = deterministic
+
+
+class SqueezeExcite(nnx.Module):
+  """Squeeze-and-excitation: channel gates from globally pooled features."""
+
+  def __init__(self, features: int, reduced: int, *,
+               activation: Callable[[jax.Array], jax.Array] = jax.nn.relu,
+               dtype: Any = None, param_dtype: Any = jnp.float32,
+               rngs: nnx.Rngs):
+    self.activation = activation
+    self.reduce = conv(features, reduced, 1, use_bias=True, dtype=dtype,
+                       param_dtype=param_dtype, rngs=rngs)
+    self.expand = conv(reduced, features, 1, use_bias=True, dtype=dtype,
+                       param_dtype=param_dtype, rngs=rngs)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    squeezed = jnp.mean(x, axis=(1, 2), keepdims=True)
+    gates = jax.nn.sigmoid(self.expand(self.activation(self.reduce(squeezed))))
+    return x * gates.astype(x.dtype)
+
+
+def batch_norm(features: int, *, momentum: float, epsilon: float,
+               zero_scale: bool = False, dtype: Any = None,
+               param_dtype: Any = jnp.float32, rngs: nnx.Rngs) -> nnx.BatchNorm:
+  """Batch norm; zero_scale starts the scale at 0 (a residual block's last norm)."""
+  scale_init = (nnx.initializers.zeros_init() if zero_scale
+                else nnx.initializers.ones_init())
+  return nnx.BatchNorm(features, momentum=momentum, epsilon=epsilon,
+                       scale_init=scale_init, dtype=dtype,
+                       param_dtype=param_dtype, rngs=rngs)
+
+
+def classifier_head(features: int, num_classes: int, dropout_rate: float, *,
+                    dtype: Any, param_dtype: Any, rngs: nnx.Rngs):
+  """Dropout (None when the rate is 0) and the linear classifier."""
+  if not 0.0 <= dropout_rate < 1.0:
+    raise ValueError(f"dropout_rate must be in [0, 1), got {dropout_rate}.")
+  dropout = nnx.Dropout(dropout_rate, rngs=rngs) if dropout_rate > 0 else None
+  linear = nnx.Linear(features, num_classes, dtype=dtype,
+                      param_dtype=param_dtype, rngs=rngs)
+  return dropout, linear
+
+
+def check_images(images: jax.Array, in_channels: int) -> None:
+  """Refuses anything but [B, H, W, in_channels] images."""
+  if images.ndim != 4 or images.shape[-1] != in_channels:
+    raise ValueError(
+        f"images must be [B, H, W, {in_channels}] (in_channels={in_channels}), "
+        f"got shape {images.shape}; set in_channels to the dataset's channel "
+        "count (e.g. in_channels=1 for grayscale).")
+
+
+def count_parameters(model: nnx.Module) -> int:
+  """Trainable parameters (nnx.Param); batch-norm statistics are excluded.
+
+  Works on abstract models from nnx.eval_shape, so full-size models can be
+  counted without allocating or compiling them.
+  """
+  return sum(math.prod(leaf.shape)
+             for leaf in jax.tree.leaves(nnx.state(model, nnx.Param)))
+
+
+def as_dtype(value: Any) -> Any:
+  """Accepts dtypes or their names ('bfloat16') from config overrides."""
+  if value is None:
+    return None
+  try:
+    return jnp.dtype(value)
+  except TypeError as error:
+    raise ValueError(f"not a dtype: {value!r} (try 'float32' or 'bfloat16')."
+                     ) from error

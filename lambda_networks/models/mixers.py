@@ -1,0 +1,105 @@
+"""The spatial mixer of a bottleneck block: 3×3 conv, lambda layer or attention.
+
+A ResNet config names one mixer per stage, by letter or by name:
+
+  C  conv              3×3 convolution (the ResNet baseline)
+  L  lambda            `layers.LambdaLayer` (k, h, u, r from the config)
+  A  attention         global relative self-attention (`RelativeSelfAttention`)
+  W  local_attention   7×7-window relative self-attention (SASA)
+  X  axial_attention   axial self-attention (`AxialSelfAttention`)
+
+Only the 3×3 conv takes the block's stride; the others run at full
+resolution and the block follows them with a 3×3 stride-2 average pool.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flax import nnx
+
+from lambda_networks import layers
+from lambda_networks.models import common
+
+MIXER_LETTERS = {
+    "C": "conv",
+    "L": "lambda",
+    "A": "attention",
+    "W": "local_attention",
+    "X": "axial_attention",
+}
+MIXER_NAMES = tuple(MIXER_LETTERS.values())
+# Mixers whose position tables cover the whole input: they need image_size.
+GLOBAL_MIXERS = ("attention", "axial_attention")
+
+
+def parse_stage_mixers(spec: str | tuple[str, ...] | list[str], num_stages: int
+                       ) -> tuple[str, ...]:
+  """'CCLL' or ('conv', 'conv', 'lambda', 'lambda') -> mixer names per stage."""
+  if isinstance(spec, str) and spec in MIXER_NAMES:
+    tokens = [spec] * num_stages  # One name for every stage.
+  elif isinstance(spec, str):
+    letters = len(spec) == num_stages or all(c.upper() in MIXER_LETTERS for c in spec)
+    tokens = list(spec) if letters else [spec]
+  else:
+    tokens = list(spec)
+  names = []
+  legend = ", ".join(f"{k}={v}" for k, v in MIXER_LETTERS.items())
+  for token in tokens:
+    name = MIXER_LETTERS.get(token.upper(), token) if len(token) == 1 else token
+    if name not in MIXER_NAMES:
+      raise ValueError(
+          f"stage_mixers: unknown mixer {token!r}; use letters "
+          f"{''.join(MIXER_LETTERS)} ({legend}) "
+          f"or those names, one per stage, e.g. stage_mixers='CCLL'."
+      )
+    names.append(name)
+  if len(names) != num_stages:
+    raise ValueError(
+        f"stage_mixers must name one mixer per stage ({num_stages} stages), got "
+        f"{spec!r}; e.g. stage_mixers={'C' * (num_stages - 2) + 'LL'!r}."
+    )
+  return tuple(names)
+
+
+def build_mixer(
+    name: str,
+    features: int,
+    *,
+    strides: int,
+    input_size: tuple[int, int],
+    query_depth: int,
+    heads: int,
+    intra_depth: int,
+    receptive_field: int | str | None,
+    lambda_method: str,
+    attention_heads: int,
+    attention_window: int,
+    attention_relative: bool,
+    dtype: Any,
+    param_dtype: Any,
+    rngs: nnx.Rngs,
+) -> nnx.Module:
+  """Builds the mixer features→features for a block whose input is input_size."""
+  kwargs = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+  if name == "conv":
+    return common.conv(features, features, 3, strides=strides, **kwargs)
+  if name == "lambda":
+    return layers.LambdaLayer(
+        features, features, query_depth=query_depth, heads=heads,
+        intra_depth=intra_depth, receptive_field=receptive_field,
+        input_size=input_size if receptive_field == "global" else None,
+        method=lambda_method, **kwargs)
+  if name == "attention":
+    return layers.RelativeSelfAttention(
+        features, features, heads=attention_heads, window=None,
+        input_size=input_size, relative_positions=attention_relative, **kwargs)
+  if name == "local_attention":
+    return layers.RelativeSelfAttention(
+        features, features, heads=attention_heads, window=attention_window,
+        relative_positions=attention_relative, **kwargs)
+  if name == "axial_attention":
+    return layers.AxialSelfAttention(
+        features, features, heads=attention_heads, input_size=input_size,
+        relative_positions=attention_relative, **kwargs)
+  raise ValueError(f"unknown mixer {name!r}; expected one of {MIXER_NAMES}.")

@@ -1,0 +1,353 @@
+"""ResNets with a choice of spatial mixer per stage: conv, lambda or attention.
+
+One `ResNetConfig` describes the ResNet-50…420 baselines (v1.5: the stride
+sits in the 3×3 conv), the all-lambda ResNet-50 of the paper's Table 3, the
+attention baselines, and the hybrid LambdaResNet family (ResNet-RS style:
+ResNet-D stem and shortcuts, squeeze-excitation, lambda blocks in c4/c5).
+Named configurations live in `registry.py`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from lambda_networks.models import common
+from lambda_networks.models import mixers
+
+
+@dataclasses.dataclass(frozen=True)
+class ResNetConfig:
+  """Architecture of a (lambda) ResNet with bottleneck blocks.
+
+  Attributes:
+    stage_depths: bottleneck blocks per stage (c2, c3, c4, c5).
+    stage_widths: bottleneck (mixer) width per stage; outputs are
+      `expansion` times wider.
+    width_multiplier: scales the stem and every stage width (tiny test
+      models use e.g. 1/16).
+    expansion: output / bottleneck width of a block.
+    stage_mixers: spatial mixer per stage, letters 'CLAWX' or names (see
+      `mixers.py`), e.g. 'CCLL'.
+    mixer_blocks: per stage, how many blocks use the stage's mixer (the
+      others use 3×3 convs), spread evenly: block j·N/n − 1 (j = 1..n) of
+      a stage of N blocks, so the stage's last block is always one of them.
+      None (for the tuple or an entry): all blocks.
+    query_depth: lambda layer query/key depth k.
+    heads: lambda layer query heads h.
+    intra_depth: lambda layer intra-depth u.
+    receptive_field: lambda layer scope r (odd), 'global' (tables sized from
+      image_size) or None (content lambdas only).
+    lambda_method: 'auto', 'einsum' or 'conv' (see `ops.lambda_interactions`).
+    attention_heads: heads of the self-attention mixers.
+    attention_window: window of the local self-attention mixer.
+    attention_relative: relative position logits in the attention mixers.
+    stem: 'plain' (7×7/2 conv) or 'deep' (ResNet-D: three 3×3 convs); both
+      followed by a 3×3/2 max pool.
+    stem_width: stem output channels ('deep': stem_width/2, /2, then full).
+    downsample: projection shortcut of strided blocks: 'conv' (1×1/2 conv)
+      or 'avg' (ResNet-D: 2×2/2 average pool, then 1×1 conv).
+    se_ratio: squeeze-excitation bottleneck as a fraction of the block's
+      output channels (0: none; 0.25 in ResNet-RS, 1/16 in SENet).
+    se_in_non_conv_blocks: also add SE to blocks whose mixer is not a conv.
+    stochastic_depth_rate: drop rate of the last block; block i of N drops
+      with rate·(i+1)/N (linear rule).
+    dropout_rate: dropout before the classifier.
+    zero_init_last_bn: start each block's last batch-norm scale at zero.
+    bn_momentum: batch-norm running-average decay.
+    bn_epsilon: batch-norm epsilon.
+    image_size: input size (int or (H, W)) the global layers' tables are
+      sized for; inputs may be smaller, not larger.
+    in_channels: input image channels (1 for grayscale).
+    dtype: computation dtype (None: float32); a name like 'bfloat16' works.
+    param_dtype: parameter dtype.
+  """
+
+  stage_depths: tuple[int, ...] = (3, 4, 6, 3)
+  stage_widths: tuple[int, ...] = (64, 128, 256, 512)
+  width_multiplier: float = 1.0
+  expansion: int = 4
+  stage_mixers: str | tuple[str, ...] = "CCCC"
+  mixer_blocks: tuple[int | None, ...] | None = None
+  query_depth: int = 16
+  heads: int = 4
+  intra_depth: int = 1
+  receptive_field: int | str | None = 23
+  lambda_method: str = "auto"
+  attention_heads: int = 8
+  attention_window: int = 7
+  attention_relative: bool = True
+  stem: str = "plain"
+  stem_width: int = 64
+  downsample: str = "conv"
+  se_ratio: float = 0.0
+  se_in_non_conv_blocks: bool = False
+  stochastic_depth_rate: float = 0.0
+  dropout_rate: float = 0.0
+  zero_init_last_bn: bool = True
+  bn_momentum: float = 0.9
+  bn_epsilon: float = 1e-5
+  image_size: int | tuple[int, int] = 224
+  in_channels: int = 3
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
+
+  def __post_init__(self):
+    def fix(name, value):
+      object.__setattr__(self, name, value)
+
+    for name in ("stage_depths", "stage_widths"):
+      fix(name, tuple(int(v) for v in getattr(self, name)))
+    if not isinstance(self.stage_mixers, str):
+      fix("stage_mixers", tuple(self.stage_mixers))
+    if self.mixer_blocks is not None:
+      fix("mixer_blocks", tuple(self.mixer_blocks))
+    if not isinstance(self.image_size, int):
+      fix("image_size", tuple(self.image_size))
+    fix("dtype", common.as_dtype(self.dtype))
+    fix("param_dtype", common.as_dtype(self.param_dtype))
+    self._validate()
+
+  @property
+  def num_stages(self) -> int:
+    return len(self.stage_depths)
+
+  @property
+  def image_hw(self) -> tuple[int, int]:
+    size = self.image_size
+    return (size, size) if isinstance(size, int) else size
+
+  def widths(self) -> tuple[int, ...]:
+    """Bottleneck widths per stage after the width multiplier."""
+    return tuple(_scale(w, self.width_multiplier) for w in self.stage_widths)
+
+  def block_mixers(self) -> tuple[tuple[str, ...], ...]:
+    """Mixer name of every block, per stage."""
+    names = mixers.parse_stage_mixers(self.stage_mixers, self.num_stages)
+    counts = self.mixer_blocks or (None,) * self.num_stages
+    layout = []
+    for name, depth, count in zip(names, self.stage_depths, counts):
+      chosen = spread_evenly(depth, depth if count is None else count)
+      layout.append(tuple(name if i in chosen else "conv" for i in range(depth)))
+    return tuple(layout)
+
+  def _validate(self) -> None:
+    stages = self.num_stages
+    if stages < 1 or min(self.stage_depths) < 1:
+      raise ValueError(f"stage_depths must be positive ints, got {self.stage_depths}.")
+    if len(self.stage_widths) != stages:
+      raise ValueError(
+          f"stage_widths needs one width per stage ({stages} stages from "
+          f"stage_depths={self.stage_depths}), got {self.stage_widths}.")
+    mixers.parse_stage_mixers(self.stage_mixers, stages)
+    if self.mixer_blocks is not None:
+      if len(self.mixer_blocks) != stages:
+        raise ValueError(
+            f"mixer_blocks needs one entry per stage ({stages}), got "
+            f"{self.mixer_blocks}; use None for 'every block'.")
+      for count, depth in zip(self.mixer_blocks, self.stage_depths):
+        if count is not None and not 0 <= count <= depth:
+          raise ValueError(
+              f"mixer_blocks={self.mixer_blocks} asks for {count} blocks in a "
+              f"stage of {depth} (stage_depths={self.stage_depths}); lower "
+              "mixer_blocks or deepen stage_depths.")
+    if self.width_multiplier <= 0:
+      raise ValueError(
+          f"width_multiplier must be positive, got {self.width_multiplier}.")
+    _check_choice("stem", self.stem, ("plain", "deep"))
+    _check_choice("downsample", self.downsample, ("conv", "avg"))
+    rf = self.receptive_field
+    if not (rf is None or rf == "global" or (
+        isinstance(rf, int) and not isinstance(rf, bool) and rf > 0 and rf % 2)):
+      raise ValueError(
+          f"receptive_field must be an odd positive int, 'global' or None, "
+          f"got {rf!r} (the paper uses 23, or 7 with intra_depth=4).")
+    if not 0.0 <= self.se_ratio <= 1.0:
+      raise ValueError(f"se_ratio must be in [0, 1], got {self.se_ratio}.")
+    for name in ("stochastic_depth_rate", "dropout_rate"):
+      if not 0.0 <= getattr(self, name) < 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}.")
+    hw = self.image_hw
+    if len(hw) != 2 or min(hw) < 1:
+      raise ValueError(f"image_size must be a positive int or (H, W), got "
+                       f"{self.image_size!r}.")
+    if self.in_channels < 1:
+      raise ValueError(f"in_channels must be positive, got {self.in_channels}.")
+
+
+def spread_evenly(num_blocks: int, count: int) -> frozenset[int]:
+  """Indices ⌊j·N/n⌋ − 1 (j = 1..n): the last block of n equal chunks."""
+  return frozenset(math.floor(j * num_blocks / count) - 1
+                   for j in range(1, count + 1))
+
+
+class Bottleneck(nnx.Module):
+  """1×1 conv → mixer (→ 3×3/2 avg pool) → 1×1 conv, plus the shortcut.
+
+  Each conv and the mixer are followed by batch norm (ReLU except after the
+  last); optional SE on the residual branch, then stochastic depth.
+  """
+
+  def __init__(self, in_features: int, width: int, out_features: int, *,
+               strides: int, mixer: str, input_size: tuple[int, int],
+               drop_rate: float, config: ResNetConfig, rngs: nnx.Rngs):
+    cfg = config
+    kwargs = dict(dtype=cfg.dtype, param_dtype=cfg.param_dtype, rngs=rngs)
+    norm = dict(momentum=cfg.bn_momentum, epsilon=cfg.bn_epsilon, **kwargs)
+    self.mixer_name = mixer
+    self.strides = strides
+    self.pool_after_mixer = mixer != "conv" and strides > 1
+    self.conv1 = common.conv(in_features, width, 1, **kwargs)
+    self.bn1 = common.batch_norm(width, **norm)
+    self.mixer = mixers.build_mixer(
+        mixer, width, strides=strides, input_size=input_size,
+        query_depth=cfg.query_depth, heads=cfg.heads,
+        intra_depth=cfg.intra_depth, receptive_field=cfg.receptive_field,
+        lambda_method=cfg.lambda_method, attention_heads=cfg.attention_heads,
+        attention_window=cfg.attention_window,
+        attention_relative=cfg.attention_relative, **kwargs)
+    self.bn2 = common.batch_norm(width, **norm)
+    self.conv3 = common.conv(width, out_features, 1, **kwargs)
+    self.bn3 = common.batch_norm(out_features, zero_scale=cfg.zero_init_last_bn,
+                                 **norm)
+    use_se = cfg.se_ratio > 0 and (mixer == "conv" or cfg.se_in_non_conv_blocks)
+    self.se = (common.SqueezeExcite(
+        out_features, max(1, int(out_features * cfg.se_ratio)), **kwargs)
+               if use_se else None)
+    self.drop_path = common.StochasticDepth(drop_rate, rngs=rngs)
+    self.pool_shortcut = strides > 1 and cfg.downsample == "avg"
+    if strides > 1 or in_features != out_features:
+      self.shortcut_conv = common.conv(
+          in_features, out_features, 1,
+          strides=1 if self.pool_shortcut else strides, **kwargs)
+      self.shortcut_bn = common.batch_norm(out_features, **norm)
+    else:
+      self.shortcut_conv = self.shortcut_bn = None
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    out = nnx.relu(self.bn1(self.conv1(x)))
+    out = self.mixer(out)
+    if self.pool_after_mixer:
+      out = common.pool(out, "avg", 3, self.strides)
+    out = nnx.relu(self.bn2(out))
+    out = self.bn3(self.conv3(out))
+    if self.se is not None:
+      out = self.se(out)
+    out = self.drop_path(out)
+    shortcut = x
+    if self.shortcut_conv is not None:
+      if self.pool_shortcut:
+        shortcut = _pool_same(shortcut, self.strides)
+      shortcut = self.shortcut_bn(self.shortcut_conv(shortcut))
+    return nnx.relu(out + shortcut.astype(out.dtype))
+
+
+class Stem(nnx.Module):
+  """The ResNet stem: conv(s) with BN-ReLU, then a 3×3/2 max pool.
+
+  'plain' is one 7×7/2 conv; 'deep' (ResNet-D) is three 3×3 convs, the first
+  with stride 2.
+  """
+
+  def __init__(self, config: ResNetConfig, *, rngs: nnx.Rngs):
+    cfg = config
+    kwargs = dict(dtype=cfg.dtype, param_dtype=cfg.param_dtype, rngs=rngs)
+    norm = dict(momentum=cfg.bn_momentum, epsilon=cfg.bn_epsilon, **kwargs)
+    width = _scale(cfg.stem_width, cfg.width_multiplier)
+    if cfg.stem == "plain":
+      plan = [(cfg.in_channels, width, 7, 2)]
+    else:
+      half = max(1, width // 2)
+      plan = [(cfg.in_channels, half, 3, 2), (half, half, 3, 1), (half, width, 3, 1)]
+    self.out_features = width
+    self.convs = nnx.List([common.conv(i, o, k, strides=s, **kwargs)
+                           for i, o, k, s in plan])
+    self.norms = nnx.List([common.batch_norm(o, **norm) for _, o, _, _ in plan])
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    for conv, norm in zip(self.convs, self.norms):
+      x = nnx.relu(norm(conv(x)))
+    return common.pool(x, "max", 3, 2)
+
+
+class ResNet(nnx.Module):
+  """Stem, bottleneck stages (stride 2 from the second on), pooled classifier.
+
+  `model.stages[s][b]` is block b of stage s; `.mixer_name` and `.mixer` say
+  which spatial mixer it uses.
+  """
+
+  def __init__(self, config: ResNetConfig, *, num_classes: int, rngs: nnx.Rngs):
+    cfg = config
+    self.config = cfg
+    self.stem = Stem(cfg, rngs=rngs)
+    layout = cfg.block_mixers()
+    # Global layers size their tables from the feature map they see.
+    size = tuple(common.downsampled(common.downsampled(s, 2), 2)
+                 for s in cfg.image_hw)
+    total_blocks = sum(cfg.stage_depths)
+    in_features = self.stem.out_features
+    index = 0
+    stages = []
+    for stage, (width, names) in enumerate(zip(cfg.widths(), layout)):
+      blocks = []
+      for block, mixer in enumerate(names):
+        strides = 2 if stage > 0 and block == 0 else 1
+        out_features = width * cfg.expansion
+        index += 1
+        blocks.append(Bottleneck(
+            in_features, width, out_features, strides=strides, mixer=mixer,
+            input_size=size,
+            drop_rate=cfg.stochastic_depth_rate * index / total_blocks,
+            config=cfg, rngs=rngs))
+        size = tuple(common.downsampled(s, strides) for s in size)
+        in_features = out_features
+      stages.append(nnx.List(blocks))
+    self.stages = nnx.List(stages)
+    self.num_features = in_features
+    self.sized_for_image = any(
+        (m in mixers.GLOBAL_MIXERS and cfg.attention_relative)
+        or (m == "lambda" and cfg.receptive_field == "global")
+        for names in layout for m in names)
+    self.dropout, self.head = common.classifier_head(
+        in_features, num_classes, cfg.dropout_rate, dtype=cfg.dtype,
+        param_dtype=cfg.param_dtype, rngs=rngs)
+
+  def __call__(self, images: jax.Array) -> jax.Array:
+    """Maps images [B, H, W, in_channels] to float32 logits [B, num_classes]."""
+    common.check_images(images, self.config.in_channels)
+    if self.sized_for_image and any(
+        s > m for s, m in zip(images.shape[1:3], self.config.image_hw)):
+      raise ValueError(
+          f"images of size {images.shape[1:3]} exceed image_size="
+          f"{self.config.image_size} that this model's global layers were "
+          f"built for; rebuild it with image_size={images.shape[1]} (or larger).")
+    x = self.stem(images)
+    for stage in self.stages:
+      for block in stage:
+        x = block(x)
+    x = jnp.mean(x, axis=(1, 2))
+    if self.dropout is not None:
+      x = self.dropout(x)
+    return self.head(x).astype(jnp.float32)
+
+
+def _pool_same(x: jax.Array, strides: int) -> jax.Array:
+  """ResNet-D shortcut pool: 2×2 windows, stride 2, ceil(size/2) outputs."""
+  pad = [(0, (-s) % strides) for s in x.shape[1:3]]
+  return nnx.avg_pool(x, (strides, strides), (strides, strides), pad,
+                      count_include_pad=False)
+
+
+def _scale(width: int, multiplier: float) -> int:
+  return max(1, int(round(width * multiplier)))
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+  if value not in choices:
+    raise ValueError(f"{name} must be one of {choices}, got {value!r}.")

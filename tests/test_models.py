@@ -1,0 +1,256 @@
+"""Tests of the model zoo (lambda_networks/models): layouts, forwards, modes.
+
+Full-size models are only built abstractly (nnx.eval_shape); forward passes
+use tiny variants (width_multiplier, stage_depths) at small, odd sizes.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from lambda_networks import layers
+from lambda_networks.models import common
+from lambda_networks.models import get_config
+from lambda_networks.models import get_model
+
+TINY = dict(width_multiplier=1 / 16)
+ONE_BLOCK = dict(TINY, stage_depths=(1, 1, 1, 1), attention_heads=2)
+
+
+def _rngs(seed=0):
+  """RBG keys: tiny models initialise with about half the XLA compiles' cost."""
+  return nnx.Rngs(params=jax.random.key(seed, impl="rbg"),
+                  dropout=jax.random.key(seed + 1, impl="rbg"))
+
+
+@nnx.jit
+def _forward(model, images):
+  return model(images)
+
+
+def _images(height, width=None, channels=3, batch=2, seed=0):
+  shape = (batch, height, width or height, channels)
+  return jax.random.normal(jax.random.key(seed), shape)
+
+
+def _abstract(name, **overrides):
+  return nnx.eval_shape(lambda: get_model(name, num_classes=1000,
+                                          rngs=nnx.Rngs(0), **overrides))
+
+
+@functools.lru_cache(maxsize=None)
+def _tiny_family_member(depth):
+  """An eager tiny LambdaResNet (the layout does not depend on the width)."""
+  return get_model(f"lambda_resnet{depth}", num_classes=10, rngs=_rngs(),
+                   **TINY)
+
+
+# c4 lambda blocks of the family: 1/3/6/6/6/6/8 (PAPER.md §3; 1 for our 26),
+# each the last block of one of n equal chunks of c4, written out by hand.
+FAMILY_C4_LAMBDA_BLOCKS = {
+    26: (1,),
+    50: (5,),
+    101: (6, 14, 22),
+    152: (5, 11, 17, 23, 29, 35),
+    200: (5, 11, 17, 23, 29, 35),
+    270: (7, 16, 25, 34, 43, 52),
+    350: (11, 23, 35, 47, 59, 71),
+    420: (9, 20, 31, 42, 53, 64, 75, 86),
+}
+FAMILY_STAGE_DEPTHS = {
+    26: (2, 2, 2, 2), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3),
+    200: (3, 24, 36, 3), 270: (4, 29, 53, 4), 350: (4, 36, 72, 4),
+    420: (4, 44, 87, 4),
+}
+
+
+@pytest.mark.parametrize("depth", sorted(FAMILY_C4_LAMBDA_BLOCKS))
+def test_lambda_resnet_family_layout(depth):
+  model = _tiny_family_member(depth)
+  assert tuple(len(stage) for stage in model.stages) == FAMILY_STAGE_DEPTHS[depth]
+  lambda_blocks = [
+      tuple(i for i, block in enumerate(stage)
+            if isinstance(block.mixer, layers.LambdaLayer))
+      for stage in model.stages
+  ]
+  c5_depth = FAMILY_STAGE_DEPTHS[depth][3]
+  assert lambda_blocks == [(), (), FAMILY_C4_LAMBDA_BLOCKS[depth],
+                           tuple(range(c5_depth))]
+  for stage in model.stages:
+    for block in stage:
+      is_lambda = isinstance(block.mixer, layers.LambdaLayer)
+      assert isinstance(block.mixer, nnx.Conv) != is_lambda
+      # Squeeze-excitation in the convolutional blocks only.
+      assert (block.se is None) == is_lambda
+      if is_lambda:
+        assert (block.mixer.query_depth, block.mixer.heads,
+                block.mixer.intra_depth, block.mixer.table_shape) == (
+                    16, 4, 1, (23, 23))
+
+
+def test_lambda_resnet_uses_resnet_d_stem_and_shortcuts():
+  model = _tiny_family_member(50)
+  assert [conv.kernel_size for conv in model.stem.convs] == [(3, 3)] * 3
+  assert [conv.strides for conv in model.stem.convs] == [(2, 2), (1, 1), (1, 1)]
+  strided = model.stages[1][0]
+  assert strided.pool_shortcut and strided.shortcut_conv.strides == (1, 1)
+  # The strided c5 lambda block runs the lambda layer, then a 3×3/2 avg pool.
+  assert model.stages[3][0].pool_after_mixer
+  assert not model.stages[2][0].pool_after_mixer  # A 3×3/2 conv block.
+  assert model.stages[2][0].mixer.strides == (2, 2)
+
+
+def test_lambda_resnet_squeeze_excitation_width():
+  model = _abstract("lambda_resnet50")
+  se = model.stages[0][0].se  # 256 output channels, ratio 0.25 -> 64.
+  assert se.reduce.kernel.shape == (1, 1, 256, 64)
+  assert se.expand.kernel.shape == (1, 1, 64, 256)
+
+
+def test_resnet50_is_v1_5_with_plain_stem_and_projection_shortcuts():
+  model = _abstract("resnet50")
+  assert [conv.kernel_size for conv in model.stem.convs] == [(7, 7)]
+  block = model.stages[1][0]
+  assert block.conv1.strides == (1, 1)
+  assert block.mixer.strides == (2, 2)  # The stride sits in the 3×3 conv.
+  assert block.shortcut_conv.strides == (2, 2) and not block.pool_shortcut
+  assert model.stages[0][0].shortcut_conv is not None  # 64 -> 256 channels.
+  assert model.stages[0][1].shortcut_conv is None
+  assert all(block.se is None for stage in model.stages for block in stage)
+  assert model.head.kernel.shape == (2048, 1000)
+
+
+@pytest.mark.parametrize("name, mixer_type", [
+    ("resnet50", nnx.Conv),
+    ("resnet50_lambda", layers.LambdaLayer),
+    ("resnet50_attention", layers.RelativeSelfAttention),
+    ("resnet50_local_attention", layers.RelativeSelfAttention),
+    ("resnet50_axial", layers.AxialSelfAttention),
+])
+def test_named_models_use_their_mixer_in_every_block(name, mixer_type):
+  model = _abstract(name)
+  assert all(isinstance(block.mixer, mixer_type)
+             for stage in model.stages for block in stage)
+
+
+def test_every_mixer_runs_forward_at_an_odd_size():
+  """One hybrid covers lambda, global, local and axial attention (strided too)."""
+  model = get_model("resnet50", num_classes=7, rngs=_rngs(), image_size=35,
+                    stage_mixers="LAWX", **ONE_BLOCK)
+  assert [type(stage[0].mixer) for stage in model.stages] == [
+      layers.LambdaLayer, layers.RelativeSelfAttention,
+      layers.RelativeSelfAttention, layers.AxialSelfAttention]
+  assert [stage[0].pool_after_mixer for stage in model.stages] == [
+      False, True, True, True]
+  logits = _forward(model, _images(35))
+  assert logits.shape == (2, 7) and logits.dtype == jnp.float32
+  assert bool(jnp.all(jnp.isfinite(logits)))
+  # Global and axial attention size their tables from image_size=35.
+  with pytest.raises(ValueError, match="image_size=35"):
+    model(_images(40))
+
+
+def test_local_attention_mixer_uses_a_7x7_window():
+  model = _abstract("resnet50_local_attention")
+  assert {block.mixer.window for stage in model.stages for block in stage} == {7}
+  assert model.stages[0][0].mixer.heads == 8
+
+
+def test_global_layers_size_tables_from_image_size():
+  model = nnx.eval_shape(lambda: get_model(
+      "resnet26", num_classes=10, rngs=nnx.Rngs(0), stage_mixers="CCLA",
+      receptive_field="global", image_size=64, **TINY))
+  # 64 -> stem 16 -> c3 8 -> the first c4 block sees 8×8, c5's 4×4.
+  assert model.stages[2][0].mixer.embeddings.shape == (15, 15, 16, 1)
+  assert model.stages[2][1].mixer.embeddings.shape == (7, 7, 16, 1)
+  assert model.stages[3][0].mixer.row_embeddings.shape[0] == 7
+  assert model.stages[3][1].mixer.row_embeddings.shape[0] == 3
+
+
+def test_resnet_runs_at_odd_non_square_sizes_in_grayscale():
+  model = get_model("resnet26", num_classes=4, rngs=_rngs(), in_channels=1,
+                    **ONE_BLOCK)
+  model.eval()
+  assert _forward(model, _images(33, 47, channels=1)).shape == (2, 4)
+  with pytest.raises(ValueError, match="in_channels"):
+    model(_images(32, channels=3))
+
+
+def test_lambda_resnet_forward_in_bfloat16():
+  model = get_model("lambda_resnet26", num_classes=5, rngs=_rngs(),
+                    dtype="bfloat16", **TINY)
+  model.eval()
+  logits = _forward(model, _images(41))
+  assert logits.shape == (2, 5) and logits.dtype == jnp.float32
+  assert bool(jnp.all(jnp.isfinite(logits)))
+
+
+def test_efficientnet_tiny_forward():
+  model = get_model("efficientnet_b0", num_classes=6, rngs=_rngs(),
+                    width_multiplier=0.1, depth_multiplier=0.25)
+  assert len(model.blocks) == 7  # ceil(0.25 · repeats) = 1 per stage.
+  assert model.blocks[1].se.reduce.kernel.shape == (1, 1, 48, 2)  # 0.25 · 8 in.
+  assert _forward(model, _images(37)).shape == (2, 6)
+
+
+def test_efficientnet_b7_scaling():
+  config = get_config("efficientnet_b7")
+  repeats = [config.repeats(r) for r in (1, 2, 2, 3, 3, 4, 1)]
+  assert repeats == [4, 7, 7, 10, 10, 13, 4]  # ceil(3.1 · repeats).
+  assert [config.filters(f) for f in (32, 16, 24, 40, 80, 112, 192, 320, 1280)] == [
+      64, 32, 48, 80, 160, 224, 384, 640, 2560]
+
+
+def test_train_and_eval_modes():
+  model = get_model("resnet26", num_classes=3, rngs=_rngs(),
+                    dropout_rate=0.5, stochastic_depth_rate=0.5,
+                    **dict(TINY, stage_depths=(2, 1, 1, 1)))
+  drop_paths = [block.drop_path for stage in model.stages for block in stage]
+  np.testing.assert_allclose([d.rate for d in drop_paths],
+                             0.5 * np.arange(1, 6) / 5)
+  images = _images(32, batch=4)
+
+  def batch_stats():
+    return jax.tree.map(np.asarray, nnx.state(model, nnx.BatchStat))
+
+  start = batch_stats()
+  first, second = _forward(model, images), _forward(model, images)
+  assert not np.allclose(first, second)  # Dropout / stochastic depth act.
+  trained = batch_stats()
+  assert any(not np.allclose(a, b) for a, b in
+             zip(jax.tree.leaves(start), jax.tree.leaves(trained)))
+
+  model.eval()
+  assert all(d.deterministic for d in drop_paths) and model.dropout.deterministic
+  first, second = _forward(model, images), _forward(model, images)
+  np.testing.assert_array_equal(first, second)
+  for a, b in zip(jax.tree.leaves(trained), jax.tree.leaves(batch_stats())):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_last_batch_norm_of_each_block_starts_at_zero():
+  model = _tiny_family_member(26)
+  for stage in model.stages:
+    for block in stage:
+      assert not np.any(block.bn3.scale[...])
+      assert np.all(block.bn1.scale[...] == 1)
+  kept = get_model("resnet26", num_classes=2, rngs=_rngs(),
+                   zero_init_last_bn=False, **TINY)
+  assert np.all(kept.stages[0][0].bn3.scale[...] == 1)
+
+
+def test_stochastic_depth_drops_whole_examples_in_training_only():
+  drop = common.StochasticDepth(0.5, rngs=nnx.Rngs(dropout=0))
+  x = jnp.ones((256, 2, 2, 3))
+  out = np.asarray(drop(x))
+  per_example = out.reshape(256, -1)
+  assert np.all((per_example == 0).all(1) | (per_example == 2).all(1))
+  assert 0.3 < (per_example[:, 0] == 0).mean() < 0.7
+  drop.eval()
+  np.testing.assert_array_equal(drop(x), x)
+  with pytest.raises(ValueError, match="rate"):
+    common.StochasticDepth(1.0)

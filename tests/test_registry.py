@@ -1,0 +1,127 @@
+"""Tests of the model registry: names, parameter counts, overrides, errors.
+
+Models are built abstractly (nnx.eval_shape): nothing is compiled or run.
+"""
+
+import jax
+import pytest
+from flax import nnx
+
+from lambda_networks import layers
+from lambda_networks.models import available_models
+from lambda_networks.models import count_parameters
+from lambda_networks.models import get_config
+from lambda_networks.models import get_model
+
+DEPTHS = (50, 101, 152, 200, 270, 350, 420)
+
+
+def _abstract(name, num_classes=1000, **overrides):
+  return nnx.eval_shape(lambda: get_model(name, num_classes=num_classes,
+                                          rngs=nnx.Rngs(0), **overrides))
+
+
+def _params(name, **overrides):
+  return count_parameters(_abstract(name, **overrides))
+
+
+def test_every_paper_model_is_registered():
+  names = set(available_models())
+  expected = {f"resnet{d}" for d in DEPTHS} | {f"lambda_resnet{d}" for d in DEPTHS}
+  expected |= {f"efficientnet_b{i}" for i in range(8)}
+  expected |= {"resnet50_lambda", "resnet50_attention", "resnet50_local_attention",
+               "resnet50_axial", "resnet26", "lambda_resnet26"}
+  assert expected <= names
+
+
+def test_resnet50_parameters():
+  assert _params("resnet50") == 25_557_032
+
+
+@pytest.mark.parametrize("overrides, millions", [
+    ({}, 15.0),  # k16 h4 u1 r23
+    ({"intra_depth": 4, "receptive_field": 7}, 16.0),
+])
+def test_lambda_resnet50_parameters(overrides, millions):
+  assert abs(_params("resnet50_lambda", **overrides) / 1e6 - millions) <= 0.05
+
+
+def test_efficientnet_b0_parameters():
+  assert _params("efficientnet_b0") == 5_288_548
+
+
+@pytest.mark.parametrize("name, millions", [
+    ("resnet50_se", 28.1),  # Table 3: conv + channel attention.
+    ("resnet50_local_attention", 18.0),  # Table 3: SASA.
+])
+def test_table3_baseline_parameters(name, millions):
+  assert abs(_params(name) / 1e6 - millions) <= 0.05
+
+
+def test_parameter_count_excludes_batch_norm_statistics():
+  model = _abstract("resnet26", num_classes=10, width_multiplier=1 / 16)
+  stats = nnx.state(model, nnx.BatchStat)
+  assert stats  # Running means and variances exist ...
+  total = count_parameters(model)
+  all_leaves = sum(x.size for x in jax.tree.leaves(nnx.state(model)))
+  assert total < all_leaves  # ... and are not counted.
+
+
+def test_overrides_reach_the_lambda_layers():
+  model = _abstract("resnet50_lambda", num_classes=10, query_depth=8, heads=2,
+                    intra_depth=2, receptive_field=5, width_multiplier=1 / 8)
+  mixer = model.stages[1][2].mixer
+  assert isinstance(mixer, layers.LambdaLayer)
+  assert (mixer.query_depth, mixer.heads, mixer.intra_depth,
+          mixer.table_shape) == (8, 2, 2, (5, 5))
+
+
+def test_stage_mixers_override():
+  model = _abstract("resnet50", num_classes=10, stage_mixers="CCLL")
+  kinds = [{type(block.mixer) for block in stage} for stage in model.stages]
+  assert kinds == [{nnx.Conv}, {nnx.Conv}, {layers.LambdaLayer},
+                   {layers.LambdaLayer}]
+  config = get_config(
+      "resnet50", stage_mixers=("conv", "lambda", "conv", "axial_attention"))
+  assert config.block_mixers()[1] == ("lambda",) * 4
+
+
+def test_regulariser_and_size_overrides():
+  model = _abstract("lambda_resnet50", num_classes=10, dropout_rate=0.1,
+                    stochastic_depth_rate=0.2, in_channels=1, width_multiplier=1 / 16)
+  assert model.dropout.rate == 0.1
+  assert model.stages[-1][-1].drop_path.rate == pytest.approx(0.2)
+  assert model.stem.convs[0].in_features == 1
+  assert model.head.out_features == 10
+  assert get_config("efficientnet_b3", dropout_rate=0.0).image_size == 300
+
+
+def test_unknown_model_lists_what_exists():
+  with pytest.raises(ValueError, match="lambda_resnet50.*Available models:.*resnet50"):
+    get_model("lamda_resnet50", num_classes=10, rngs=nnx.Rngs(0))
+
+
+def test_unknown_override_lists_the_fields():
+  with pytest.raises(ValueError, match="query_dept.*valid overrides:.*query_depth"):
+    get_config("resnet50_lambda", query_dept=8)
+  with pytest.raises(ValueError, match="unknown override.*'heads'"):
+    get_config("efficientnet_b0", heads=4)  # Not an EfficientNet field.
+
+
+@pytest.mark.parametrize("overrides, match", [
+    ({"stage_mixers": "CCLZ"}, "stage_mixers: unknown mixer 'Z'"),
+    ({"stage_mixers": "CCL"}, "one mixer per stage"),
+    ({"mixer_blocks": (0, 0, 9, None)}, "mixer_blocks"),
+    ({"receptive_field": 8}, "receptive_field must be an odd"),
+    ({"stem": "tall"}, "stem must be one of"),
+    ({"dropout_rate": 1.0}, "dropout_rate"),
+    ({"dtype": "float33"}, "not a dtype"),
+])
+def test_bad_overrides_are_clear_errors(overrides, match):
+  with pytest.raises(ValueError, match=match):
+    get_config("lambda_resnet50", **overrides)
+
+
+def test_bad_num_classes():
+  with pytest.raises(ValueError, match="num_classes"):
+    get_model("resnet26", num_classes=0, rngs=nnx.Rngs(0))

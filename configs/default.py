@@ -1,0 +1,73 @@
+"""Defaults shared by every experiment; other configs start from these.
+
+Not an experiment itself: it names ImageNet and LambdaResNet-50 with the
+90-epoch recipe so that every field has a sensible value. Each field can be
+overridden on the command line, e.g. `--config.global_batch_size=512`.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+
+  # Model: a name from lambda_networks.models.available_models(); any field of
+  # its ResNetConfig / EfficientNetConfig can be overridden in model_overrides.
+  config.model = "lambda_resnet50"
+  config.model_overrides = ml_collections.ConfigDict()
+  config.num_classes = 0  # 0: take it from the dataset.
+  # None keeps the model's own default (the LambdaResNets have per-depth ones).
+  config.dropout_rate = ml_collections.config_dict.placeholder(float)
+  config.stochastic_depth_rate = ml_collections.config_dict.placeholder(float)
+  config.dtype = "bfloat16"  # Computation; parameters stay in param_dtype.
+  config.param_dtype = "float32"
+
+  # Data: any TFDS image-classification dataset, or "synthetic_far_marks".
+  config.dataset = "imagenet2012"
+  config.dataset_version = ""  # "" : the newest prepared version.
+  config.data_dir = ""  # "" : TFDS's default (~/tensorflow_datasets or $TFDS_DATA_DIR).
+  config.train_split = "train"
+  config.eval_split = "validation"
+  config.image_key = "image"
+  config.label_key = "label"
+  config.image_size = 224
+  config.min_crop_area = 0.08  # Inception crop: area fraction in [min, 1].
+  config.eval_crop_fraction = 0.875  # Eval: resize to size / fraction, crop.
+  config.randaugment_layers = 2
+  config.randaugment_magnitude = 0.0  # 0 turns RandAugment off.
+  config.normalization_mean = (0.485 * 255, 0.456 * 255, 0.406 * 255)
+  config.normalization_stddev = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+  config.shuffle_buffer = 16_384
+  config.prefetch_batches = 2  # Host batches prepared ahead of the devices.
+  config.synthetic_train_examples = 50_000  # Only for "synthetic_far_marks".
+  config.synthetic_eval_examples = 2_000
+
+  # Optimisation: SGD + momentum, linear warm-up then cosine, lr per 256 examples.
+  config.optimizer = "sgd"
+  config.global_batch_size = 4096
+  config.eval_batch_size = 0  # 0: the global batch size.
+  config.num_epochs = 90.0
+  config.num_train_steps = 0  # > 0 overrides num_epochs.
+  config.warmup_epochs = 5.0
+  config.base_learning_rate = 0.1  # Multiplied by global_batch_size / 256.
+  config.momentum = 0.9
+  config.nesterov = False
+  config.weight_decay = 1e-4  # Kernels only (no batch-norm or bias parameters).
+  config.label_smoothing = 0.1
+  config.ema_decay = 0.0  # 0 turns the weight EMA off.
+  config.eval_use_ema = True  # Evaluate the EMA weights when there are some.
+
+  # Devices: a ('data',) mesh; -1 means every device.
+  config.mesh_shape = (-1,)
+
+  # Loop, checkpoints and logs.
+  config.seed = 0
+  config.log_every_steps = 100
+  config.eval_every_steps = 0  # 0: evaluate at the end only.
+  config.checkpoint_every_steps = 1000
+  config.keep_checkpoints = 3  # The newest ones.
+  config.keep_checkpoint_period = 0  # Also keep every N-th step (0: none).
+  config.async_checkpointing = True
+  config.profile_start_step = 10  # Profiler trace of steps [start, start + num).
+  config.profile_num_steps = 0  # 0: no trace.
+  return config

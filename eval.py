@@ -1,0 +1,84 @@
+"""Scores a checkpoint: `python eval.py --config=... --workdir=DIR [--step=N] [--split=...]`.
+
+Uses the same config as training (so the same model and preprocessing),
+restores the newest checkpoint (or --step), evaluates every example of the
+split exactly once and writes eval_<split>_step<N>.json into the workdir:
+top-1, top-5, loss, examples counted, step and which weights (EMA or raw).
+"""
+
+import json
+import re
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from lambda_networks.train import cli
+from lambda_networks.train import distributed
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "The run's config file.",
+                                lock_config=True)
+flags.DEFINE_string("workdir", None, "The run's directory (holds checkpoints/).")
+flags.DEFINE_integer("step", None, "Checkpoint step; default: the newest.")
+flags.DEFINE_string("split", None, "Split to score; default: config.eval_split.")
+flags.DEFINE_enum("weights", "auto", ["auto", "ema", "raw"],
+                  "auto: EMA weights when the run kept them "
+                  "(and config.eval_use_ema), else the raw weights.")
+flags.DEFINE_enum("distributed", "auto", ["auto", "on", "off"],
+                  "Start jax.distributed: auto-detect, always, or never.")
+flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
+flags.DEFINE_integer("num_processes", None, "Number of processes.")
+flags.DEFINE_integer("process_id", None, "Index of this process.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if not FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
+  distributed.initialize(FLAGS.distributed, FLAGS.coordinator_address,
+                         FLAGS.num_processes, FLAGS.process_id)
+  # pylint: disable=g-import-not-at-top
+  import jax
+  from etils import epath
+  from lambda_networks.train import checkpointing
+  from lambda_networks.train import evaluation
+  from lambda_networks.train import experiment as experiment_lib
+  # pylint: enable=g-import-not-at-top
+
+  config = FLAGS.config
+  if FLAGS.split:
+    with config.unlocked():
+      config.eval_split = FLAGS.split
+  exp = experiment_lib.build(config)
+  manager = checkpointing.create_manager(FLAGS.workdir, config, read_only=True)
+  state = checkpointing.restore(manager, exp.state, exp.record, FLAGS.step)
+  step = int(jax.device_get(state.step))
+  if FLAGS.weights == "raw":
+    params, weights = state.params, "raw"
+  elif FLAGS.weights == "ema":
+    if not state.ema_params:
+      raise app.UsageError("--weights=ema but this run kept no EMA "
+                           "(config.ema_decay was 0); use --weights=raw.")
+    params, weights = state.ema_params, "ema"
+  else:
+    params, weights = evaluation.eval_weights(state, config.eval_use_ema)
+  result = evaluation.evaluate(exp.eval_step, params, state.batch_stats,
+                               exp.source, exp.mesh)
+  result.update(step=step, weights=weights, split=config.eval_split,
+                model=config.model, dataset=config.dataset)
+  text = json.dumps(result, indent=2)
+  if jax.process_index() == 0:
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", config.eval_split)
+    path = epath.Path(FLAGS.workdir) / f"eval_{name}_step{step}.json"
+    path.write_text(text + "\n")
+    print(text)
+    print(f"Wrote {path}")
+  manager.close()
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=cli.parse_flags)

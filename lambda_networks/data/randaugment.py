@@ -1,0 +1,179 @@
+"""RandAugment (Cubuk et al., 2020) with stateless, per-example randomness.
+
+Keras 3 ships a RandAugment layer, but it draws from a stateful seed generator
+and evaluates every operation for every image, so a resumed tf.data pipeline
+would not reproduce its draws. This version takes an explicit seed per image
+and runs only the chosen operations. Operations and magnitude scale follow the
+TensorFlow TPU reference used by ResNet-RS: `magnitude` on a 0–10 scale
+(values above 10 extrapolate; ResNet-RS uses 10–15), two layers by default.
+Images are float32 in [0, 255], [H, W, C] with C = 1 or 3.
+"""
+
+from __future__ import annotations
+
+import math
+
+import tensorflow as tf
+
+MAX_LEVEL = 10.0
+FILL_VALUE = 128.0
+
+
+def _blend(degenerate: tf.Tensor, image: tf.Tensor, factor: tf.Tensor) -> tf.Tensor:
+  return tf.clip_by_value(degenerate + factor * (image - degenerate), 0.0, 255.0)
+
+
+def _grayscale(image: tf.Tensor) -> tf.Tensor:
+  if image.shape[-1] == 3:
+    return tf.image.grayscale_to_rgb(tf.image.rgb_to_grayscale(image))
+  return image
+
+
+def _transform(image: tf.Tensor, matrix: tf.Tensor) -> tf.Tensor:
+  """Applies a projective transform [a0 a1 a2 b0 b1 b2 c0 c1] (output→input)."""
+  images = image[None]
+  out = tf.raw_ops.ImageProjectiveTransformV3(
+      images=images, transforms=tf.cast(matrix, tf.float32)[None],
+      output_shape=tf.shape(image)[:2], fill_value=FILL_VALUE,
+      interpolation="BILINEAR", fill_mode="CONSTANT")
+  return out[0]
+
+
+def _rotate(image, level):
+  angle = level * 30.0 * math.pi / 180.0
+  height = tf.cast(tf.shape(image)[0], tf.float32)
+  width = tf.cast(tf.shape(image)[1], tf.float32)
+  cos, sin = tf.cos(angle), tf.sin(angle)
+  x_offset = ((width - 1) - (cos * (width - 1) - sin * (height - 1))) / 2.0
+  y_offset = ((height - 1) - (sin * (width - 1) + cos * (height - 1))) / 2.0
+  return _transform(image, tf.stack([cos, -sin, x_offset, sin, cos, y_offset,
+                                     0.0, 0.0]))
+
+
+def _shear_x(image, level):
+  shear = level * 0.3
+  return _transform(image, tf.stack([1.0, shear, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]))
+
+
+def _shear_y(image, level):
+  shear = level * 0.3
+  return _transform(image, tf.stack([1.0, 0.0, 0.0, shear, 1.0, 0.0, 0.0, 0.0]))
+
+
+def _translate_x(image, level):
+  pixels = level * 0.45 * tf.cast(tf.shape(image)[1], tf.float32)
+  return _transform(image, tf.stack([1.0, 0.0, -pixels, 0.0, 1.0, 0.0, 0.0, 0.0]))
+
+
+def _translate_y(image, level):
+  pixels = level * 0.45 * tf.cast(tf.shape(image)[0], tf.float32)
+  return _transform(image, tf.stack([1.0, 0.0, 0.0, 0.0, 1.0, -pixels, 0.0, 0.0]))
+
+
+def _auto_contrast(image, level):
+  del level
+  low = tf.reduce_min(image, axis=[0, 1], keepdims=True)
+  high = tf.reduce_max(image, axis=[0, 1], keepdims=True)
+  scale = tf.where(high > low, 255.0 / tf.maximum(high - low, 1e-3), 1.0)
+  offset = tf.where(high > low, low, 0.0)
+  return tf.clip_by_value((image - offset) * scale, 0.0, 255.0)
+
+
+def _equalize(image, level):
+  """Histogram equalisation per channel."""
+  del level
+  def one_channel(channel):
+    values = tf.cast(channel, tf.int32)
+    histogram = tf.math.bincount(tf.reshape(values, [-1]), minlength=256,
+                                 maxlength=256)
+    cdf = tf.cumsum(histogram)
+    cdf_min = tf.reduce_min(tf.boolean_mask(cdf, cdf > 0))
+    total = tf.size(values)
+    denominator = tf.maximum(total - cdf_min, 1)
+    lookup = tf.cast(tf.round(tf.cast(cdf - cdf_min, tf.float32) * 255.0 /
+                              tf.cast(denominator, tf.float32)), tf.float32)
+    lookup = tf.clip_by_value(lookup, 0.0, 255.0)
+    equalized = tf.gather(lookup, values)
+    return tf.where(total - cdf_min > 0, equalized, channel)
+  channels = tf.unstack(image, axis=-1, num=image.shape[-1])
+  return tf.stack([one_channel(channel) for channel in channels], axis=-1)
+
+
+def _solarize(image, level):
+  threshold = 256.0 - tf.abs(level) * 256.0
+  return tf.where(image < threshold, image, 255.0 - image)
+
+
+def _solarize_add(image, level):
+  added = tf.clip_by_value(image + tf.abs(level) * 110.0, 0.0, 255.0)
+  return tf.where(image < 128.0, added, image)
+
+
+def _posterize(image, level):
+  bits = tf.cast(8 - tf.minimum(tf.abs(level) * 4.0, 7.0), tf.int32)
+  shift = tf.cast(8 - bits, tf.uint8)
+  pixels = tf.cast(image, tf.uint8)
+  return tf.cast(tf.bitwise.left_shift(tf.bitwise.right_shift(pixels, shift),
+                                       shift), tf.float32)
+
+
+def _color(image, level):
+  return _blend(_grayscale(image), image, 1.0 + level * 0.9)
+
+
+def _contrast(image, level):
+  mean = tf.reduce_mean(tf.image.rgb_to_grayscale(image) if image.shape[-1] == 3
+                        else image)
+  return _blend(tf.fill(tf.shape(image), mean), image, 1.0 + level * 0.9)
+
+
+def _brightness(image, level):
+  return _blend(tf.zeros_like(image), image, 1.0 + level * 0.9)
+
+
+def _sharpness(image, level):
+  kernel = tf.constant([[1, 1, 1], [1, 5, 1], [1, 1, 1]], tf.float32) / 13.0
+  channels = image.shape[-1]
+  kernel = tf.tile(kernel[:, :, None, None], [1, 1, channels, 1])
+  smooth = tf.nn.depthwise_conv2d(image[None], kernel, [1, 1, 1, 1], "SAME")[0]
+  # Keep the border pixels, as PIL does.
+  height, width = tf.shape(image)[0], tf.shape(image)[1]
+  inner = tf.pad(tf.ones([height - 2, width - 2, channels]), [[1, 1], [1, 1], [0, 0]])
+  smooth = inner * smooth + (1.0 - inner) * image
+  return _blend(smooth, image, 1.0 + level * 0.9)
+
+
+def _identity(image, level):
+  del level
+  return image
+
+
+# (operation, whether its level takes a random sign)
+OPERATIONS = (
+    (_identity, False), (_auto_contrast, False), (_equalize, False),
+    (_rotate, True), (_solarize, False), (_color, True), (_posterize, False),
+    (_contrast, True), (_brightness, True), (_sharpness, True),
+    (_shear_x, True), (_shear_y, True), (_translate_x, True),
+    (_translate_y, True), (_solarize_add, False),
+)
+
+
+def randaugment(image: tf.Tensor, seed: tf.Tensor, *, num_layers: int,
+                magnitude: float) -> tf.Tensor:
+  """Applies `num_layers` random operations of strength `magnitude` (0–10)."""
+  level = magnitude / MAX_LEVEL
+  seeds = tf.random.experimental.stateless_split(seed, num_layers)
+  for layer in range(num_layers):
+    choice_seed, sign_seed = tf.unstack(
+        tf.random.experimental.stateless_split(seeds[layer], 2))
+    choice = tf.random.stateless_uniform([], choice_seed, 0, len(OPERATIONS),
+                                         dtype=tf.int32)
+    sign = tf.where(tf.random.stateless_uniform([], sign_seed) < 0.5, -1.0, 1.0)
+    branches = [
+        (lambda op=op, signed=signed: op(image, level * sign if signed else
+                                         tf.constant(level, tf.float32)))
+        for op, signed in OPERATIONS
+    ]
+    image = tf.switch_case(choice, branches)
+    image.set_shape([None, None, image.shape[-1]])
+  return image

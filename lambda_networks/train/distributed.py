@@ -1,0 +1,93 @@
+"""Processes, devices and shardings: the ('data',) mesh and global batches."""
+
+from __future__ import annotations
+
+import math
+import os
+import jax
+import numpy as np
+from absl import logging
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+DATA_AXIS = "data"
+
+
+def initialize(mode: str = "auto", coordinator_address: str | None = None,
+               num_processes: int | None = None,
+               process_id: int | None = None) -> None:
+  """Starts jax.distributed when the run spans several processes.
+
+  Args:
+    mode: 'auto' initialises when a coordinator is given or a multi-host
+      environment is detected (TPU pod slice, SLURM job with several tasks);
+      'on' always initialises (JAX auto-detects the cluster); 'off' never.
+    coordinator_address: 'host:port' of process 0, for explicit set-ups.
+    num_processes: total processes, with coordinator_address.
+    process_id: this process's index, with coordinator_address.
+  """
+  if mode not in ("auto", "on", "off"):
+    raise ValueError(f"--distributed must be auto, on or off, got {mode!r}.")
+  explicit = coordinator_address is not None
+  if explicit and (num_processes is None or process_id is None):
+    raise ValueError("--coordinator_address needs --num_processes and "
+                     "--process_id too.")
+  if mode == "off" or (mode == "auto" and not explicit and not _multihost_env()):
+    return
+  if explicit:
+    jax.distributed.initialize(coordinator_address=coordinator_address,
+                               num_processes=num_processes,
+                               process_id=process_id)
+  else:
+    jax.distributed.initialize()
+  logging.info("jax.distributed: process %d of %d, %d local / %d global devices",
+               jax.process_index(), jax.process_count(),
+               jax.local_device_count(), jax.device_count())
+
+
+def _multihost_env() -> bool:
+  hosts = os.environ.get("TPU_WORKER_HOSTNAMES", "")
+  if len([h for h in hosts.split(",") if h]) > 1:
+    return True
+  return int(os.environ.get("SLURM_NTASKS", "1")) > 1
+
+
+def create_mesh(mesh_shape: tuple[int, ...]) -> Mesh:
+  """A ('data',) mesh over all devices; mesh_shape may use -1 for 'the rest'."""
+  devices = jax.devices()
+  shape = tuple(int(size) for size in mesh_shape)
+  if len(shape) != 1:
+    raise ValueError(
+        f"config.mesh_shape={shape} must have one entry (the '{DATA_AXIS}' "
+        "axis); model parallelism is not supported. Use (-1,).")
+  if shape == (-1,):
+    shape = (len(devices),)
+  if math.prod(shape) != len(devices):
+    raise ValueError(
+        f"config.mesh_shape={tuple(mesh_shape)} needs {math.prod(shape)} "
+        f"devices but {len(devices)} are available; use (-1,) for all.")
+  return Mesh(np.asarray(devices).reshape(shape), (DATA_AXIS,))
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, PartitionSpec())
+
+
+def check_batch_size(global_batch_size: int, mesh: Mesh, field: str) -> None:
+  """The global batch must split evenly over devices (and so over hosts)."""
+  devices = mesh.devices.size
+  if global_batch_size < 1 or global_batch_size % devices:
+    raise ValueError(
+        f"config.{field}={global_batch_size} is not divisible by the "
+        f"{devices} devices of the mesh; use a multiple of {devices}, e.g. "
+        f"{max(1, round(global_batch_size / devices)) * devices}.")
+
+
+def global_batch(local_batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
+  """Assembles host-local numpy batches into batch-sharded global arrays."""
+  sharding = batch_sharding(mesh)
+  return {key: jax.make_array_from_process_local_data(sharding, value)
+          for key, value in local_batch.items()}

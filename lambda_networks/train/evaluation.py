@@ -1,0 +1,49 @@
+"""Scoring a model on a whole split: every example exactly once."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import jax
+import numpy as np
+from jax.sharding import Mesh
+
+from lambda_networks import data
+from lambda_networks.train import distributed
+
+
+def evaluate(eval_step: Callable[..., Any], params: Any, batch_stats: Any,
+             source: data.Source, mesh: Mesh) -> dict[str, float]:
+  """Top-1, top-5 and loss over the eval split, padding masked out."""
+  totals = {"correct_top1": 0, "correct_top5": 0, "loss_sum": 0.0, "count": 0}
+  start = time.time()
+  for local_batch in data.prefetch(source.eval_batches()):
+    sums = jax.device_get(eval_step(params, batch_stats,
+                                    distributed.global_batch(local_batch, mesh)))
+    for key in totals:
+      totals[key] += sums[key].item()
+  count = totals["count"]
+  expected = source.info.num_eval_examples
+  if count != expected:
+    raise RuntimeError(
+        f"Evaluation counted {count} examples but the split has {expected}; "
+        "the eval input pipeline is broken.")
+  return {
+      "top1": totals["correct_top1"] / max(count, 1),
+      "top5": totals["correct_top5"] / max(count, 1),
+      "loss": totals["loss_sum"] / max(count, 1),
+      "examples": count,
+      "seconds": time.time() - start,
+  }
+
+
+def eval_weights(state: Any, use_ema: bool) -> tuple[Any, str]:
+  """The weights to score: the EMA when there is one and it is asked for."""
+  if use_ema and state.ema_params:
+    return state.ema_params, "ema"
+  return state.params, "raw"
+
+
+def as_numpy(tree: Any) -> Any:
+  return jax.tree.map(np.asarray, jax.device_get(tree))

@@ -1,0 +1,147 @@
+"""Tests of lambda_networks.data: resumable order, host sharding, exact eval."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+import tfds_mock
+from lambda_networks.data import HostShard
+from lambda_networks.data import randaugment
+from lambda_networks.data import synthetic
+from lambda_networks.data import tfds_source
+
+
+def _synthetic(process_index=0, process_count=1, eval_examples=37,
+               eval_batch=8, batch=8):
+  return synthetic.SyntheticSource(
+      seed=3, num_train_examples=20, num_eval_examples=eval_examples,
+      train_split="train", eval_split="test", global_batch_size=batch,
+      eval_batch_size=eval_batch,
+      shard=HostShard(process_index, process_count))
+
+
+def test_synthetic_labels_depend_on_far_apart_marks():
+  images, labels = synthetic.make_examples(0, "train", np.arange(200))
+  assert images.shape == (200, 32, 32, 3)
+  assert 0.3 < labels.mean() < 0.7  # Balanced classes.
+  third = synthetic.IMAGE_SIZE // 3
+  for image, label in zip(images[:20], labels[:20]):
+    # The mark pixels are exact palette colours; the noise never is.
+    def mark_colour(region):
+      hits = {tuple(p) for p in region.reshape(-1, 3)
+              if any(np.array_equal(p, c) for c in synthetic.PALETTE)}
+      assert len(hits) == 1
+      return hits.pop()
+    left = mark_colour(image[:, :third])
+    right = mark_colour(image[:, -third:])
+    assert (left == right) == bool(label)
+
+
+def test_synthetic_resumes_and_ignores_host_count():
+  whole = list(_synthetic().train_batches(0, 6))
+  resumed = list(_synthetic().train_batches(4, 2))
+  np.testing.assert_array_equal(whole[4]["image"], resumed[0]["image"])
+  np.testing.assert_array_equal(whole[5]["label"], resumed[1]["label"])
+  halves = [list(_synthetic(p, 2).train_batches(0, 6)) for p in range(2)]
+  for step in range(6):
+    joined = np.concatenate([halves[0][step]["image"], halves[1][step]["image"]])
+    np.testing.assert_array_equal(joined, whole[step]["image"])
+  # Epochs (20 examples, 8 per batch) are permutations: each example once.
+  labels_seen = np.concatenate([b["label"] for b in whole])[:40]
+  assert len(labels_seen) == 40
+
+
+@pytest.mark.parametrize("process_count,eval_batch", [(1, 8), (3, 6), (2, 40)])
+def test_synthetic_eval_counts_every_example_once(process_count, eval_batch):
+  seen = []
+  batches = None
+  for p in range(process_count):
+    source = _synthetic(p, process_count, eval_batch=eval_batch, batch=24)
+    host = list(source.eval_batches())
+    assert batches in (None, len(host))  # Every host runs the same steps.
+    batches = len(host)
+    for batch in host:
+      seen.extend(batch["image"][batch["mask"] > 0].reshape(-1, 32 * 32 * 3)
+                  .sum(axis=1).round(3).tolist())
+  assert len(seen) == 37
+  expected, _ = synthetic.make_examples(3, "test", np.arange(37))
+  assert sorted(seen) == sorted(expected.reshape(37, -1).sum(axis=1).round(3).tolist())
+
+
+@pytest.fixture(scope="module")
+def mock_imagenet(tmp_path_factory):
+  data_dir = str(tmp_path_factory.mktemp("tfds"))
+  tfds_mock.write_metadata(data_dir, num_train=30, num_eval=37)
+  with tfds.testing.mock_data(data_dir=data_dir, as_dataset_fn=tfds_mock.as_dataset,
+                              policy=tfds.testing.MockPolicy.USE_FILES):
+    yield data_dir
+
+
+def _imagenet(data_dir, process_index=0, process_count=1, eval_batch=8,
+              magnitude=0.0):
+  return tfds_source.TfdsSource(
+      name="imagenet2012", version="", data_dir=data_dir, train_split="train",
+      eval_split="validation", image_key="image", label_key="label",
+      image_size=24, min_crop_area=0.08, eval_crop_fraction=0.875,
+      randaugment_layers=2, randaugment_magnitude=magnitude,
+      mean=(127.0, 127.0, 127.0), stddev=(60.0, 60.0, 60.0), shuffle_buffer=8,
+      seed=1, global_batch_size=12 if process_count > 1 else 4,
+      eval_batch_size=eval_batch,
+      shard=HostShard(process_index, process_count))
+
+
+@pytest.mark.parametrize("process_count,eval_batch", [(1, 8), (3, 6), (4, 4)])
+def test_tfds_eval_counts_every_example_once(mock_imagenet, process_count,
+                                             eval_batch):
+  labels, lengths = [], set()
+  for p in range(process_count):
+    source = _imagenet(mock_imagenet, p, process_count, eval_batch)
+    batches = list(source.eval_batches())
+    lengths.add(len(batches))
+    assert len(batches) == source.num_eval_batches()
+    for batch in batches:
+      assert batch["image"].shape == (eval_batch // process_count, 24, 24, 3)
+      labels.extend(batch["label"][batch["mask"] > 0].tolist())
+  assert len(lengths) == 1
+  assert sorted(labels) == list(range(37))  # Label i is example i.
+
+
+def test_tfds_training_stream_resumes_exactly(mock_imagenet):
+  source = _imagenet(mock_imagenet, magnitude=9.0)
+  whole = list(source.train_batches(0, 20))  # 80 examples: 2.7 epochs.
+  assert len(whole) == 20
+  resumed = list(_imagenet(mock_imagenet, magnitude=9.0).train_batches(13, 7))
+  for a, b in zip(whole[13:], resumed):
+    np.testing.assert_array_equal(a["image"], b["image"])
+    np.testing.assert_array_equal(a["label"], b["label"])
+  first_epoch = np.concatenate([b["label"] for b in whole])[:30]
+  assert sorted(first_epoch.tolist()) == list(range(30))  # A permutation.
+  assert not np.array_equal(whole[0]["label"], whole[8]["label"][:4])
+
+
+def test_missing_dataset_says_how_to_prepare_it(tmp_path):
+  with pytest.raises(FileNotFoundError, match="tfds build mnist"):
+    tfds_source.load_builder("mnist", "", str(tmp_path))
+  with pytest.raises(ValueError, match="not a TFDS dataset"):
+    tfds_source.load_builder("no_such_dataset_xyz", "", str(tmp_path))
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_randaugment_is_deterministic_per_seed(channels):
+  image = tf.constant(np.random.default_rng(0).uniform(0, 255, (20, 24, channels)),
+                      tf.float32)
+  outputs = {}
+  for seed in range(12):  # Enough seeds to pick most operations.
+    out = randaugment.randaugment(image, tf.constant([seed, 5], tf.int64),
+                                  num_layers=2, magnitude=10.0)
+    again = randaugment.randaugment(image, tf.constant([seed, 5], tf.int64),
+                                    num_layers=2, magnitude=10.0)
+    np.testing.assert_array_equal(out.numpy(), again.numpy())
+    assert out.shape == image.shape
+    assert 0.0 <= float(tf.reduce_min(out)) and float(tf.reduce_max(out)) <= 255.0
+    outputs[seed] = out.numpy()
+  assert len({o.tobytes() for o in outputs.values()}) > 6
+  for op, signed in randaugment.OPERATIONS:  # Every operation runs.
+    result = op(image, tf.constant(0.5))
+    assert result.shape == image.shape

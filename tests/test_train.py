@@ -1,0 +1,182 @@
+"""End-to-end tests of train.py / eval.py on CPU with 8 simulated devices.
+
+Every run is a subprocess (XLA_FLAGS must be set before JAX starts) with the
+tiny model of tests/tiny_config.py.
+"""
+
+import json
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from lambda_networks.train import checkpointing
+from lambda_networks.train import config_checks
+from lambda_networks.train import trainer
+from configs import default
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+CONFIG = "--config=tests/tiny_config.py"
+SYNTHETIC_STEPS = 8
+# Subprocesses share compiled programs (same model, devices and shapes).
+COMPILATION_CACHE = REPO / ".pytest_cache" / "jax_compilation_cache"
+
+
+def run(args, *, devices=8, expect_ok=True, timeout=420, wait=True, extra_env=None):
+  env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu",
+             TF_CPP_MIN_LOG_LEVEL="2",
+             XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+             JAX_COMPILATION_CACHE_DIR=str(COMPILATION_CACHE),
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1")
+  env.update(extra_env or {})
+  command = [sys.executable, *args]
+  if not wait:
+    return subprocess.Popen(command, cwd=REPO, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+  result = subprocess.run(command, cwd=REPO, env=env, text=True,
+                          capture_output=True, timeout=timeout)
+  output = result.stdout + result.stderr
+  if expect_ok and result.returncode:
+    pytest.fail(f"{' '.join(args)} failed ({result.returncode}):\n{output[-6000:]}")
+  return result.returncode, output
+
+
+def assert_same_state(expected_dir, actual_dir, **tolerance):
+  """Compares the final checkpoints of two runs, leaf by leaf."""
+  expected = checkpointing.load_arrays(str(expected_dir))
+  actual = checkpointing.load_arrays(str(actual_dir))
+  assert int(actual["step"]) == int(expected["step"]) == SYNTHETIC_STEPS
+  flat_expected = jax.tree_util.tree_flatten_with_path(expected)[0]
+  flat_actual = jax.tree_util.tree_flatten_with_path(actual)[0]
+  assert [p for p, _ in flat_expected] == [p for p, _ in flat_actual]
+  assert len(flat_expected) > 20
+  for (path, want), (_, got) in zip(flat_expected, flat_actual):
+    name = jax.tree_util.keystr(path)
+    if tolerance:
+      np.testing.assert_allclose(got, want, err_msg=name, **tolerance)
+    else:
+      np.testing.assert_array_equal(got, want, err_msg=name)
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+  """An uninterrupted 8-step run on the synthetic task (1 process, 8 devices)."""
+  workdir = tmp_path_factory.mktemp("reference")
+  _, output = run(["train.py", CONFIG, f"--workdir={workdir}"])
+  assert f"step {SYNTHETIC_STEPS}/{SYNTHETIC_STEPS}" in output
+  return workdir
+
+
+def test_end_to_end_on_mock_tfds(tmp_path):
+  data_dir, workdir = tmp_path / "tfds", tmp_path / "run"
+  mock = ["tests/tfds_mock.py", str(data_dir), "40", "37"]
+  flags = [CONFIG, f"--workdir={workdir}", "--config.dataset=imagenet2012",
+           f"--config.data_dir={data_dir}", "--config.eval_split=validation",
+           "--config.image_size=32", "--config.randaugment_magnitude=5",
+           "--config.num_train_steps=4", "--config.eval_batch_size=16"]
+  _, output = run([*mock, "train.py", *flags])
+  assert "1000 classes" in output
+  assert "eval at step 4 (ema weights, 37 examples of 'validation')" in output
+  assert list(workdir.glob("events.out.tfevents.*")), "no TensorBoard events"
+  assert (workdir / "checkpoints" / "4").is_dir()
+  final = json.loads((workdir / "final_metrics.json").read_text())
+  assert final["examples"] == 37 and final["step"] == 4
+
+  # eval.py: another batch size, same count; raw weights on request.
+  _, output = run([*mock, "eval.py", *flags, "--config.eval_batch_size=24",
+                   "--weights=raw"])
+  metrics = json.loads((workdir / "eval_validation_step4.json").read_text())
+  assert metrics["examples"] == 37
+  assert metrics["weights"] == "raw" and metrics["step"] == 4
+  assert 0.0 <= metrics["top1"] <= metrics["top5"] <= 1.0
+  assert np.isfinite(metrics["loss"])
+
+
+def test_sigkill_then_resume_matches_uninterrupted_run(reference_run, tmp_path):
+  workdir = tmp_path / "killed"
+  code, output = run(["tests/kill_after_save.py", "6", "train.py", CONFIG,
+                      f"--workdir={workdir}"], expect_ok=False)
+  assert code == -signal.SIGKILL, output[-3000:]
+  # A half-written checkpoint (as a crash mid-save leaves) must be ignored.
+  partial = workdir / "checkpoints" / "7.orbax-checkpoint-tmp-123"
+  partial.mkdir(parents=True)
+  (partial / "garbage").write_text("not a checkpoint")
+  _, output = run(["train.py", CONFIG, f"--workdir={workdir}"])
+  resumed = [line for line in output.splitlines() if "Resumed from step" in line]
+  assert resumed and ("step 3 " in resumed[0] or "step 6 " in resumed[0]), output
+  assert_same_state(reference_run, workdir)  # Fails with the leaf that differs.
+
+
+def _free_port():
+  with socket.socket() as sock:
+    sock.bind(("localhost", 0))
+    return sock.getsockname()[1]
+
+
+def test_two_processes_match_one_process(reference_run, tmp_path):
+  workdir = tmp_path / "two_process"
+  address = f"localhost:{_free_port()}"
+  processes = [
+      run(["train.py", CONFIG, f"--workdir={workdir}",
+           f"--coordinator_address={address}", "--num_processes=2",
+           f"--process_id={index}"], devices=4, wait=False)
+      for index in range(2)
+  ]
+  outputs = [p.communicate(timeout=420)[0] for p in processes]
+  for p, output in zip(processes, outputs):
+    assert p.returncode == 0, output[-6000:]
+  assert "8 devices in 2 process(es)" in outputs[0]
+  assert "step 8/8" not in outputs[1]  # Only process 0 prints progress.
+  assert_same_state(reference_run, workdir, rtol=2e-5, atol=2e-6)
+
+
+def test_mismatched_checkpoint_is_refused(reference_run, tmp_path):
+  workdir = tmp_path / "other_model"
+  shutil.copytree(reference_run / "checkpoints", workdir / "checkpoints")
+  code, output = run(["train.py", CONFIG, f"--workdir={workdir}",
+                      "--config.model_overrides.stage_widths=(8,24)"],
+                     expect_ok=False)
+  assert code != 0
+  assert "different model or shape" in output
+  assert "Use a new --workdir" in output
+
+
+@pytest.mark.parametrize("flag,message", [
+    ("--config.not_a_field=1", "unknown config field 'not_a_field'"),
+    ("--config.global_batch_size=12", "not divisible by the 8 devices"),
+])
+def test_bad_flags_are_refused(tmp_path, flag, message):
+  code, output = run(["train.py", CONFIG, f"--workdir={tmp_path}", flag],
+                     expect_ok=False)
+  assert code != 0
+  assert message in output, output[-3000:]
+
+
+def test_unknown_model_is_refused():
+  config = default.get_config()
+  config.model = "lambda_resnet51"
+  with pytest.raises(ValueError, match="unknown model 'lambda_resnet51'"):
+    config_checks.check(config)
+
+
+def test_non_finite_loss_stops_with_a_clear_message():
+  class Manager:
+    directory = "/tmp/run/checkpoints"
+    def latest_step(self):
+      return 300
+
+  metrics = {"loss": np.float32(np.nan), "finite": np.bool_(False)}
+  with pytest.raises(trainer.NonFiniteLossError,
+                     match="step 301.*last good checkpoint \\(step 300\\)"):
+    trainer._check_finite(301, metrics, Manager())
+  ok = trainer._check_finite(5, {"loss": np.float32(1.0), "finite": np.bool_(True)},
+                             Manager())
+  assert ok == {"loss": 1.0}

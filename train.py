@@ -1,0 +1,43 @@
+"""Trains a model: `python train.py --config=configs/<file>.py --workdir=DIR`.
+
+Override any config field with `--config.<field>=<value>`. Rerunning with the
+same --workdir resumes from its newest checkpoint. Several hosts: on TPU pods
+and SLURM jobs jax.distributed starts by itself; elsewhere pass
+--coordinator_address, --num_processes and --process_id to every process.
+"""
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from lambda_networks.train import cli
+from lambda_networks.train import distributed
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Experiment config file.",
+                                lock_config=True)
+flags.DEFINE_string("workdir", None, "Directory for checkpoints and logs.")
+flags.DEFINE_enum("distributed", "auto", ["auto", "on", "off"],
+                  "Start jax.distributed: auto-detect, always, or never.")
+flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
+flags.DEFINE_integer("num_processes", None, "Number of processes.")
+flags.DEFINE_integer("process_id", None, "Index of this process.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if not FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # Progress lines go to stdout.
+  distributed.initialize(FLAGS.distributed, FLAGS.coordinator_address,
+                         FLAGS.num_processes, FLAGS.process_id)
+  # Imported after jax.distributed so nothing touches the devices before it.
+  from lambda_networks.train import trainer  # pylint: disable=g-import-not-at-top
+  logging.info("Config:\n%s", FLAGS.config)
+  trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=cli.parse_flags)

@@ -1,0 +1,139 @@
+"""Training and inference throughput, step time and peak memory of registry models.
+
+For every model × image size × batch size × mode (train, inference) the
+step is compiled for synthetic data (so the model alone is measured), run
+`--warmup` times untimed, then timed `--repeats` times; the median is
+reported. Compilation and warm-up are excluded. Peak memory is XLA's buffer
+assignment for the compiled step, per device (arguments + outputs +
+temporaries − aliased), read before anything runs: a step that needs more
+than the device has is reported as out of memory instead of crashing. The
+batch is split over all local devices. The same code runs on CPU, GPU and
+TPU; every row records the device and software versions.
+
+The train step is forward, softmax cross-entropy, backward and an
+SGD-momentum + weight-decay update (the trainer's optimiser, without the
+input pipeline, EMA or metrics).
+
+  python scripts/benchmark_models.py --models lambda_resnet50 efficientnet_b0 \\
+      --image-sizes paper --batch-sizes 8 --out results/benchmarks/models.csv
+  # tiny models for a smoke test:
+  python scripts/benchmark_models.py --models resnet26 --image-sizes 32 \\
+      --batch-sizes 2 --override width_multiplier=0.0625 --repeats 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+import benchmarking  # noqa: E402  pylint: disable=g-import-not-at-top
+from lambda_networks import models  # noqa: E402  pylint: disable=g-import-not-at-top
+
+RESULT_FIELDS = (
+    "model", "overrides", "image_size", "batch_size", "mode", "dtype",
+    "num_devices", "status", "params", "compile_s", "peak_memory_mib",
+    "memory_limit_mib", "timed_steps", "step_time_ms", "step_time_min_ms",
+    "step_time_max_ms", "examples_per_s")
+ENVIRONMENT_FIELDS = (
+    "backend", "device_kind", "device_count", "host_cpu", "host_cpus", "jax",
+    "jaxlib", "flax", "optax", "python", "git_commit", "date")
+FIELDS = RESULT_FIELDS + ENVIRONMENT_FIELDS
+
+
+def image_sizes_for(name: str, sizes: list[str]) -> list[int]:
+  """'paper' expands to the sizes the paper reports the model at."""
+  result = []
+  for size in sizes:
+    if size == "paper":
+      result.extend(models.get_spec(name).paper_image_sizes)
+    else:
+      result.append(int(size))
+  return list(dict.fromkeys(result))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(
+      description=__doc__.split("\n\n")[0],
+      formatter_class=argparse.RawDescriptionHelpFormatter,
+      epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+  parser.add_argument("--models", nargs="+", required=True,
+                      help="registry names (lambda_networks.models.available_models())")
+  parser.add_argument("--image-sizes", nargs="+", default=["paper"],
+                      help="ints, or 'paper' for the sizes the paper uses per model")
+  parser.add_argument("--batch-sizes", nargs="+", type=int, default=[8],
+                      help="global batch sizes (split over the devices)")
+  parser.add_argument("--modes", nargs="+", default=list(benchmarking.MODES),
+                      choices=benchmarking.MODES)
+  parser.add_argument("--dtype", default="float32",
+                      help="computation dtype of the models, e.g. bfloat16")
+  parser.add_argument("--override", action="append", default=[],
+                      metavar="FIELD=VALUE",
+                      help="model config override for every model (repeatable), "
+                      "e.g. width_multiplier=0.0625 or stage_depths=(1,1,1,1)")
+  parser.add_argument("--num-classes", type=int, default=1000)
+  parser.add_argument("--num-devices", type=int, default=None,
+                      help="devices to split the batch over (default: all local)")
+  parser.add_argument("--warmup", type=int, default=2, help="untimed steps")
+  parser.add_argument("--repeats", type=int, default=5,
+                      help="timed steps (the median is reported)")
+  parser.add_argument("--max-seconds", type=float, default=60.0,
+                      help="stop timing a point after this long (≥ 1 timed step)")
+  parser.add_argument("--memory-limit-gib", type=float, default=None,
+                      help="report steps needing more as out of memory without "
+                      "running them (default: the device's memory; on CPU the "
+                      "available RAM)")
+  parser.add_argument("--compile-only", action="store_true",
+                      help="compile and report memory, do not run")
+  parser.add_argument("--out", type=pathlib.Path,
+                      default=pathlib.Path("results/benchmarks/models.csv"))
+  args = parser.parse_args(argv)
+  for name in args.models:
+    models.get_spec(name)  # A clear error for unknown names, before any work.
+  return args
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+  args = parse_args(argv)
+  overrides = benchmarking.parse_overrides(args.override)
+  if args.dtype != "float32":
+    overrides.setdefault("dtype", args.dtype)
+  for name in args.models:  # Clear errors for bad overrides, before any work.
+    for size in image_sizes_for(name, args.image_sizes):
+      models.get_config(name, image_size=size, **overrides)
+  limit = (int(args.memory_limit_gib * benchmarking.GIB)
+           if args.memory_limit_gib is not None
+           else benchmarking.device_memory_bytes())
+  env = benchmarking.environment()
+  print(f"{env['device_count']} × {env['device_kind']} ({env['backend']}, "
+        f"{env['host_cpu']}), jax {env['jax']}, flax {env['flax']}", flush=True)
+  writer = benchmarking.CsvWriter(args.out, FIELDS)
+  rows = []
+  for name in args.models:
+    for size in image_sizes_for(name, args.image_sizes):
+      for batch in args.batch_sizes:
+        for mode in args.modes:
+          row = benchmarking.measure(
+              name, overrides, image_size=size, batch_size=batch, mode=mode,
+              warmup=args.warmup, repeats=args.repeats,
+              max_seconds=args.max_seconds, memory_limit_bytes=limit,
+              num_devices=args.num_devices, num_classes=args.num_classes,
+              run=not args.compile_only)
+          row.update(dtype=args.dtype, **env)
+          writer.write(row)
+          rows.append(row)
+          print(f"{name:22s} {size:4d}px batch {batch:5d} {mode:9s} "
+                f"{row['step_time_ms'] or '—':>10} ms/step "
+                f"{row['examples_per_s'] or '—':>10} ex/s "
+                f"{row['peak_memory_mib'] or '—':>10} MiB "
+                f"compile {row['compile_s'] or '—'} s  {row['status']}",
+                flush=True)
+  print(f"wrote {args.out}")
+  return rows
+
+
+if __name__ == "__main__":
+  main()

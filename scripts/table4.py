@@ -1,0 +1,316 @@
+"""Table 4 of the paper: ResNet-50 at 224 with each spatial mixer, memory and speed.
+
+Rows (docs/paper_reference.csv, table4, plus the conv baseline): global,
+axial and 7×7 local self-attention; the lambda layer, with k = 8, with
+shared embeddings, and the 7×7 lambda convolution. For each:
+
+- analytic memory of the attention maps / lambda position embeddings, in
+  two conventions (both counted from the layer shapes, float32, GiB):
+  * "paper convention": the paper's space-complexity column evaluated at
+    its batch (128), every layer at its block's output resolution —
+    attention b·h·n², axial b·h·n·(H+W), local b·h·n·w², lambda layer
+    k·u·n² (per-pair position embeddings), lambda convolution k·u·n·r²,
+    shared embeddings one k·u·n² table per stage. It reproduces the paper's
+    120 / 4.8 / 1.9 / 0.95 / 0.63 GB;
+  * "as run here": what this implementation materialises at the measured
+    batch, each mixer at the resolution it runs (full resolution in strided
+    blocks): the same attention maps, and for lambda layers the position
+    lambdas b·n·k·v plus, when the einsum execution is chosen, the gathered
+    embeddings k·u·n².
+- measured: inference peak memory (XLA's buffer assignment for the whole
+  compiled forward pass, per device) and throughput at `--batch`. A step
+  that needs more memory than the device has is reported as out of memory
+  (predicted by XLA before running), not a crash.
+
+  python scripts/table4.py                           # paper setting, batch 128
+  python scripts/table4.py --batch 2 --out docs/table4_cpu   # small CPU run
+  python scripts/table4.py --analytic-only           # no compilation (seconds)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import pathlib
+import sys
+from typing import Any
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+import benchmarking  # noqa: E402  pylint: disable=g-import-not-at-top
+from lambda_networks import models  # noqa: E402  pylint: disable=g-import-not-at-top
+from lambda_networks import ops  # noqa: E402  pylint: disable=g-import-not-at-top
+from lambda_networks.models import common  # noqa: E402  pylint: disable=g-import-not-at-top
+
+REFERENCE = benchmarking.REPO_ROOT / "docs" / "paper_reference.csv"
+SHARED_EMBEDDINGS_ROW = "lambda layer, shared embeddings"
+BASELINE = ("conv (baseline)", "resnet50", "")  # Hybrids table, C C C C.
+PAPER_BATCH = 128
+BYTES_PER_FLOAT = 4  # float32 maps, as the paper's numbers assume.
+FIELDS = (
+    "layer", "model", "overrides", "image_size", "batch_size", "status",
+    "paper_memory_gb", "analytic_paper_convention_gib", "analytic_as_run_gib",
+    "peak_memory_mib", "examples_per_s", "step_time_ms", "compile_s",
+    "paper_inference_examples_per_s", "paper_top1", "params", "backend",
+    "device_kind", "host_cpu", "jax", "flax", "git_commit", "date")
+
+
+@dataclasses.dataclass(frozen=True)
+class MixerSite:
+  """One spatial mixer of a ResNet: where it runs and on what."""
+
+  stage: int
+  mixer: str
+  input_hw: tuple[int, int]  # The resolution the mixer runs at.
+  output_hw: tuple[int, int]  # Its block's output resolution.
+  width: int
+
+
+def mixer_sites(config: models.ResNetConfig) -> list[MixerSite]:
+  """Every block's mixer, with the sizes `ResNet.__init__` gives it."""
+  size = tuple(common.downsampled(common.downsampled(s, 2), 2)
+               for s in config.image_hw)  # Stem: stride-2 conv, stride-2 pool.
+  sites = []
+  for stage, (width, names) in enumerate(zip(config.widths(),
+                                             config.block_mixers())):
+    for block, mixer in enumerate(names):
+      strides = 2 if stage > 0 and block == 0 else 1
+      output = tuple(common.downsampled(s, strides) for s in size)
+      sites.append(MixerSite(stage, mixer, size, output, width))
+      size = output
+  return sites
+
+
+def _pairs_per_query(config: models.ResNetConfig, hw: tuple[int, int]) -> int:
+  """Context positions m per query that a lambda layer's embeddings cover."""
+  if config.receptive_field == "global":
+    return hw[0] * hw[1]
+  return config.receptive_field ** 2
+
+
+def analytic_floats(config: models.ResNetConfig, batch: int, *,
+                    convention: str, shared_embeddings: bool = False) -> int:
+  """Floats of attention maps / lambda embeddings summed over the model.
+
+  Args:
+    config: the ResNet's config.
+    batch: batch size b (the lambda embeddings do not depend on it).
+    convention: 'paper' (the paper's Table 4 space complexities, each layer
+      at its block's output resolution) or 'as_run' (what this
+      implementation materialises, each mixer at its input resolution).
+    shared_embeddings: 'paper' only: one lambda embedding table per stage.
+  """
+  if convention not in ("paper", "as_run"):
+    raise ValueError(f"convention must be 'paper' or 'as_run', got {convention!r}.")
+  total = 0
+  shared: dict[int, int] = {}
+  for site in mixer_sites(config):
+    hw = site.output_hw if convention == "paper" else site.input_hw
+    n = hw[0] * hw[1]
+    heads = config.attention_heads
+    if site.mixer == "attention":
+      total += batch * heads * n * n
+    elif site.mixer == "axial_attention":
+      total += batch * heads * n * (hw[0] + hw[1])
+    elif site.mixer == "local_attention":
+      total += batch * heads * n * config.attention_window ** 2
+    elif site.mixer == "lambda":
+      k, u = config.query_depth, config.intra_depth
+      if convention == "paper":
+        m = (config.receptive_field ** 2 if config.lambda_method == "conv"
+             and isinstance(config.receptive_field, int) else n)
+        if shared_embeddings:
+          shared[site.stage] = max(shared.get(site.stage, 0), k * u * n * m)
+        else:
+          total += k * u * n * m
+      else:
+        value_depth = site.width // config.heads
+        total += batch * n * k * value_depth  # Position lambdas.
+        if config.receptive_field is not None and _lambda_method(config, hw) == "einsum":
+          total += k * u * n * n  # Gathered per-pair embeddings [n, n, k, u].
+  return total + sum(shared.values())
+
+
+def _lambda_method(config: models.ResNetConfig, hw: tuple[int, int]) -> str:
+  if config.lambda_method != "auto":
+    return config.lambda_method
+  width = (config.receptive_field if isinstance(config.receptive_field, int)
+           else None)
+  table = tuple(min(width or 2 * s - 1, 2 * s - 1) for s in hw)
+  return ops.choose_method(hw, table)
+
+
+def reference_rows(path: pathlib.Path = REFERENCE) -> list[dict[str, str]]:
+  """The conv baseline, then the paper's Table 4 rows, from the data file."""
+  rows = benchmarking.read_csv([path])
+  baseline = [dict(r, row=BASELINE[0]) for r in rows
+              if r["table"] == "hybrids" and r["model"] == BASELINE[1]
+              and r["overrides"] == BASELINE[2]]
+  return baseline + [r for r in rows if r["table"] == "table4"]
+
+
+def _gib(floats: int) -> float:
+  return round(floats * BYTES_PER_FLOAT / benchmarking.GIB, 3)
+
+
+def table_row(reference: dict[str, str], args: argparse.Namespace,
+              env: dict[str, Any], limit: int | None) -> dict[str, Any]:
+  shared = reference["row"] == SHARED_EMBEDDINGS_ROW
+  name = reference["model"] or ("resnet50_lambda" if shared else "")
+  overrides = benchmarking.parse_overrides(reference["overrides"].split())
+  if args.dtype != "float32":
+    overrides["dtype"] = args.dtype
+  row: dict[str, Any] = dict(
+      layer=reference["row"], model=name,
+      overrides=benchmarking.format_overrides(overrides),
+      image_size=args.image_size, batch_size=args.batch,
+      paper_memory_gb=reference["memory_gb"] or None,
+      paper_inference_examples_per_s=(
+          reference["inference_examples_per_s"] or reference["note"] or None),
+      paper_top1=reference["top1"] or None,
+      **{key: env[key] for key in FIELDS if key in env})
+  config = models.get_config(name, image_size=args.image_size, **overrides)
+  row["analytic_paper_convention_gib"] = _gib(analytic_floats(
+      config, args.analytic_batch, convention="paper", shared_embeddings=shared))
+  if shared:
+    row["status"] = "analytic only: no shared-embedding option in the models"
+    return row
+  row["analytic_as_run_gib"] = _gib(analytic_floats(
+      config, args.batch, convention="as_run"))
+  if args.analytic_only:
+    row["status"] = "analytic only"
+    return row
+  measured = benchmarking.measure(
+      name, overrides, image_size=args.image_size, batch_size=args.batch,
+      mode="inference", warmup=args.warmup, repeats=args.repeats,
+      max_seconds=args.max_seconds, memory_limit_bytes=limit,
+      num_devices=args.num_devices, run=not args.compile_only)
+  for key in ("status", "peak_memory_mib", "examples_per_s", "step_time_ms",
+              "compile_s", "params"):
+    row[key] = measured[key]
+  return row
+
+
+def write_markdown(rows: list[dict[str, Any]], path: pathlib.Path,
+                   args: argparse.Namespace, env: dict[str, Any]) -> str:
+  header = [
+      "layer", "paper memory (GB)",
+      f"analytic, paper convention (GiB, batch {args.analytic_batch})",
+      f"analytic, as run here (GiB, batch {args.batch})",
+      f"XLA peak memory, inference (MiB, batch {args.batch})",
+      f"throughput here (ex/s, batch {args.batch})",
+      "paper throughput (ex/s, 8 TPUv3, batch 128)", "paper top-1", "status"]
+  body = [[r["layer"], r.get("paper_memory_gb"),
+           r.get("analytic_paper_convention_gib"), r.get("analytic_as_run_gib"),
+           r.get("peak_memory_mib"), r.get("examples_per_s"),
+           r.get("paper_inference_examples_per_s"), r.get("paper_top1"),
+           r.get("status")] for r in rows]
+  measured_on = (f"{env['device_count']} × {env['device_kind']} "
+                 f"({env['backend']}; host {env['host_cpu']}, "
+                 f"{env['host_cpus']} CPUs), jax {env['jax']}, flax "
+                 f"{env['flax']}, commit {env['git_commit']}, {env['date']}")
+  if args.analytic_only:
+    how = "Analytic memory only: nothing compiled or run."
+  elif args.compile_only:
+    how = (f"Inference, {args.dtype}, batch {args.batch}: compiled only (XLA's "
+           "memory plan), not run, so no throughput.")
+  else:
+    how = (f"Inference, {args.dtype}, batch {args.batch}, median of up to "
+           f"{args.repeats} timed steps after {args.warmup} warm-up step(s).")
+  text = "\n".join([
+      f"# Table 4: ResNet-50 at {args.image_size} with each spatial mixer",
+      "",
+      f"Measured on {measured_on}. {how} Generated by `python "
+      f"scripts/table4.py {' '.join(args.argv)}`.",
+      "",
+      benchmarking.markdown_table(header, body),
+      "",
+      "- **paper** columns: paper-reported (PAPER.md §2, [likely]); the "
+      "paper measured on 8 TPUv3 cores at batch 128.",
+      "- **analytic, paper convention**: the paper's space complexities "
+      "(attention b·h·n², axial b·h·n·(H+W), local b·h·n·w², lambda k·u·n², "
+      "lambda convolution k·u·n·r², shared embeddings one k·u·n² per stage) "
+      "summed over the layers, float32, each layer at its block's output "
+      "resolution; computed, not measured.",
+      "- **analytic, as run here**: what this implementation materialises "
+      "(attention maps; lambda position lambdas b·n·k·v plus gathered "
+      "embeddings k·u·n² when the einsum execution is chosen), each mixer at "
+      "the resolution it runs (full resolution in strided blocks); computed.",
+      "- **XLA peak memory**: XLA's buffer assignment of the compiled "
+      "forward pass (parameters, activations, temporaries), per device. "
+      "Inference frees each layer's maps before the next layer, so this can "
+      "be far below the analytic sums, which count every layer's maps at once "
+      "(as a training step keeps them for the backward pass).",
+      "- A status `oom: …` means XLA's plan needs more memory than the device "
+      "has; the step was not run.",
+      ""])
+  path.write_text(text)
+  return text
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(
+      description=__doc__.split("\n\n")[0],
+      formatter_class=argparse.RawDescriptionHelpFormatter,
+      epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+  parser.add_argument("--batch", type=int, default=PAPER_BATCH,
+                      help="measured inference batch (split over the devices)")
+  parser.add_argument("--analytic-batch", type=int, default=PAPER_BATCH,
+                      help="batch of the paper-convention analytic column")
+  parser.add_argument("--image-size", type=int, default=224)
+  parser.add_argument("--dtype", default="float32")
+  parser.add_argument("--rows", nargs="+", default=None,
+                      help="only these layer names (default: all)")
+  parser.add_argument("--warmup", type=int, default=1)
+  parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--max-seconds", type=float, default=60.0)
+  parser.add_argument("--num-devices", type=int, default=None)
+  parser.add_argument("--memory-limit-gib", type=float, default=None,
+                      help="default: the device's memory (CPU: available RAM)")
+  parser.add_argument("--analytic-only", action="store_true",
+                      help="analytic memory only: nothing compiled or run")
+  parser.add_argument("--compile-only", action="store_true",
+                      help="compile and read XLA's memory plan, do not run")
+  parser.add_argument("--reference", type=pathlib.Path, default=REFERENCE)
+  parser.add_argument("--out", type=pathlib.Path,
+                      default=pathlib.Path("results/table4/table4"),
+                      help="output prefix: writes PREFIX.csv and PREFIX.md")
+  args = parser.parse_args(argv)
+  args.argv = list(sys.argv[1:] if argv is None else argv)
+  return args
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+  args = parse_args(argv)
+  references = reference_rows(args.reference)
+  if args.rows:
+    unknown = sorted(set(args.rows) - {r["row"] for r in references})
+    if unknown:
+      raise SystemExit(f"unknown --rows {unknown}; choose from "
+                       f"{[r['row'] for r in references]}.")
+    references = [r for r in references if r["row"] in args.rows]
+  limit = (int(args.memory_limit_gib * benchmarking.GIB)
+           if args.memory_limit_gib is not None
+           else benchmarking.device_memory_bytes())
+  env = benchmarking.environment()
+  args.out.parent.mkdir(parents=True, exist_ok=True)
+  writer = benchmarking.CsvWriter(args.out.with_suffix(".csv"), FIELDS)
+  rows = []
+  for reference in references:
+    row = table_row(reference, args, env, limit)
+    writer.write(row)
+    rows.append(row)
+    print(f"{row['layer']:34s} paper {row['paper_memory_gb'] or '—':>5} GB  "
+          f"analytic {row['analytic_paper_convention_gib']:>8} GiB  "
+          f"as run {row.get('analytic_as_run_gib') or '—':>8} GiB  "
+          f"XLA {row.get('peak_memory_mib') or '—':>9} MiB  "
+          f"{row.get('examples_per_s') or '—':>9} ex/s  {row['status']}",
+          flush=True)
+  print(write_markdown(rows, args.out.with_suffix(".md"), args, env))
+  print(f"wrote {args.out}.csv and {args.out}.md")
+  return rows
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,131 @@
+"""scripts/benchmark_models.py and scripts/table4.py on tiny models (no timings asserted)."""
+
+import csv
+import pathlib
+import sys
+
+import jax
+import pytest
+
+SCRIPTS = pathlib.Path(__file__).resolve().parents[1] / "scripts"
+sys.path.insert(0, str(SCRIPTS))
+
+import benchmark_models  # noqa: E402  pylint: disable=g-import-not-at-top
+import table4  # noqa: E402  pylint: disable=g-import-not-at-top
+
+# One conv block of 4 channels: compiles in seconds.
+TINY = ["--override", "stage_depths=(1,)", "--override", "stage_widths=(4,)",
+        "--override", "stem_width=4", "--override", "stage_mixers=C"]
+
+
+def read(path):
+  with open(path, newline="") as handle:
+    reader = csv.DictReader(handle)
+    return reader.fieldnames, list(reader)
+
+
+def test_benchmark_csv_is_well_formed(tmp_path):
+  out = tmp_path / "models.csv"
+  benchmark_models.main(
+      ["--models", "resnet26", "--image-sizes", "16", "--batch-sizes", "2",
+       "--warmup", "1", "--repeats", "2", "--num-classes", "10", "--out",
+       str(out), *TINY])
+  fields, rows = read(out)
+  assert fields == list(benchmark_models.FIELDS)
+  assert [(r["mode"], r["status"]) for r in rows] == [("train", "ok"),
+                                                      ("inference", "ok")]
+  for row in rows:
+    assert row["model"] == "resnet26"
+    assert row["overrides"] == ("stage_depths=(1,) stage_widths=(4,) stem_width=4 "
+                                "stage_mixers=C")
+    assert (row["image_size"], row["batch_size"]) == ("16", "2")
+    assert row["timed_steps"] == "2"
+    step_ms, rate = float(row["step_time_ms"]), float(row["examples_per_s"])
+    assert step_ms > 0
+    assert rate == pytest.approx(2 / (step_ms / 1000), rel=1e-3)
+    assert float(row["step_time_min_ms"]) <= step_ms <= float(row["step_time_max_ms"])
+    assert float(row["peak_memory_mib"]) > 0
+    assert int(row["params"]) > 0
+    assert row["backend"] == jax.default_backend()
+    assert row["jax"] == jax.__version__ and row["flax"] and row["date"]
+  train, inference = rows
+  # Training keeps gradients and optimizer state: it needs more memory.
+  assert float(train["peak_memory_mib"]) > float(inference["peak_memory_mib"])
+
+
+def test_step_that_does_not_fit_is_reported_not_raised(tmp_path):
+  out = tmp_path / "models.csv"
+  rows = benchmark_models.main(
+      ["--models", "resnet26", "--image-sizes", "16", "--batch-sizes", "2",
+       "--modes", "inference", "--memory-limit-gib", "1e-6", "--out", str(out),
+       *TINY])
+  assert rows[0]["status"].startswith("oom: XLA needs")
+  _, written = read(out)
+  assert written[0]["status"].startswith("oom") and written[0]["step_time_ms"] == ""
+
+
+def test_unknown_model_names_the_close_ones():
+  with pytest.raises(ValueError, match="Did you mean.*lambda_resnet50"):
+    benchmark_models.parse_args(["--models", "lambda_resnet_50"])
+
+
+def test_bad_overrides_fail_before_any_work(tmp_path):
+  with pytest.raises(ValueError, match="one .* per stage"):
+    benchmark_models.main(["--models", "resnet26", "--override", "stage_depths=(1,)",
+                           "--out", str(tmp_path / "x.csv")])
+  with pytest.raises(ValueError, match="unknown override.*query_dept"):
+    benchmark_models.main(["--models", "resnet26", "--override", "query_dept=8",
+                           "--out", str(tmp_path / "x.csv")])
+  assert not (tmp_path / "x.csv").exists()
+
+
+def test_paper_image_sizes_expand():
+  assert benchmark_models.image_sizes_for("lambda_resnet152", ["paper", "128"]) == [
+      192, 224, 256, 128]
+
+
+def test_table4_analytic_memory_reproduces_the_paper(tmp_path):
+  rows = table4.main(["--analytic-only", "--out", str(tmp_path / "t4")])
+  memory = {r["layer"]: r["analytic_paper_convention_gib"] for r in rows}
+  # PAPER.md §2 Table 4 (GB): the paper's space complexities, batch 128, float32.
+  for layer, paper in (("global self-attention", 120), ("axial self-attention", 4.8),
+                       ("lambda layer", 1.9), ("lambda layer, k = 8", 0.95),
+                       ("lambda layer, shared embeddings", 0.63)):
+    assert memory[layer] == pytest.approx(paper, rel=0.03), layer
+  assert memory["conv (baseline)"] == 0
+  # Lambda memory does not grow with the batch; attention maps do.
+  config = table4.models.get_config("resnet50_lambda")
+  assert (table4.analytic_floats(config, 1, convention="paper")
+          == table4.analytic_floats(config, 512, convention="paper"))
+  config = table4.models.get_config("resnet50_attention")
+  assert (table4.analytic_floats(config, 2, convention="as_run")
+          == 2 * table4.analytic_floats(config, 1, convention="as_run"))
+  text = (tmp_path / "t4.md").read_text()
+  assert "| global self-attention | 120 |" in text
+  fields, written = read(tmp_path / "t4.csv")
+  assert fields == list(table4.FIELDS) and len(written) == len(rows)
+
+
+def test_mixer_sites_follow_the_resnet_layout():
+  sites = table4.mixer_sites(table4.models.get_config("resnet50_lambda"))
+  assert len(sites) == 16
+  first_c3 = sites[3]
+  # Strided blocks run the mixer at full resolution, then pool.
+  assert first_c3.input_hw == (56, 56) and first_c3.output_hw == (28, 28)
+  assert sites[-1].input_hw == sites[-1].output_hw == (7, 7)
+
+
+def test_table4_out_of_memory_is_a_status(tmp_path):
+  rows = table4.main(["--rows", "global self-attention", "--image-size", "32",
+                      "--batch", "1", "--memory-limit-gib", "1e-6",
+                      "--out", str(tmp_path / "t4")])
+  assert rows[0]["status"].startswith("oom: XLA needs")
+  assert rows[0]["examples_per_s"] is None and rows[0]["peak_memory_mib"] > 0
+  assert "oom: XLA needs" in (tmp_path / "t4.md").read_text()
+
+
+@pytest.mark.parametrize("module", [benchmark_models, table4])
+def test_help(module, capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    module.parse_args(["--help"])
+  assert exit_info.value.code == 0 and "usage:" in capsys.readouterr().out

@@ -1,0 +1,141 @@
+"""scripts/sweep.py: expansion, workdirs, commands, manifest, validation, local runs."""
+
+import json
+import pathlib
+import sys
+
+import pytest
+
+SCRIPTS = pathlib.Path(__file__).resolve().parents[1] / "scripts"
+sys.path.insert(0, str(SCRIPTS))
+
+import sweep  # noqa: E402  pylint: disable=g-import-not-at-top
+
+CONFIG = "configs/resnet50_90ep.py:resnet50_lambda"
+
+
+def test_split_values_respects_brackets_and_semicolons():
+  assert sweep.split_values("8,16") == ["8", "16"]
+  assert sweep.split_values("(1,1),(2,2)") == ["(1,1)", "(2,2)"]
+  assert sweep.split_values("configs/a.py:50,128;configs/a.py:50,160") == [
+      "configs/a.py:50,128", "configs/a.py:50,160"]
+  with pytest.raises(sweep.SweepError):
+    sweep.split_values("(1,2")
+
+
+def test_grid_expands_to_runs_with_own_workdirs(tmp_path, capsys):
+  manifest = sweep.main([
+      f"--config={CONFIG}", "--grid", "model_overrides.intra_depth=1,4",
+      "--grid", "image_size=160,224", "--set", "num_train_steps=100",
+      f"--root={tmp_path}", "--name=grid", "--print"])
+  runs = manifest["runs"]
+  assert [(r["overrides"]["model_overrides.intra_depth"], r["overrides"]["image_size"])
+          for r in runs] == [("1", "160"), ("1", "224"), ("4", "160"), ("4", "224")]
+  assert len({r["workdir"] for r in runs}) == 4
+  assert runs[2]["workdir"] == f"{tmp_path}/grid/002_intra_depth-4_image_size-160"
+  assert runs[2]["model"] == "resnet50_lambda" and runs[2]["image_size"] == 160
+  assert runs[2]["command_lines"] == [
+      f"python train.py --config={CONFIG} --workdir={runs[2]['workdir']} "
+      "--config.num_train_steps=100 --config.model_overrides.intra_depth=4 "
+      "--config.image_size=160"]
+  printed = capsys.readouterr().out.splitlines()
+  assert printed == [r["command_lines"][0] for r in runs]
+  written = json.loads((tmp_path / "grid" / "manifest.json").read_text())
+  assert [r["command_lines"] for r in written["runs"]] == [
+      r["command_lines"] for r in runs]
+  assert written["git_commit"] and written["spec"]["grid"]["image_size"] == ["160", "224"]
+
+
+def test_dry_run_writes_nothing(tmp_path, capsys):
+  sweep.main([f"--config={CONFIG}", "--grid", "image_size=128,160",
+              f"--root={tmp_path}", "--name=dry", "--dry-run", "--with-eval"])
+  out = capsys.readouterr().out
+  assert "dry run: 2 runs" in out
+  assert out.count("python train.py") == 2 and out.count("python eval.py") == 2
+  assert not (tmp_path / "dry").exists()
+
+
+def test_file_runs_times_grid_with_names_and_configs(tmp_path):
+  spec = {
+      "name": "table3", "root": str(tmp_path), "set": {"global_batch_size": 1024},
+      "runs": [{"config": "configs/resnet50_90ep.py:resnet50"},
+               {"config": CONFIG, "name": "lambda_u4_r7",
+                "model_overrides.intra_depth": 4,
+                "model_overrides.receptive_field": 7}],
+      "grid": {"seed": [0, 1]}}
+  path = tmp_path / "sweep.json"
+  path.write_text(json.dumps(spec))
+  with pytest.raises(SystemExit, match="both named 'lambda_u4_r7'"):
+    sweep.main([f"--file={path}", "--dry-run"])  # Named run × 2 seeds.
+  spec["grid"] = {}
+  path.write_text(json.dumps(spec))
+  runs = sweep.main([f"--file={path}", "--dry-run"])["runs"]
+  assert [r["name"] for r in runs] == ["000_resnet50_90ep-resnet50", "lambda_u4_r7"]
+  assert [r["model"] for r in runs] == ["resnet50", "resnet50_lambda"]
+  assert runs[1]["command_lines"][0].endswith(
+      "--config.global_batch_size=1024 --config.model_overrides.intra_depth=4 "
+      "--config.model_overrides.receptive_field=7")
+
+
+def test_unknown_fields_and_bad_values_fail_before_running(tmp_path):
+  with pytest.raises(SystemExit, match="has no field 'model_overrides.query_dept'.*"
+                     "intra_depth, receptive_field"):
+    sweep.main([f"--config={CONFIG}", "--grid", "model_overrides.query_dept=8,16",
+                "--dry-run"])
+  with pytest.raises(SystemExit, match="cannot set model_overrides.receptive_field"):
+    sweep.main([f"--config={CONFIG}", "--set", "model_overrides.receptive_field=big",
+                "--dry-run"])
+  with pytest.raises(SystemExit, match="no config"):
+    sweep.main(["--grid", "seed=1,2", "--dry-run"])
+  with pytest.raises(SystemExit, match="does not exist"):
+    sweep.main(["--config=configs/nope.py", "--dry-run"])
+
+
+def test_launchers_wrap_the_same_train_arguments(tmp_path):
+  runs = sweep.main([f"--config={CONFIG}", "--grid", "seed=0,1", "--name=s",
+                     "--root=gs://bucket/runs", "--launcher=slurm",
+                     "--launcher-args=--nodes 4 --gpus-per-node 8",
+                     f"--manifest={tmp_path / 'm.json'}", "--print"])["runs"]
+  assert runs[0]["commands"][0] == [
+      "scripts/launch_slurm.sh", "--job-name", "s-000_seed-0", "--nodes", "4",
+      "--gpus-per-node", "8", "--entry", "train.py", "--", f"--config={CONFIG}",
+      "--workdir=gs://bucket/runs/s/000_seed-0", "--config.seed=0"]
+  runs = sweep.main([f"--config={CONFIG}", "--grid", "seed=0,1", "--name=s",
+                     "--root=gs://bucket/runs", "--launcher=tpu",
+                     "--launcher-args=--tpu pod --zone europe-west4-a",
+                     "--with-eval", "--dry-run"])["runs"]
+  assert [c[:6] for c in runs[1]["commands"]] == [
+      ["scripts/launch_tpu_pod.sh", "--tpu", "pod", "--zone", "europe-west4-a",
+       "--entry"]] * 2
+  assert [c[6] for c in runs[1]["commands"]] == ["train.py", "eval.py"]
+
+
+def test_local_runs_go_one_after_another_and_skip_finished(tmp_path, capsys):
+  root = tmp_path / "runs"
+  (root / "local" / "001_seed-1").mkdir(parents=True)
+  (root / "local" / "001_seed-1" / "final_metrics.json").write_text("{}")
+  # `echo` stands in for the interpreter: each "run" prints its arguments.
+  manifest = sweep.main([f"--config={CONFIG}", "--grid", "seed=0,1,2",
+                         f"--root={root}", "--name=local", "--python=echo"])
+  out = capsys.readouterr().out
+  assert [r["status"] for r in manifest["runs"]] == ["done", "finished before", "done"]
+  assert "001_seed-1: finished before, skipped" in out
+  written = json.loads((root / "local" / "manifest.json").read_text())
+  assert [r["status"] for r in written["runs"]] == ["done", "finished before", "done"]
+
+
+def test_a_failed_run_stops_the_sweep(tmp_path):
+  with pytest.raises(SystemExit, match="1 run"):
+    sweep.main([f"--config={CONFIG}", "--grid", "seed=0,1", f"--root={tmp_path}",
+                "--name=fail", "--python=false"])
+  written = json.loads((tmp_path / "fail" / "manifest.json").read_text())
+  assert [r["status"] for r in written["runs"]] == ["failed (exit 1)", "pending"]
+
+
+@pytest.mark.parametrize("name, runs", [("table3", 7), ("lambda_resnet_family", 11)])
+def test_committed_sweep_files_expand(name, runs, capsys):
+  path = SCRIPTS.parent / "docs" / "sweeps" / f"{name}.json"
+  manifest = sweep.main([f"--file={path}", "--dry-run"])
+  assert len(manifest["runs"]) == runs
+  assert all(r["model"] and r["image_size"] for r in manifest["runs"])
+  assert capsys.readouterr().out.count("python train.py") == runs

@@ -15,7 +15,6 @@ from absl import logging
 from ml_collections import config_flags
 
 from lambda_networks.train import cli
-from lambda_networks.train import distributed
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "The run's config file.",
@@ -26,11 +25,7 @@ flags.DEFINE_string("split", None, "Split to score; default: config.eval_split."
 flags.DEFINE_enum("weights", "auto", ["auto", "ema", "raw"],
                   "auto: EMA weights when the run kept them "
                   "(and config.eval_use_ema), else the raw weights.")
-flags.DEFINE_enum("distributed", "auto", ["auto", "on", "off"],
-                  "Start jax.distributed: auto-detect, always, or never.")
-flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
-flags.DEFINE_integer("num_processes", None, "Number of processes.")
-flags.DEFINE_integer("process_id", None, "Index of this process.")
+cli.define_distributed_flags()
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -39,8 +34,7 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
-  distributed.initialize(FLAGS.distributed, FLAGS.coordinator_address,
-                         FLAGS.num_processes, FLAGS.process_id)
+  cli.start_distributed()
   # pylint: disable=g-import-not-at-top
   import jax
   from etils import epath

@@ -12,17 +12,12 @@ from absl import logging
 from ml_collections import config_flags
 
 from lambda_networks.train import cli
-from lambda_networks.train import distributed
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints and logs.")
-flags.DEFINE_enum("distributed", "auto", ["auto", "on", "off"],
-                  "Start jax.distributed: auto-detect, always, or never.")
-flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
-flags.DEFINE_integer("num_processes", None, "Number of processes.")
-flags.DEFINE_integer("process_id", None, "Index of this process.")
+cli.define_distributed_flags()
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -31,8 +26,7 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # Progress lines go to stdout.
-  distributed.initialize(FLAGS.distributed, FLAGS.coordinator_address,
-                         FLAGS.num_processes, FLAGS.process_id)
+  cli.start_distributed()
   # Imported after jax.distributed so nothing touches the devices before it.
   from lambda_networks.train import trainer  # pylint: disable=g-import-not-at-top
   logging.info("Config:\n%s", FLAGS.config)

@@ -11,6 +11,8 @@ field. On a 2-core CPU the run takes 2–6 minutes (by load) and should end
 with a test top-1 accuracy above 0.95 (1.0 in our runs; about 0.99 already at
 the step-600 evaluation). It checkpoints, writes TensorBoard logs to the
 workdir (`tensorboard --logdir=/tmp/quickstart`) and resumes if rerun.
+With 3×3 convolutions instead (`--config.model_overrides.stage_mixers=CC`)
+the same network stays near chance (0.52 in our run).
 """
 
 from configs import default

@@ -14,14 +14,20 @@ resnet50_lambda 78.4 (u = 4, r = 7 via
 78.9). The 5 warm-up epochs are our reading of "plain recipe" [likely].
 """
 
+from ml_collections import config_dict
+
 from configs import default
 
 
 def get_config(model: str = "resnet50"):
   config = default.get_config()
   config.model = model or "resnet50"
-  # Listed so the command line can change them (u = 4, r = 7 variant).
-  config.model_overrides = dict(intra_depth=1, receptive_field=23)
+  # Listed so the command line can change them (u = 4, r = 7; k = 8; hybrids
+  # such as --config.model_overrides.stage_mixers=CCLL). None keeps the
+  # model's own value.
+  config.model_overrides = dict(
+      query_depth=16, heads=4, intra_depth=1, receptive_field=23,
+      stage_mixers=config_dict.placeholder(str))
   config.dataset = "imagenet2012"
   config.image_size = 224
   config.global_batch_size = 4096

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
 import pathlib
 import platform
 import statistics
@@ -25,6 +24,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from lambda_networks import ops  # noqa: E402
 from lambda_networks.layers import LambdaLayer, MultiHeadSelfAttention  # noqa: E402
 
 # name -> how to build the layer for a given map size.
@@ -41,6 +41,11 @@ VARIANTS = {
 }
 
 
+# Executions that take minutes per step on a CPU at large sizes (a global
+# table as a convolution kernel): skipped above this size unless --all.
+SLOW_VARIANT_MAX_SIZE = {"lambda_global_conv": 28, "lambda_global_row_conv": 28}
+
+
 def build(variant: str, size: int, channels: int, heads: int, dtype) -> nnx.Module:
   options = VARIANTS[variant]
   rngs = nnx.Rngs(0)
@@ -48,6 +53,16 @@ def build(variant: str, size: int, channels: int, heads: int, dtype) -> nnx.Modu
     return MultiHeadSelfAttention(channels, channels, heads=heads, dtype=dtype, rngs=rngs)
   return LambdaLayer(channels, channels, heads=heads, input_size=size, dtype=dtype,
                      rngs=rngs, **options)
+
+
+def executed_method(layer: nnx.Module, size: int) -> str:
+  """The position-term execution a layer runs at this size ('auto' resolved)."""
+  if not isinstance(layer, LambdaLayer):
+    return "attention"
+  if layer.method != "auto":
+    return layer.method
+  table = tuple(min(width, 2 * size - 1) for width in layer.table_shape)
+  return ops.choose_method((size, size), table)
 
 
 def compile_step(layer: nnx.Module, inputs: jax.Array):
@@ -76,11 +91,15 @@ def measure(variant, size, args) -> dict:
   row = dict(variant=variant, size=size, positions=size * size, batch=args.batch,
              channels=args.channels, dtype=args.dtype, backend=jax.default_backend(),
              device=jax.devices()[0].device_kind)
+  if not args.all and size > SLOW_VARIANT_MAX_SIZE.get(variant, size):
+    return row | dict(method="", peak_memory_mb=float("nan"), timed_steps=0,
+                      time_ms=float("nan"), status="skipped (slow; --all runs it)")
   dtype = jnp.dtype(args.dtype)
   try:
     layer = build(variant, size, args.channels, args.heads, dtype)
     inputs = jax.random.normal(jax.random.key(0), (args.batch, size, size, args.channels),
                                dtype)
+    row["method"] = executed_method(layer, size)
     compiled, step_args = compile_step(layer, inputs)
     row["peak_memory_mb"] = round((peak_bytes(compiled) or float("nan")) / 2**20, 2)
     start = time.perf_counter()
@@ -114,9 +133,15 @@ def write_markdown(rows, path: pathlib.Path, header: str) -> str:
       cells = []
       for size in sizes:
         row = lookup.get((variant, size))
-        cells.append("—" if row is None or row["status"] != "ok" and metric == "time_ms"
-                     else f"{row[metric]:g}")
+        ok = row is not None and row["status"] == "ok"
+        cells.append(f"{row[metric]:g}" if ok else "—" if row is None else row["status"])
       lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    if metric == "time_ms":
+      lines.append("")
+      for variant in (v for v in variants if v.endswith("_auto")):
+        choices = [lookup.get((variant, size), {}).get("method", "?") for size in sizes]
+        lines.append(f"- {variant} ran " + ", ".join(
+            f"{choice} at {size}×{size}" for size, choice in zip(sizes, choices)))
     lines.append("")
   text = "\n".join(lines)
   path.write_text(text)
@@ -151,10 +176,13 @@ def main() -> None:
   parser.add_argument("--channels", type=int, default=64)
   parser.add_argument("--heads", type=int, default=4)
   parser.add_argument("--dtype", default="float32")
-  parser.add_argument("--repeats", type=int, default=3,
+  parser.add_argument("--repeats", type=int, default=5,
                       help="timed steps per point (median reported)")
   parser.add_argument("--slow-seconds", type=float, default=3.0,
                       help="a step slower than this is timed once, not --repeats times")
+  parser.add_argument("--all", action="store_true",
+                      help=f"also run {sorted(SLOW_VARIANT_MAX_SIZE)} above "
+                           f"{max(SLOW_VARIANT_MAX_SIZE.values())}×{max(SLOW_VARIANT_MAX_SIZE.values())}")
   parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
   parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("results/layers"))
   args = parser.parse_args()
@@ -174,7 +202,7 @@ def main() -> None:
             f"memory {row['peak_memory_mb']:>10} MiB  {row['status']}", flush=True)
 
   with open(args.out / "benchmark_layers.csv", "w", newline="") as handle:
-    writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+    writer = csv.DictWriter(handle, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
     writer.writeheader()
     writer.writerows(rows)
   print(write_markdown(rows, args.out / "benchmark_layers.md", header))

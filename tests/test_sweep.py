@@ -79,7 +79,7 @@ def test_file_runs_times_grid_with_names_and_configs(tmp_path):
 
 def test_unknown_fields_and_bad_values_fail_before_running(tmp_path):
   with pytest.raises(SystemExit, match="has no field 'model_overrides.query_dept'.*"
-                     "intra_depth, receptive_field"):
+                     "intra_depth, query_depth, receptive_field"):
     sweep.main([f"--config={CONFIG}", "--grid", "model_overrides.query_dept=8,16",
                 "--dry-run"])
   with pytest.raises(SystemExit, match="cannot set model_overrides.receptive_field"):

@@ -38,12 +38,15 @@ def load_builder(name: str, version: str, data_dir: str | None):
         f"config.dataset={name!r} is not a TFDS dataset (or version "
         f"{version!r} does not exist): {error}") from None
   if not builder.is_prepared():
-    command = f"tfds build {full_name} --data_dir={builder.data_dir.split('/' + name)[0]}"
+    root = builder.data_dir.split('/' + name)[0]
+    command = (f"python -c \"import tensorflow_datasets as tfds; tfds.builder("
+               f"'{full_name}', data_dir='{root}').download_and_prepare()\"")
     manual = ""
     if name in _MANUAL_DATASETS:
       manual = (" ImageNet needs its archives downloaded by hand first: put "
                 "ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar in "
-                "<data_dir>/downloads/manual/.")
+                "<data_dir>/downloads/manual/ (scripts/prepare_imagenet.sh does "
+                "both steps).")
     raise FileNotFoundError(
         f"TFDS dataset {full_name!r} is not prepared in {builder.data_dir}. "
         f"Prepare it once with `{command}`, or point config.data_dir at the "

@@ -54,7 +54,8 @@ class ModelParts:
 def model_overrides(config: ml_collections.ConfigDict,
                     info: DatasetInfo) -> dict[str, Any]:
   """Keyword overrides for `models.get_model`, from the config and dataset."""
-  overrides = dict(config.model_overrides.to_dict())
+  overrides = {field: value for field, value in config.model_overrides.to_dict().items()
+               if value is not None}  # None: keep the model's default
   for field in ("dropout_rate", "stochastic_depth_rate"):
     if config[field] is not None:
       overrides.setdefault(field, config[field])

@@ -45,6 +45,7 @@ class LambdaLayer(nnx.Module):
       dtype: jnp.dtype | None = None,
       param_dtype: jnp.dtype = jnp.float32,
       rngs: nnx.Rngs,
+      embeddings: nnx.Param | None = None,
   ):
     """Creates the layer.
 
@@ -69,6 +70,9 @@ class LambdaLayer(nnx.Module):
       dtype: computation dtype (e.g. jnp.bfloat16); None keeps the input's.
       param_dtype: parameter dtype.
       rngs: random number streams for initialisation.
+      embeddings: an existing position table [*table, K, U] to use (and share:
+        the layer holds this very nnx.Param) instead of creating one; its shape
+        must match what the layer would create.
     """
     if out_features % heads:
       raise ValueError(
@@ -115,10 +119,26 @@ class LambdaLayer(nnx.Module):
     self.query_norm = _norm(normalization, heads * query_depth, dtype, param_dtype, rngs)
     self.value_norm = _norm(normalization, self.value_depth * intra_depth, dtype,
                             param_dtype, rngs)
-    if self.table_shape is None:
+    shape = (None if self.table_shape is None else
+             (*self.table_shape, query_depth, intra_depth))
+    if embeddings is not None:
+      if not isinstance(embeddings, nnx.Param):
+        raise ValueError(
+            f"embeddings must be an nnx.Param (to share it between layers), got "
+            f"{type(embeddings).__name__}.")
+      if shape is None:
+        raise ValueError(
+            "embeddings were given but receptive_field=None has no position "
+            "table; pass a receptive_field or drop embeddings.")
+      if tuple(embeddings.shape) != shape:
+        raise ValueError(
+            f"embeddings have shape {tuple(embeddings.shape)}, but this layer "
+            f"needs {shape} (table {self.table_shape}, query_depth "
+            f"{query_depth}, intra_depth {intra_depth}).")
+      self.embeddings = embeddings
+    elif shape is None:
       self.embeddings = None
     else:
-      shape = (*self.table_shape, query_depth, intra_depth)
       self.embeddings = nnx.Param(
           embedding_stddev * jax.random.normal(rngs.params(), shape, param_dtype)
       )

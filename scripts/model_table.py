@@ -41,6 +41,8 @@ PAPER = {
     ("resnet50_axial", "", 224): ("", "77.5", "Table 4"),
     ("resnet50_attention", "", 224): ("", "out of memory", "Table 4"),
     ("resnet50_lambda", "", 224): ("15.0M", "78.4", "Table 3"),
+    ("resnet50_augmented", "", 224): ("25.8M", "77.7", "Table 3"),
+    ("resnet50_lambda_shared", "", 224): ("", "78.0", "Table 4"),
     ("resnet50_lambda", "intra_depth=4 receptive_field=7", 224):
         ("16.0M", "78.9", "Table 3"),
     ("resnet50", "stage_mixers=CCLL", 224): ("≈15.4M", "≈78.3", "hybrids"),

@@ -37,6 +37,30 @@ def test_parameters_follow_the_paper():
   assert count == d * (h * k + k * u + v * u) + 2 * (h * k + v * u) + r * r * k * u
 
 
+def test_embeddings_argument_shares_the_table():
+  first = LambdaLayer(8, 16, query_depth=4, receptive_field=5, rngs=nnx.Rngs(0))
+  second = LambdaLayer(16, 32, query_depth=4, receptive_field=5,
+                       embeddings=first.embeddings, rngs=nnx.Rngs(1))
+  assert second.embeddings is first.embeddings
+  assert second(first(jnp.ones((1, 6, 6, 8)))).shape == (1, 6, 6, 32)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(receptive_field=7), r"shape \(5, 5, 4, 1\), but .* \(7, 7, 4, 1\)"),
+    (dict(receptive_field=5, query_depth=8), "needs \\(5, 5, 8, 1\\)"),
+    (dict(receptive_field=None), "receptive_field=None has no position table"),
+])
+def test_embeddings_of_the_wrong_shape_are_refused(kwargs, match):
+  table = LambdaLayer(8, 16, query_depth=4, receptive_field=5,
+                      rngs=nnx.Rngs(0)).embeddings
+  kwargs = dict(dict(query_depth=4), **kwargs)
+  with pytest.raises(ValueError, match=match):
+    LambdaLayer(8, 16, embeddings=table, rngs=nnx.Rngs(0), **kwargs)
+  with pytest.raises(ValueError, match="must be an nnx.Param"):
+    LambdaLayer(8, 16, query_depth=4, receptive_field=5,
+                embeddings=table[...], rngs=nnx.Rngs(0))
+
+
 def test_paper_initialisation_scales():
   d, k = 256, 16
   layer = LambdaLayer(d, 256, query_depth=k, rngs=nnx.Rngs(1))

@@ -9,11 +9,13 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from flax import nnx
 
 from lambda_networks import layers
 from lambda_networks.models import common
+from lambda_networks.models import mixers
 from lambda_networks.models import get_config
 from lambda_networks.models import get_model
 
@@ -152,6 +154,88 @@ def test_every_mixer_runs_forward_at_an_odd_size():
   # Global and axial attention size their tables from image_size=35.
   with pytest.raises(ValueError, match="image_size=35"):
     model(_images(40))
+
+
+def test_augmented_mixer_splits_channels_and_runs_strided():
+  """Conv + relative self-attention (Table 3), concatenated, at an odd size."""
+  model = get_model("resnet50_augmented", num_classes=7, rngs=_rngs(),
+                    image_size=35, **ONE_BLOCK)
+  widths = [4, 8, 16, 32]  # 1/16 of 64…512; 20% attention, 2 heads.
+  for stage, width in zip(model.stages, widths):
+    mixer = stage[0].mixer
+    assert isinstance(mixer, mixers.AugmentedConv)
+    assert isinstance(mixer.attention, layers.RelativeSelfAttention)
+    assert mixer.attention.window is None
+    assert mixer.conv_features + mixer.attention_features == width
+    assert mixer.attention_features % 2 == 0 and mixer.conv_features > 0
+  assert [stage[0].pool_after_mixer for stage in model.stages] == [
+      False, True, True, True]
+  logits = _forward(model, _images(35))
+  assert logits.shape == (2, 7) and bool(jnp.all(jnp.isfinite(logits)))
+  with pytest.raises(ValueError, match="image_size=35"):
+    model(_images(40))
+
+
+def test_augmented_attention_channels_at_full_size():
+  model = _abstract("resnet50_augmented")
+  assert [stage[0].mixer.attention_features for stage in model.stages] == [
+      16, 24, 48, 104]  # 0.2·(64, 128, 256, 512), multiples of 8 heads.
+  with pytest.raises(ValueError, match="leave no channels for the 3×3 conv"):
+    mixers.augmented_attention_features(4, 0.5, heads=4)
+
+
+def _shared_lambda_model(share, abstract=False):
+  def build():
+    return get_model(
+        "resnet50_lambda_shared", num_classes=3, rngs=_rngs(), image_size=16,
+        share_lambda_embeddings=share, stage_depths=(2, 3, 1, 1),
+        query_depth=4, receptive_field=5, zero_init_last_bn=False, **TINY)
+  return nnx.eval_shape(build) if abstract else build()
+
+
+def test_shared_lambda_embeddings_are_one_param_per_stage():
+  """Table 4 "shared embeddings": a stage's lambda layers hold one table."""
+  shared = _shared_lambda_model(True, abstract=True)
+  separate = _shared_lambda_model(False, abstract=True)
+  tables = [[block.mixer.embeddings for block in stage]
+            for stage in shared.stages]
+  for stage in tables:
+    assert all(table is stage[0] for table in stage)
+  assert len({id(stage[0]) for stage in tables}) == 4  # One per stage.
+  assert not any(a.mixer.embeddings is b.mixer.embeddings
+                 for a, b in zip(separate.stages[1], separate.stages[1][1:]))
+  # (layers_in_stage − 1)·r²·k·u fewer parameters per stage.
+  drop = sum(depth - 1 for depth in (2, 3, 1, 1)) * 5 * 5 * 4 * 1
+  assert (common.count_parameters(separate)
+          - common.count_parameters(shared)) == drop
+
+
+def test_shared_lambda_embeddings_train_as_one_param():
+  model = _shared_lambda_model(True)
+  stage = model.stages[1]
+  table = stage[0].mixer.embeddings
+  before = np.asarray(table[...])
+  images = _images(16, batch=4)
+
+  optimizer = nnx.Optimizer(model, optax.sgd(0.5), wrt=nnx.Param)
+
+  @nnx.jit
+  def step(model, optimizer):
+    grads = nnx.grad(lambda m: jnp.mean(m(images) ** 2))(model)
+    optimizer.update(model, grads)
+    return grads
+
+  grads = step(model, optimizer)
+  table_grads = [g for g in jax.tree.leaves(grads) if g.shape == (5, 5, 4, 1)]
+  assert len(table_grads) == 4  # One gradient per stage, not per layer.
+  np.testing.assert_allclose(
+      before - 0.5 * np.asarray(table_grads[1]), np.asarray(table[...]),
+      rtol=1e-5, atol=1e-6)
+  after = np.asarray(table[...])
+  assert not np.allclose(before, after)
+  for block in stage:
+    assert block.mixer.embeddings is table
+    np.testing.assert_array_equal(np.asarray(block.mixer.embeddings[...]), after)
 
 
 def test_local_attention_mixer_uses_a_7x7_window():

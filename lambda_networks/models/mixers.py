@@ -7,15 +7,21 @@ A ResNet config names one mixer per stage, by letter or by name:
   A  attention         global relative self-attention (`RelativeSelfAttention`)
   W  local_attention   7×7-window relative self-attention (SASA)
   X  axial_attention   axial self-attention (`AxialSelfAttention`)
+  G  augmented         3×3 conv and global relative self-attention side by
+                       side, outputs concatenated (`AugmentedConv`: attention
+                       augmentation, Bello et al. 2019)
 
-Only the 3×3 conv takes the block's stride; the others run at full
-resolution and the block follows them with a 3×3 stride-2 average pool.
+Only the 3×3 conv takes the block's stride; the others (the augmented mixer
+included, both of its branches) run at full resolution and the block follows
+them with a 3×3 stride-2 average pool.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 from flax import nnx
 
 from lambda_networks import layers
@@ -27,10 +33,54 @@ MIXER_LETTERS = {
     "A": "attention",
     "W": "local_attention",
     "X": "axial_attention",
+    "G": "augmented",
 }
 MIXER_NAMES = tuple(MIXER_LETTERS.values())
 # Mixers whose position tables cover the whole input: they need image_size.
-GLOBAL_MIXERS = ("attention", "axial_attention")
+GLOBAL_MIXERS = ("attention", "axial_attention", "augmented")
+
+
+def augmented_attention_features(features: int, fraction: float,
+                                 heads: int) -> int:
+  """Attention channels of an augmented mixer (the rest go to the 3×3 conv).
+
+  fraction·features rounded to a multiple of `heads`, at least `heads`;
+  at least one channel must be left for the conv.
+  """
+  channels = max(heads, heads * round(fraction * features / heads))
+  if channels >= features:
+    raise ValueError(
+        f"augmented mixer: {channels} attention channels (fraction {fraction} "
+        f"of {features}, a multiple of attention_heads={heads}) leave no "
+        "channels for the 3×3 conv; lower augmented_attention_fraction or "
+        "attention_heads, or widen the model.")
+  return channels
+
+
+class AugmentedConv(nnx.Module):
+  """Attention-augmented 3×3 conv: [conv(x), attention(x)] along channels.
+
+  Of the `features` output channels, `attention_features` come from global
+  multi-head relative self-attention (`layers.RelativeSelfAttention`, key and
+  value depth attention_features/heads per head, no output projection) and
+  the rest from a 3×3 conv; both read all input channels at full resolution.
+  """
+
+  def __init__(self, features: int, attention_features: int, *, heads: int,
+               input_size: tuple[int, int], relative_positions: bool,
+               dtype: Any, param_dtype: Any, rngs: nnx.Rngs):
+    kwargs = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    self.conv_features = features - attention_features
+    self.attention_features = attention_features
+    self.conv = common.conv(features, self.conv_features, 3, **kwargs)
+    self.attention = layers.RelativeSelfAttention(
+        features, attention_features, heads=heads, window=None,
+        input_size=input_size, relative_positions=relative_positions, **kwargs)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    conv = self.conv(x)
+    attention = self.attention(x).astype(conv.dtype)
+    return jnp.concatenate([conv, attention], axis=-1)
 
 
 def parse_stage_mixers(spec: str | tuple[str, ...] | list[str], num_stages: int
@@ -79,8 +129,13 @@ def build_mixer(
     dtype: Any,
     param_dtype: Any,
     rngs: nnx.Rngs,
+    augmented_attention_fraction: float = 0.25,
+    lambda_embeddings: nnx.Param | None = None,
 ) -> nnx.Module:
-  """Builds the mixer features→features for a block whose input is input_size."""
+  """Builds the mixer features→features for a block whose input is input_size.
+
+  `lambda_embeddings`, if given, is the position table a lambda mixer shares.
+  """
   kwargs = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
   if name == "conv":
     return common.conv(features, features, 3, strides=strides, **kwargs)
@@ -89,7 +144,13 @@ def build_mixer(
         features, features, query_depth=query_depth, heads=heads,
         intra_depth=intra_depth, receptive_field=receptive_field,
         input_size=input_size if receptive_field == "global" else None,
-        method=lambda_method, **kwargs)
+        method=lambda_method, embeddings=lambda_embeddings, **kwargs)
+  if name == "augmented":
+    return AugmentedConv(
+        features, augmented_attention_features(
+            features, augmented_attention_fraction, attention_heads),
+        heads=attention_heads, input_size=input_size,
+        relative_positions=attention_relative, **kwargs)
   if name == "attention":
     return layers.RelativeSelfAttention(
         features, features, heads=attention_heads, window=None,

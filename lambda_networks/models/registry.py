@@ -9,7 +9,12 @@ Names:
       resnet26 ([2, 2, 2, 2] blocks) is the small model for tests and quick runs.
   resnet50_se                      + SE (1/16 of the block output): Table 3.
   resnet50_lambda                  every 3×3 conv a lambda layer (Table 3).
+  resnet50_lambda_shared           ... one position table per stage, shared by
+      its lambda layers (Table 4, "shared embeddings").
   resnet50_attention               every 3×3 conv global relative self-attention.
+  resnet50_augmented               every 3×3 conv attention-augmented: 20% of
+      its output channels from global relative self-attention, 80% from the
+      3×3 conv, concatenated (Table 3, "conv + relative self-attention").
   resnet50_local_attention         ... 7×7 local relative self-attention (SASA).
   resnet50_axial                   ... axial self-attention.
   lambda_resnet26, lambda_resnet50 … lambda_resnet420   the LambdaResNet family:
@@ -22,6 +27,10 @@ values: the family uses the ResNet-RS depths, lambda k16 h4 u1 r23, no SE in
 lambda blocks, the c4 lambda blocks at the end of equal chunks of the stage
 (`ResNetConfig.mixer_blocks`), and ResNet-RS-like regularisers (dropout
 0.25–0.4, stochastic depth 0–0.1 growing with depth) as defaults.
+resnet50_augmented takes 20% attention channels (`augmented_attention_fraction`,
+rounded to a multiple of the 8 heads) with key depth = value depth and no
+output projection; splitting the 3×3 conv's outputs can only remove weights,
+so it has 24.07M parameters where the paper lists 25.8M (see docs/models.md).
 """
 
 from __future__ import annotations
@@ -98,8 +107,13 @@ def _build_registry() -> dict[str, ModelSpec]:
   for suffix, changes, what in (
       ("se", dict(se_ratio=1 / 16), "with squeeze-excitation (SENet, 1/16)"),
       ("lambda", dict(stage_mixers="LLLL"), "with every 3×3 conv a lambda layer"),
+      ("lambda_shared", dict(stage_mixers="LLLL", share_lambda_embeddings=True),
+       "with every 3×3 conv a lambda layer, one position table per stage"),
       ("attention", dict(stage_mixers="AAAA"),
        "with every 3×3 conv global relative self-attention"),
+      ("augmented", dict(stage_mixers="GGGG"),
+       "with every 3×3 conv attention-augmented (conv + relative "
+       "self-attention)"),
       ("local_attention", dict(stage_mixers="WWWW"),
        "with every 3×3 conv 7×7 local relative self-attention (SASA)"),
       ("axial", dict(stage_mixers="XXXX"),

@@ -1,8 +1,9 @@
 """ResNets with a choice of spatial mixer per stage: conv, lambda or attention.
 
 One `ResNetConfig` describes the ResNet-50…420 baselines (v1.5: the stride
-sits in the 3×3 conv), the all-lambda ResNet-50 of the paper's Table 3, the
-attention baselines, and the hybrid LambdaResNet family (ResNet-RS style:
+sits in the 3×3 conv), the all-lambda ResNet-50 of the paper's Table 3 (also
+with one position table per stage, Table 4), the attention and
+attention-augmented baselines, and the hybrid LambdaResNet family (ResNet-RS style:
 ResNet-D stem and shortcuts, squeeze-excitation, lambda blocks in c4/c5).
 Named configurations live in `registry.py`.
 """
@@ -32,7 +33,7 @@ class ResNetConfig:
     width_multiplier: scales the stem and every stage width (tiny test
       models use e.g. 1/16).
     expansion: output / bottleneck width of a block.
-    stage_mixers: spatial mixer per stage, letters 'CLAWX' or names (see
+    stage_mixers: spatial mixer per stage, letters 'CLAWXG' or names (see
       `mixers.py`), e.g. 'CCLL'.
     mixer_blocks: per stage, how many blocks use the stage's mixer (the
       others use 3×3 convs), spread evenly: block j·N/n − 1 (j = 1..n) of
@@ -44,9 +45,15 @@ class ResNetConfig:
     receptive_field: lambda layer scope r (odd), 'global' (tables sized from
       image_size) or None (content lambdas only).
     lambda_method: 'auto', 'einsum' or 'conv' (see `ops.lambda_interactions`).
+    share_lambda_embeddings: all lambda layers of a stage hold one relative
+      position table (the same nnx.Param; paper Table 4); needs an int
+      receptive_field.
     attention_heads: heads of the self-attention mixers.
     attention_window: window of the local self-attention mixer.
     attention_relative: relative position logits in the attention mixers.
+    augmented_attention_fraction: share of the augmented mixer's ('G')
+      output channels that come from attention (rounded to a multiple of
+      attention_heads); the rest come from the 3×3 conv.
     stem: 'plain' (7×7/2 conv) or 'deep' (ResNet-D: three 3×3 convs); both
       followed by a 3×3/2 max pool.
     stem_width: stem output channels ('deep': stem_width/2, /2, then full).
@@ -79,9 +86,11 @@ class ResNetConfig:
   intra_depth: int = 1
   receptive_field: int | str | None = 23
   lambda_method: str = "auto"
+  share_lambda_embeddings: bool = False
   attention_heads: int = 8
   attention_window: int = 7
   attention_relative: bool = True
+  augmented_attention_fraction: float = 0.2
   stem: str = "plain"
   stem_width: int = 64
   downsample: str = "conv"
@@ -167,6 +176,14 @@ class ResNetConfig:
       raise ValueError(
           f"receptive_field must be an odd positive int, 'global' or None, "
           f"got {rf!r} (the paper uses 23, or 7 with intra_depth=4).")
+    if self.share_lambda_embeddings and not isinstance(rf, int):
+      raise ValueError(
+          f"share_lambda_embeddings=True needs an int receptive_field (one "
+          f"r×r table fits every lambda layer of a stage), got {rf!r}.")
+    if not 0.0 < self.augmented_attention_fraction < 1.0:
+      raise ValueError(
+          f"augmented_attention_fraction must be in (0, 1), got "
+          f"{self.augmented_attention_fraction}.")
     if not 0.0 <= self.se_ratio <= 1.0:
       raise ValueError(f"se_ratio must be in [0, 1], got {self.se_ratio}.")
     for name in ("stochastic_depth_rate", "dropout_rate"):
@@ -195,7 +212,8 @@ class Bottleneck(nnx.Module):
 
   def __init__(self, in_features: int, width: int, out_features: int, *,
                strides: int, mixer: str, input_size: tuple[int, int],
-               drop_rate: float, config: ResNetConfig, rngs: nnx.Rngs):
+               drop_rate: float, config: ResNetConfig, rngs: nnx.Rngs,
+               lambda_embeddings: nnx.Param | None = None):
     cfg = config
     kwargs = dict(dtype=cfg.dtype, param_dtype=cfg.param_dtype, rngs=rngs)
     norm = dict(momentum=cfg.bn_momentum, epsilon=cfg.bn_epsilon, **kwargs)
@@ -210,7 +228,9 @@ class Bottleneck(nnx.Module):
         intra_depth=cfg.intra_depth, receptive_field=cfg.receptive_field,
         lambda_method=cfg.lambda_method, attention_heads=cfg.attention_heads,
         attention_window=cfg.attention_window,
-        attention_relative=cfg.attention_relative, **kwargs)
+        attention_relative=cfg.attention_relative,
+        augmented_attention_fraction=cfg.augmented_attention_fraction,
+        lambda_embeddings=lambda_embeddings, **kwargs)
     self.bn2 = common.batch_norm(width, **norm)
     self.conv3 = common.conv(width, out_features, 1, **kwargs)
     self.bn3 = common.batch_norm(out_features, zero_scale=cfg.zero_init_last_bn,
@@ -279,7 +299,9 @@ class ResNet(nnx.Module):
   """Stem, bottleneck stages (stride 2 from the second on), pooled classifier.
 
   `model.stages[s][b]` is block b of stage s; `.mixer_name` and `.mixer` say
-  which spatial mixer it uses.
+  which spatial mixer it uses. With `share_lambda_embeddings`, the first
+  lambda layer of a stage creates the position table and the stage's other
+  lambda layers hold that same nnx.Param.
   """
 
   def __init__(self, config: ResNetConfig, *, num_classes: int, rngs: nnx.Rngs):
@@ -296,6 +318,7 @@ class ResNet(nnx.Module):
     stages = []
     for stage, (width, names) in enumerate(zip(cfg.widths(), layout)):
       blocks = []
+      shared = None  # The stage's position table, once a lambda layer made it.
       for block, mixer in enumerate(names):
         strides = 2 if stage > 0 and block == 0 else 1
         out_features = width * cfg.expansion
@@ -304,7 +327,9 @@ class ResNet(nnx.Module):
             in_features, width, out_features, strides=strides, mixer=mixer,
             input_size=size,
             drop_rate=cfg.stochastic_depth_rate * index / total_blocks,
-            config=cfg, rngs=rngs))
+            config=cfg, rngs=rngs, lambda_embeddings=shared))
+        if cfg.share_lambda_embeddings and mixer == "lambda":
+          shared = blocks[-1].mixer.embeddings
         size = tuple(common.downsampled(s, strides) for s in size)
         in_features = out_features
       stages.append(nnx.List(blocks))

@@ -116,7 +116,11 @@ def write_tables(results: list[dict], out_dir: str) -> None:
       "- **GFLOPs (XLA)**: XLA's cost analysis of the lowered inference forward "
       "pass for one image (not compiled, not run). XLA counts 2 FLOPs per "
       "multiply-add and includes element-wise work, so papers that quote "
-      "multiply-adds as FLOPs (e.g. ResNet-50 ≈ 4.1B) show about half.",
+      "multiply-adds as FLOPs (e.g. ResNet-50 ≈ 4.1B) show about half. "
+      "Lambda layers count the execution `method='auto'` picks for each "
+      "layer's map size (`ops.choose_method`): the row convolution it picks "
+      "on larger maps does more multiply-adds than the 2-D lambda "
+      "convolution, in exchange for a far faster kernel.",
       "- **paper**: parameters and ImageNet top-1 from PAPER.md (Tables 3–4, "
       "the hybrid table, the speed–accuracy table, and the EfficientNet "
       "reference points). Blank: the paper gives no number.",

@@ -145,16 +145,9 @@ class LambdaLayer(nnx.Module):
 
   def __call__(self, inputs: jax.Array) -> jax.Array:
     """Maps [B, *S, in_features] to [B, *S, out_features]."""
-    batch, *spatial, _ = _check_input(inputs, self.in_features, self.spatial_dims)
-    if self.global_size is not None and any(
-        size > limit for size, limit in zip(spatial, self.global_size)):
-      raise ValueError(
-          f"input spatial shape {tuple(spatial)} exceeds input_size "
-          f"{self.global_size} of this global lambda layer; build it with a "
-          "larger input_size."
-      )
-    if self.dtype is not None:
-      inputs = inputs.astype(self.dtype)
+    inputs, (batch, *spatial, _) = _prepare_input(
+        inputs, self.in_features, self.spatial_dims, self.dtype,
+        self.global_size, "global lambda")
     queries = _apply(self.query_norm, self.query_proj(inputs))
     keys = self.key_proj(inputs)
     values = _apply(self.value_norm, self.value_proj(inputs))
@@ -222,9 +215,8 @@ class MultiHeadSelfAttention(nnx.Module):
 
   def __call__(self, inputs: jax.Array) -> jax.Array:
     """Maps [B, *S, in_features] to [B, *S, out_features]."""
-    batch, *spatial, _ = _check_input(inputs, self.in_features, self.spatial_dims)
-    if self.dtype is not None:
-      inputs = inputs.astype(self.dtype)
+    inputs, (batch, *spatial, _) = _prepare_input(
+        inputs, self.in_features, self.spatial_dims, self.dtype)
     num_positions = math.prod(spatial)
     flat = inputs.reshape(batch, num_positions, self.in_features)
     queries = self.query_proj(flat).reshape(batch, num_positions, self.heads, -1)
@@ -284,6 +276,15 @@ def _norm(kind: Normalization, features: int, dtype, param_dtype, rngs):
   raise ValueError(
       f"normalization must be 'batch', 'layer' or 'none', got {kind!r}."
   )
+
+
+def _prepare_input(inputs: jax.Array, in_features: int, spatial_dims: int,
+                   dtype, max_size: tuple[int, ...] | None = None,
+                   who: str = "") -> tuple[jax.Array, tuple[int, ...]]:
+  """Checks [B, *S, C] (and S ≤ max_size), casts to dtype; returns it and its shape."""
+  shape = _check_input(inputs, in_features, spatial_dims)
+  _check_size(shape[1:-1], max_size, who)
+  return (inputs if dtype is None else inputs.astype(dtype)), shape
 
 
 def _check_input(inputs: jax.Array, in_features: int, spatial_dims: int):
@@ -360,10 +361,9 @@ class RelativeSelfAttention(nnx.Module):
 
   def __call__(self, inputs: jax.Array) -> jax.Array:
     """Maps [B, H, W, in_features] to [B, H, W, out_features]."""
-    batch, height, width, _ = _check_input(inputs, self.in_features, 2)
-    _check_size((height, width), self.max_size, "RelativeSelfAttention")
-    if self.dtype is not None:
-      inputs = inputs.astype(self.dtype)
+    inputs, (batch, height, width, _) = _prepare_input(
+        inputs, self.in_features, 2, self.dtype, self.max_size,
+        "RelativeSelfAttention")
     shape = (batch, height, width, self.heads, self.key_depth)
     queries = self.query_proj(inputs).reshape(shape) * self.key_depth ** -0.5
     keys = self.key_proj(inputs).reshape(shape)
@@ -456,10 +456,9 @@ class AxialSelfAttention(nnx.Module):
 
   def __call__(self, inputs: jax.Array) -> jax.Array:
     """Maps [B, H, W, in_features] to [B, H, W, out_features]."""
-    batch, height, width, _ = _check_input(inputs, self.in_features, 2)
-    _check_size((height, width), self.max_size, "AxialSelfAttention")
-    if self.dtype is not None:
-      inputs = inputs.astype(self.dtype)
+    inputs, (batch, height, width, _) = _prepare_input(
+        inputs, self.in_features, 2, self.dtype, self.max_size,
+        "AxialSelfAttention")
     out = self._axis_pass(inputs, self.height_proj, self.height_embeddings)
     out = jnp.swapaxes(out, 1, 2)  # Attend along the width axis next.
     out = self._axis_pass(out, self.width_proj, self.width_embeddings)

@@ -9,7 +9,10 @@ detail of it.
 from __future__ import annotations
 
 import functools
+import json
 import math
+import os
+import pathlib
 from typing import Literal
 
 import jax
@@ -19,13 +22,45 @@ Method = Literal["auto", "einsum", "conv", "row_conv"]
 METHODS = ("auto", "einsum", "conv", "row_conv")
 
 # Relative cost per visited (query, context-offset) pair of each execution of
-# the position term, measured on CPU with scripts/benchmark_layers.py (a
-# forward+backward pass). "auto" multiplies these by the pairs each method
-# visits and picks the cheapest. The einsum also gathers and scatters its
-# [N, N, K, U] embeddings; the 2-D convolution has few channels (U in, K out)
-# and a large batch (B·V), which convolution kernels run poorly; the row
-# convolution is a dense 1-D convolution with W·U in and W·K out channels.
-PAIR_COST = {"einsum": 1.0, "conv": 2.0, "row_conv": 0.3}
+# the position term, per JAX platform, in pair_cost.json next to this file
+# (measured with scripts/benchmark_layers.py, a forward+backward pass, and
+# written by scripts/calibrate_pair_cost.py). "auto" multiplies these by the
+# pairs each method visits and picks the cheapest. The einsum also gathers
+# and scatters its [N, N, K, U] embeddings; the 2-D convolution has few
+# channels (U in, K out) and a large batch (B·V), which convolution kernels
+# run poorly; the row convolution is a dense 1-D convolution with W·U in and
+# W·K out channels. A platform without a measured table ("calibrated": false)
+# uses the documented default in the file.
+PAIR_COST_FILE = pathlib.Path(__file__).with_name("pair_cost.json")
+
+
+def load_pair_costs(path: str | os.PathLike = PAIR_COST_FILE) -> dict[str, dict]:
+  """Reads {platform: {"costs": {method: cost}, "calibrated": bool, ...}}."""
+  tables = json.loads(pathlib.Path(path).read_text())
+  for platform, table in tables.items():
+    if platform.startswith("_"):
+      continue
+    costs = table.get("costs", {})
+    missing = {"einsum", "conv", "row_conv"} - set(costs)
+    if missing or any(not cost > 0 for cost in costs.values()):
+      raise ValueError(
+          f"{path}: platform {platform!r} needs a positive cost for each of "
+          f"einsum, conv and row_conv (missing {sorted(missing)}); rerun "
+          "scripts/calibrate_pair_cost.py.")
+  return {k: v for k, v in tables.items() if not k.startswith("_")}
+
+
+PAIR_COSTS = load_pair_costs()
+PAIR_COST = PAIR_COSTS["cpu"]["costs"]  # The CPU table (measured here).
+
+
+def pair_cost_table(platform: str | None = None) -> dict:
+  """The cost entry of `platform` (default: jax.default_backend()).
+
+  A platform absent from the file gets the "default" entry.
+  """
+  platform = platform or jax.default_backend()
+  return PAIR_COSTS.get(platform, PAIR_COSTS["default"])
 
 
 @functools.partial(jax.jit, static_argnames=("causal", "method"))
@@ -96,7 +131,8 @@ def lambda_interactions(
 
 
 def choose_method(
-    spatial_shape: tuple[int, ...], table_shape: tuple[int, ...]
+    spatial_shape: tuple[int, ...], table_shape: tuple[int, ...],
+    platform: str | None = None,
 ) -> Literal["einsum", "conv", "row_conv"]:
   """Picks the cheapest execution of the position term for these shapes.
 
@@ -106,14 +142,27 @@ def choose_method(
   so no method wastes work on offsets no input reaches). The row convolution
   is a candidate only for tables with fewer rows than the map: on CPU its
   cost per pair grows steeply with the kernel height (measured 7× per pair
-  from R_rows = 23 to 55), so global-size tables go to the einsum.
+  from R_rows = 23 to 55), so global-size tables go to the einsum. The cost
+  per pair is `platform`'s table (default: the default JAX backend's).
   """
+  pairs = visited_pairs(spatial_shape, table_shape)
+  if not (len(spatial_shape) == 2 and table_shape[0] < spatial_shape[0]):
+    del pairs["row_conv"]
+  costs = pair_cost_table(platform)["costs"]
+  return min(pairs, key=lambda method: pairs[method] * costs[method])
+
+
+def visited_pairs(spatial_shape: tuple[int, ...],
+                  table_shape: tuple[int, ...]) -> dict[str, int]:
+  """(query, offset) pairs each execution visits (table already cropped)."""
   num_positions = math.prod(spatial_shape)
   pairs = {"einsum": num_positions ** 2,
            "conv": num_positions * math.prod(table_shape)}
-  if len(spatial_shape) == 2 and table_shape[0] < spatial_shape[0]:
+  if len(spatial_shape) == 2:
     pairs["row_conv"] = num_positions * table_shape[0] * spatial_shape[1]
-  return min(pairs, key=lambda method: pairs[method] * PAIR_COST[method])
+  else:  # On one axis the row convolution is the convolution.
+    pairs["row_conv"] = pairs["conv"]
+  return pairs
 
 
 def relative_embeddings(table: jax.Array, spatial_shape: tuple[int, ...]) -> jax.Array:

@@ -24,6 +24,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from benchmarking import pair_cost_note  # noqa: E402
 from lambda_networks import ops  # noqa: E402
 from lambda_networks.layers import LambdaLayer, MultiHeadSelfAttention  # noqa: E402
 
@@ -193,6 +195,7 @@ def main() -> None:
             f"({jax.default_backend()}, {platform.processor() or platform.machine()}), "
             f"jax {jax.__version__}")
   print(header, flush=True)
+  print(pair_cost_note(), flush=True)
   rows = []
   for size in args.sizes:
     for variant in args.variants:

@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
   env = benchmarking.environment()
   print(f"{env['device_count']} × {env['device_kind']} ({env['backend']}, "
         f"{env['host_cpu']}), jax {env['jax']}, flax {env['flax']}", flush=True)
+  print(benchmarking.pair_cost_note(), flush=True)
   writer = benchmarking.CsvWriter(args.out, FIELDS)
   rows = []
   for name in args.models:

@@ -29,6 +29,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from lambda_networks import models
+from lambda_networks import ops
 # Re-exported for the benchmark scripts (scripts/ is on sys.path when they run).
 from reporting import CsvWriter, REPO_ROOT, markdown_table, read_csv  # noqa: F401
 
@@ -91,6 +92,18 @@ def environment() -> dict[str, Any]:
       "date": datetime.datetime.now(datetime.timezone.utc).strftime(
           "%Y-%m-%dT%H:%MZ"),
   }
+
+
+def pair_cost_note(platform: str | None = None) -> str:
+  """Says whether method="auto" on this platform runs a measured cost table."""
+  platform = platform or jax.default_backend()
+  table = ops.pair_cost_table(platform)
+  if table["calibrated"]:
+    return f"auto: the measured {platform!r} cost table ({table['source']})."
+  return (f"auto: the {platform!r} cost table is UNCALIBRATED ({table['source']}); "
+          "calibrate it with `python scripts/benchmark_layers.py --out "
+          "results/layers && python scripts/calibrate_pair_cost.py "
+          "results/layers/benchmark_layers.csv`.")
 
 
 def _package_version(name: str) -> str:

@@ -1,0 +1,82 @@
+"""The per-platform cost table of method="auto" and its calibration script."""
+
+import csv
+import json
+import pathlib
+import sys
+
+import jax
+import pytest
+
+from lambda_networks import ops
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "scripts"))
+import calibrate_pair_cost  # noqa: E402  pylint: disable=g-import-not-at-top
+
+CPU_COSTS = {"einsum": 1.0, "conv": 2.0, "row_conv": 0.3}
+CONV_FRIENDLY = {"einsum": 1.0, "conv": 0.01, "row_conv": 5.0}
+
+
+@pytest.fixture
+def fake_tables(monkeypatch):
+  tables = {"cpu": {"calibrated": True, "costs": CPU_COSTS},
+            "gpu": {"calibrated": True, "costs": CONV_FRIENDLY},
+            "default": {"calibrated": False, "costs": {
+                "einsum": 0.01, "conv": 5.0, "row_conv": 5.0}}}
+  monkeypatch.setattr(ops, "PAIR_COSTS", tables)
+  return tables
+
+
+@pytest.mark.parametrize("backend,expected", [
+    ("cpu", "row_conv"), ("gpu", "conv"), ("tpu", "einsum")])
+def test_auto_uses_the_default_backends_table(fake_tables, monkeypatch,
+                                              backend, expected):
+  del fake_tables
+  monkeypatch.setattr(jax, "default_backend", lambda: backend)
+  # A 64×64 map with a 23×23 table: each table makes a different method win
+  # (the made-up "tpu" falls back to the "default" entry).
+  assert ops.choose_method((64, 64), (23, 23)) == expected
+  assert ops.choose_method((64, 64), (23, 23), platform=backend) == expected
+
+
+def test_shipped_table_marks_unmeasured_platforms():
+  tables = ops.load_pair_costs()
+  assert tables["cpu"]["calibrated"] and tables["cpu"]["costs"] == ops.PAIR_COST
+  for platform in ("gpu", "tpu", "default"):
+    assert tables[platform]["calibrated"] is False
+
+
+def test_a_table_without_every_method_is_rejected(tmp_path):
+  path = tmp_path / "costs.json"
+  path.write_text(json.dumps({"cpu": {"costs": {"einsum": 1.0, "conv": 2.0}}}))
+  with pytest.raises(ValueError, match=r"row_conv.*calibrate_pair_cost"):
+    ops.load_pair_costs(path)
+
+
+def test_calibration_recovers_known_costs(tmp_path):
+  """Times made from known costs per pair (plus a per-size overhead) refit."""
+  per_pair_ms = {"einsum": 4e-7, "conv": 1e-6, "row_conv": 1e-7}
+  rows = []
+  for size in (14, 28, 56):
+    overhead = 0.5 * size
+    for variant in ("lambda_local_r23", "lambda_global"):
+      width = calibrate_pair_cost.table_width(variant + "_x", size)
+      for method, cost in per_pair_ms.items():
+        pairs = ops.visited_pairs((size, size), (width, width))[method]
+        rows.append(dict(variant=f"{variant}_{method}", size=size, batch=2,
+                         channels=8, dtype="float32", backend="cpu",
+                         device="cpu", method=method, status="ok",
+                         time_ms=overhead + cost * pairs * 2 * 8))
+  path = tmp_path / "layers.csv"
+  with open(path, "w", newline="") as handle:
+    writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+  costs_file = tmp_path / "pair_cost.json"
+  costs_file.write_text(ops.PAIR_COST_FILE.read_text())
+  costs = calibrate_pair_cost.main(
+      [str(path), "--platform", "gpu", "--costs-file", str(costs_file)])
+  assert costs == pytest.approx({"einsum": 1.0, "conv": 2.5, "row_conv": 0.25})
+  written = ops.load_pair_costs(costs_file)
+  assert written["gpu"]["calibrated"] and written["gpu"]["costs"] == costs
+  assert written["cpu"] == ops.load_pair_costs()["cpu"]  # Others untouched.

@@ -14,6 +14,11 @@ The train step is forward, softmax cross-entropy, backward and an
 SGD-momentum + weight-decay update (the trainer's optimiser, without the
 input pipeline, EMA or metrics).
 
+Each row also carries the step's FLOPs per example (XLA's cost analysis of
+the compiled step, 2 FLOPs per multiply-add), the achieved TFLOP/s and, for
+devices whose peak is known (scripts/peak_flops.py: TPU v3–v6e, A100, H100,
+H200, dense bf16), the model FLOPs utilisation (MFU) against that peak.
+
   python scripts/benchmark_models.py --models lambda_resnet50 efficientnet_b0 \\
       --image-sizes paper --batch-sizes 8 --out results/benchmarks/models.csv
   # tiny models for a smoke test:
@@ -37,7 +42,8 @@ RESULT_FIELDS = (
     "model", "overrides", "image_size", "batch_size", "mode", "dtype",
     "num_devices", "status", "params", "compile_s", "peak_memory_mib",
     "memory_limit_mib", "timed_steps", "step_time_ms", "step_time_min_ms",
-    "step_time_max_ms", "examples_per_s")
+    "step_time_max_ms", "examples_per_s", "gflops_per_example",
+    "achieved_tflops", "peak_tflops", "mfu")
 ENVIRONMENT_FIELDS = (
     "backend", "device_kind", "device_count", "host_cpu", "host_cpus", "jax",
     "jaxlib", "flax", "optax", "python", "git_commit", "date")
@@ -130,6 +136,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 f"{row['step_time_ms'] or '—':>10} ms/step "
                 f"{row['examples_per_s'] or '—':>10} ex/s "
                 f"{row['peak_memory_mib'] or '—':>10} MiB "
+                f"{row['gflops_per_example'] or '—':>8} GFLOP/ex "
+                f"MFU {row['mfu'] if row['mfu'] is not None else '—'} "
                 f"compile {row['compile_s'] or '—'} s  {row['status']}",
                 flush=True)
   print(f"wrote {args.out}")

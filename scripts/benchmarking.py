@@ -30,6 +30,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from lambda_networks import models
 from lambda_networks import ops
+import peak_flops
 # Re-exported for the benchmark scripts (scripts/ is on sys.path when they run).
 from reporting import CsvWriter, REPO_ROOT, markdown_table, read_csv  # noqa: F401
 
@@ -154,6 +155,22 @@ def peak_bytes(compiled: Any) -> int | None:
              + analysis.temp_size_in_bytes - analysis.alias_size_in_bytes)
 
 
+def compiled_flops(compiled: Any) -> float | None:
+  """FLOPs of one call of a compiled step, per device (XLA's cost analysis).
+
+  XLA counts 2 FLOPs per multiply-add and adds element-wise work. A step
+  compiled for several devices is the per-device program.
+  """
+  try:
+    analysis = compiled.cost_analysis()
+  except Exception:  # pylint: disable=broad-except  # Not every backend has it.
+    return None
+  if isinstance(analysis, (list, tuple)):  # Older JAX: one dict per program.
+    analysis = analysis[0] if analysis else None
+  flops = (analysis or {}).get("flops")
+  return float(flops) if flops and flops > 0 else None
+
+
 def is_out_of_memory(error: BaseException) -> bool:
   text = str(error).lower()
   return any(marker in text for marker in (
@@ -170,6 +187,7 @@ class Step:
   peak_bytes: int | None
   compile_seconds: float
   num_params: int
+  flops: float | None = None  # Per device per call (compiled_flops).
 
 
 def build_step(name: str, overrides: dict[str, Any], *, image_size: int,
@@ -259,7 +277,7 @@ def build_step(name: str, overrides: dict[str, Any], *, image_size: int,
     return real_params, real_rest, real_images
 
   return Step(compiled, make_arguments, peak_bytes(compiled), compile_seconds,
-              num_params)
+              num_params, compiled_flops(compiled))
 
 
 def time_step(step: Step, mode: str, *, warmup: int, repeats: int,
@@ -305,7 +323,9 @@ def measure(name: str, overrides: dict[str, Any], *, image_size: int,
       params=None, compile_s=None, peak_memory_mib=None,
       memory_limit_mib=None if memory_limit_bytes is None else
       round(memory_limit_bytes / MIB), timed_steps=0, step_time_ms=None,
-      step_time_min_ms=None, step_time_max_ms=None, examples_per_s=None)
+      step_time_min_ms=None, step_time_max_ms=None, examples_per_s=None,
+      gflops_per_example=None, achieved_tflops=None, peak_tflops=None,
+      mfu=None)
   try:
     step = build_step(name, overrides, image_size=image_size,
                       batch_size=batch_size, mode=mode,
@@ -313,7 +333,14 @@ def measure(name: str, overrides: dict[str, Any], *, image_size: int,
   except Exception as error:  # pylint: disable=broad-except
     row["status"] = "oom" if is_out_of_memory(error) else _error_status(error)
     return row
+  devices = num_devices or jax.device_count()
+  step_flops = None if step.flops is None else step.flops * devices
+  peak = peak_flops.peak_flops_per_device(jax.devices()[0].device_kind)
   row.update(params=step.num_params,
+             gflops_per_example=None if step_flops is None else
+             _significant(step_flops / batch_size / 1e9),
+             peak_tflops=None if peak is None else _significant(
+                 peak * devices / 1e12),
              compile_s=round(step.compile_seconds, 2),
              peak_memory_mib=None if step.peak_bytes is None else
              round(step.peak_bytes / MIB, 3))
@@ -336,6 +363,11 @@ def measure(name: str, overrides: dict[str, Any], *, image_size: int,
              step_time_min_ms=_significant(1000 * min(times)),
              step_time_max_ms=_significant(1000 * max(times)),
              examples_per_s=_significant(batch_size / median))
+  if step_flops is not None:
+    row["achieved_tflops"] = _significant(step_flops / median / 1e12)
+    utilisation = peak_flops.model_flops_utilisation(step_flops, median,
+                                                     devices, peak)
+    row["mfu"] = None if utilisation is None else _significant(utilisation, 4)
   return row
 
 

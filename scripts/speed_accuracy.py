@@ -48,7 +48,7 @@ FIELDS = (
     "model", "image_size", "family", "top1", "top1_source", "measured_top1",
     "paper_top1", "train_batch", "train_step_ms", "train_examples_per_s",
     "inference_examples_per_s", "device", "dtype", "paper_train_examples_per_s",
-    "paper_hardware")
+    "paper_hardware", "train_gflops_per_example", "train_mfu")
 
 
 @dataclasses.dataclass
@@ -68,6 +68,8 @@ class Point:
   dtype: str | None = None
   paper_train_examples_per_s: float | None = None
   paper_hardware: str | None = None
+  train_gflops_per_example: float | None = None  # XLA cost analysis.
+  train_mfu: float | None = None  # Over the device's bf16 peak.
 
   @property
   def top1(self) -> float | None:
@@ -229,6 +231,8 @@ def join(benchmarks: dict[tuple[str, int, str], dict[str, str]],
       p.train_batch = int(row["batch_size"])
       p.train_step_ms = _number(row["step_time_ms"])
       p.train_examples_per_s = _number(row["examples_per_s"])
+      p.train_gflops_per_example = _number(row.get("gflops_per_example"))
+      p.train_mfu = _number(row.get("mfu"))
     else:
       p.inference_examples_per_s = _number(row["examples_per_s"])
   for (model, size), top1 in metrics.items():
@@ -314,12 +318,14 @@ def write_markdown(points: list[Point], ratios: list[dict[str, Any]],
   measured_acc = sum(p.top1_source == "measured" for p in points)
   header = ["model", "image", "top-1 (%)", "top-1 from",
             f"train step (ms, batch {batch})", "train ex/s", "inference ex/s",
-            "measured on", "paper top-1", "paper train ex/s (8 TPUv3)"]
+            "train GFLOPs/ex (XLA)", "train MFU", "measured on", "paper top-1",
+            "paper train ex/s (8 TPUv3)"]
   body = [[p.model, p.image_size, _fmt(p.top1), p.top1_source,
            _fmt(None if step_seconds(p, batch) is None
                 else 1000 * step_seconds(p, batch)),
            _fmt(p.train_examples_per_s, 2), _fmt(p.inference_examples_per_s, 2),
-           p.device, _fmt(p.paper_top1), _fmt(p.paper_train_examples_per_s, 0)]
+           _fmt(p.train_gflops_per_example, 2), _fmt(p.train_mfu, 3), p.device,
+           _fmt(p.paper_top1), _fmt(p.paper_train_examples_per_s, 0)]
           for p in points]
   lines = [
       "# Speed–accuracy: LambdaResNets and EfficientNets",

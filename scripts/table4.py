@@ -52,7 +52,8 @@ FIELDS = (
     "layer", "model", "overrides", "image_size", "batch_size", "status",
     "paper_memory_gb", "analytic_paper_convention_gib", "analytic_as_run_gib",
     "peak_memory_mib", "examples_per_s", "step_time_ms", "compile_s",
-    "paper_inference_examples_per_s", "paper_top1", "params", "backend",
+    "paper_inference_examples_per_s", "paper_top1", "params",
+    "gflops_per_example", "achieved_tflops", "peak_tflops", "mfu", "backend",
     "device_kind", "host_cpu", "jax", "flax", "git_commit", "date")
 
 
@@ -187,7 +188,8 @@ def table_row(reference: dict[str, str], args: argparse.Namespace,
       max_seconds=args.max_seconds, memory_limit_bytes=limit,
       num_devices=args.num_devices, run=not args.compile_only)
   for key in ("status", "peak_memory_mib", "examples_per_s", "step_time_ms",
-              "compile_s", "params"):
+              "compile_s", "params", "gflops_per_example", "achieved_tflops",
+              "peak_tflops", "mfu"):
     row[key] = measured[key]
   return row
 
@@ -200,10 +202,12 @@ def write_markdown(rows: list[dict[str, Any]], path: pathlib.Path,
       f"analytic, as run here (GiB, batch {args.batch})",
       f"XLA peak memory, inference (MiB, batch {args.batch})",
       f"throughput here (ex/s, batch {args.batch})",
+      "GFLOPs/example (XLA)", "MFU",
       "paper throughput (ex/s, 8 TPUv3, batch 128)", "paper top-1", "status"]
   body = [[r["layer"], r.get("paper_memory_gb"),
            r.get("analytic_paper_convention_gib"), r.get("analytic_as_run_gib"),
            r.get("peak_memory_mib"), r.get("examples_per_s"),
+           r.get("gflops_per_example"), r.get("mfu"),
            r.get("paper_inference_examples_per_s"), r.get("paper_top1"),
            r.get("status")] for r in rows]
   measured_on = (f"{env['device_count']} × {env['device_kind']} "
@@ -242,6 +246,10 @@ def write_markdown(rows: list[dict[str, Any]], path: pathlib.Path,
       "Inference frees each layer's maps before the next layer, so this can "
       "be far below the analytic sums, which count every layer's maps at once "
       "(as a training step keeps them for the backward pass).",
+      "- **GFLOPs/example**: XLA's cost analysis of the compiled inference "
+      "step per image (2 FLOPs per multiply-add); **MFU**: achieved FLOP/s "
+      "over the devices' dense bf16 peak (scripts/peak_flops.py; none for "
+      "CPUs).",
       "- A status `oom: …` means XLA's plan needs more memory than the device "
       "has; the step was not run.",
       ""])

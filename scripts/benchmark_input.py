@@ -1,0 +1,287 @@
+"""Images per second of the training input pipeline, per host core.
+
+Builds (once, cached under --data-dir) an ImageNet-like TFDS dataset of
+generated JPEGs (scripts/jpeg_dataset.py: ImageNet's sizes, natural-image
+statistics, quality 90), then runs the project's own training pipeline on it
+end to end — TFDS read, shuffle, decode fused with the inception crop, resize,
+flip, RandAugment, normalise, batch — exactly as `train.py` builds it
+(`lambda_networks.data.create_source` from configs/default.py). Each core
+count runs in its own process pinned to that many cores (sched_setaffinity),
+so TensorFlow sizes its thread pools as it would on such a host. The first
+batch (start-up, shuffle-buffer fill) is not timed.
+
+Writes <out>/input.csv (augment, image_size, cores, images_per_s,
+images_per_s_per_core, plus the setting and machine) and <out>/input.md.
+`--profile` adds <out>/profile.md: the cost of each stage on one core.
+
+  python scripts/benchmark_input.py                     # ~5 min on 2 cores
+  python scripts/benchmark_input.py --image-sizes 224 --augments off 2x15 \\
+      --cores 1 --images 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+import jpeg_dataset  # noqa: E402  pylint: disable=g-import-not-at-top
+import reporting  # noqa: E402  pylint: disable=g-import-not-at-top
+
+FIELDS = ("augment", "image_size", "cores", "images_per_s",
+          "images_per_s_per_core", "images", "batch_size", "seconds",
+          "load_average_1min", "host_cpu", "host_cpus", "tensorflow", "date")
+
+
+def parse_augment(text: str) -> tuple[int, float]:
+  """'off' -> (0, 0); '2x15' -> (2 layers, magnitude 15)."""
+  if text == "off":
+    return 0, 0.0
+  layers, sep, magnitude = text.partition("x")
+  if not sep:
+    raise argparse.ArgumentTypeError(
+        f"augment {text!r} must be 'off' or LAYERSxMAGNITUDE, e.g. 2x15.")
+  return int(layers), float(magnitude)
+
+
+def augment_name(text: str) -> str:
+  parse_augment(text)
+  return text
+
+
+def parse_cores(text: str) -> int:
+  available = len(os.sched_getaffinity(0))
+  cores = available if text == "all" else int(text)
+  if not 1 <= cores <= available:
+    raise argparse.ArgumentTypeError(
+        f"--cores {text}: this host has {available} usable cores.")
+  return cores
+
+
+def pipeline_config(args: argparse.Namespace, augment: str, image_size: int):
+  """configs/default.py pointed at the generated dataset."""
+  from configs import default  # pylint: disable=g-import-not-at-top
+  config = default.get_config()
+  layers, magnitude = parse_augment(augment)
+  config.dataset = jpeg_dataset.DATASET_NAME
+  config.data_dir = str(args.data_dir)
+  config.image_size = image_size
+  config.randaugment_layers = layers
+  config.randaugment_magnitude = magnitude
+  config.global_batch_size = args.batch
+  config.seed = args.seed
+  return config
+
+
+def measure(args: argparse.Namespace, augment: str, image_size: int,
+            cores: int) -> dict:
+  """Times `args.images` training images through the pipeline (after 1 batch)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from lambda_networks import data  # pylint: disable=g-import-not-at-top
+  source = data.create_source(pipeline_config(args, augment, image_size),
+                              data.HostShard())
+  steps = max(1, -(-args.images // args.batch))
+  batches = source.train_batches(0, steps + 1)
+  first = next(batches)
+  assert first["image"].shape == (args.batch, image_size, image_size, 3)
+  start = time.perf_counter()
+  count = sum(batch["image"].shape[0] for batch in batches)
+  seconds = time.perf_counter() - start
+  rate = count / seconds
+  return dict(augment=augment, image_size=image_size, cores=cores,
+              images_per_s=round(rate, 1),
+              images_per_s_per_core=round(rate / cores, 1), images=count,
+              batch_size=args.batch, seconds=round(seconds, 2),
+              load_average_1min=os.getloadavg()[0], host_cpu=_cpu_name(),
+              host_cpus=os.cpu_count(), tensorflow=tf.__version__,
+              date=time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime()))
+
+
+def worker(args: argparse.Namespace) -> None:
+  """Runs every (augment, size) on `args.worker_cores` cores; JSON lines out."""
+  os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:args.worker_cores])
+  for augment in args.augments:
+    for size in args.image_sizes:
+      print(json.dumps(measure(args, augment, size, args.worker_cores)),
+            flush=True)
+
+
+def run_workers(args: argparse.Namespace) -> list[dict]:
+  rows = []
+  for cores in args.cores:
+    command = [sys.executable, __file__, *args.argv, "--worker-cores",
+               str(cores)]
+    process = subprocess.run(command, capture_output=True, text=True,
+                             check=False)
+    if process.returncode:
+      raise RuntimeError(f"worker on {cores} cores failed:\n{process.stderr[-3000:]}")
+    for line in process.stdout.splitlines():
+      if line.startswith("{"):
+        row = json.loads(line)
+        rows.append(row)
+        print(f"{row['augment']:>5} {row['image_size']:4d}px {row['cores']} "
+              f"core(s): {row['images_per_s']:8.1f} images/s "
+              f"({row['images_per_s_per_core']:.1f} per core, load "
+              f"{row['load_average_1min']:.2f})", flush=True)
+  return rows
+
+
+def write_markdown(rows: list[dict], path: pathlib.Path, header: str) -> str:
+  sizes = sorted({r["image_size"] for r in rows})
+  keys = list(dict.fromkeys((r["augment"], r["cores"]) for r in rows))
+  lookup = {(r["augment"], r["cores"], r["image_size"]): r for r in rows}
+  body = []
+  for augment, cores in keys:
+    cells = []
+    for size in sizes:
+      row = lookup.get((augment, cores, size))
+      cells.append(None if row is None else
+                   f"{row['images_per_s']:g} ({row['images_per_s_per_core']:g})")
+    body.append([augment, cores, *cells])
+  text = "\n".join([
+      header, "", "images/s (per core), training pipeline, batch "
+      f"{rows[0]['batch_size']}:", "",
+      reporting.markdown_table(["RandAugment", "cores",
+                                *[f"{s} px" for s in sizes]], body), ""])
+  path.write_text(text)
+  return text
+
+
+def profile(args: argparse.Namespace, image_size: int) -> str:
+  """One core: images/s after each stage of the per-image work, cumulatively.
+
+  Pins this process to one core, so it runs last.
+  """
+  os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:1])
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from lambda_networks.data import preprocessing  # pylint: disable=g-import-not-at-top
+  from lambda_networks.data import randaugment  # pylint: disable=g-import-not-at-top
+  builder = tfds.builder(jpeg_dataset.DATASET_NAME, data_dir=str(args.data_dir))
+  records = builder.as_dataset(
+      split="train", decoders={"image": tfds.decode.SkipDecoding()})
+  records = records.take(args.images).cache()
+  for _ in records:  # Fill the cache: reading is timed on its own below.
+    pass
+  seed = tf.constant([1, 2], tf.int64)
+
+  def crop(image):
+    return preprocessing.random_crop(image, seed, channels=3, min_area=0.08,
+                                     is_jpeg=True)
+
+  def resize(image):
+    return tf.image.resize(crop(image), [image_size, image_size],
+                           method="bicubic", antialias=True)
+
+  stages = {
+      "read (cached records)": lambda image: tf.strings.length(image),
+      "decode whole JPEG": lambda image: tf.io.decode_jpeg(image, channels=3),
+      "decode + inception crop (fused)": crop,
+      "+ resize (bicubic, antialiased)": resize,
+      "+ flip": lambda image: tf.image.flip_left_right(resize(image)),
+      "+ RandAugment 2×15": lambda image: randaugment.randaugment(
+          tf.image.flip_left_right(resize(image)), seed, num_layers=2,
+          magnitude=15.0),
+  }
+  lines = [f"Per-image cost on 1 core, {image_size} px, {args.images} images "
+           "(cumulative stages, each a parallel tf.data map):", "",
+           "| stage | images/s | ms per image |", "|---|---|---|"]
+  for name, function in stages.items():
+    ds = records.map(lambda ex, f=function: f(ex["image"]),
+                     num_parallel_calls=tf.data.AUTOTUNE)
+    for _ in ds.take(8):  # Warm-up: trace and start threads.
+      pass
+    start = time.perf_counter()
+    count = sum(1 for _ in ds)
+    rate = count / (time.perf_counter() - start)
+    lines.append(f"| {name} | {rate:.0f} | {1000 / rate:.2f} |")
+    print(lines[-1], flush=True)
+  return "\n".join(lines) + "\n"
+
+
+def _cpu_name() -> str:
+  try:
+    for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+      if line.startswith("model name"):
+        return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(
+      description=__doc__.split("\n\n")[0],
+      formatter_class=argparse.RawDescriptionHelpFormatter,
+      epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+  parser.add_argument("--data-dir", type=pathlib.Path,
+                      default=pathlib.Path("results/input/tfds"))
+  parser.add_argument("--num-train", type=int, default=2048,
+                      help="generated training images (built once)")
+  parser.add_argument("--num-eval", type=int, default=64)
+  parser.add_argument("--long-side", type=int, default=500,
+                      help="long side of most generated images, px")
+  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--augments", nargs="+", type=augment_name,
+                      default=["off", "2x10", "2x15"],
+                      help="'off' or RandAugment LAYERSxMAGNITUDE")
+  parser.add_argument("--image-sizes", nargs="+", type=int,
+                      default=[128, 160, 224])
+  parser.add_argument("--cores", nargs="+", type=parse_cores,
+                      default=[1, parse_cores("all")],
+                      help="core counts to pin the pipeline to ('all' allowed)")
+  parser.add_argument("--images", type=int, default=384,
+                      help="timed images per setting")
+  parser.add_argument("--batch", type=int, default=64)
+  parser.add_argument("--profile", action="store_true",
+                      help="also time each stage on one core (profile.md)")
+  parser.add_argument("--out", type=pathlib.Path,
+                      default=pathlib.Path("results/input"))
+  parser.add_argument("--worker-cores", type=int, default=0,
+                      help=argparse.SUPPRESS)
+  args = parser.parse_args(argv)
+  args.cores = list(dict.fromkeys(args.cores))
+  args.argv = list(sys.argv[1:] if argv is None else argv)
+  return args
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+  args = parse_args(argv)
+  if args.worker_cores:
+    worker(args)
+    return []
+  start = time.perf_counter()
+  builder = jpeg_dataset.build(args.data_dir, num_train=args.num_train,
+                               num_eval=args.num_eval, seed=args.seed,
+                               long_side=args.long_side)
+  print(f"dataset {builder.info.full_name} in {builder.data_dir} "
+        f"({time.perf_counter() - start:.0f} s)", flush=True)
+  rows = run_workers(args)
+  args.out.mkdir(parents=True, exist_ok=True)
+  writer = reporting.CsvWriter(args.out / "input.csv", FIELDS)
+  for row in rows:
+    writer.write(row)
+  header = (f"Training input pipeline on {rows[0]['host_cpu']} "
+            f"({rows[0]['host_cpus']} cores), TensorFlow {rows[0]['tensorflow']}, "
+            f"{args.num_train} generated JPEGs (long side {args.long_side} px), "
+            f"{rows[0]['date']}; 1-minute load average while measuring: "
+            f"{min(r['load_average_1min'] for r in rows):.2f}–"
+            f"{max(r['load_average_1min'] for r in rows):.2f}.")
+  print(write_markdown(rows, args.out / "input.md", header))
+  if args.profile:
+    text = profile(args, max(args.image_sizes))
+    (args.out / "profile.md").write_text(text)
+  print(f"wrote {args.out}/input.{{csv,md}}")
+  return rows
+
+
+if __name__ == "__main__":
+  main()

@@ -26,6 +26,7 @@ import json
 import os
 import pathlib
 import platform
+import resource
 import subprocess
 import sys
 import time
@@ -37,8 +38,9 @@ import jpeg_dataset  # noqa: E402  pylint: disable=g-import-not-at-top
 import reporting  # noqa: E402  pylint: disable=g-import-not-at-top
 
 FIELDS = ("augment", "image_size", "cores", "images_per_s",
-          "images_per_s_per_core", "images", "batch_size", "seconds",
-          "load_average_1min", "host_cpu", "host_cpus", "tensorflow", "date")
+          "images_per_s_per_core", "images_per_cpu_s", "images", "batch_size",
+          "seconds", "cpu_seconds", "load_average_1min", "host_cpu",
+          "host_cpus", "tensorflow", "date")
 
 
 def parse_augment(text: str) -> tuple[int, float]:
@@ -92,14 +94,17 @@ def measure(args: argparse.Namespace, augment: str, image_size: int,
   batches = source.train_batches(0, steps + 1)
   first = next(batches)
   assert first["image"].shape == (args.batch, image_size, image_size, 3)
-  start = time.perf_counter()
+  start, cpu_start = time.perf_counter(), _cpu_seconds()
   count = sum(batch["image"].shape[0] for batch in batches)
   seconds = time.perf_counter() - start
+  cpu_seconds = _cpu_seconds() - cpu_start
   rate = count / seconds
   return dict(augment=augment, image_size=image_size, cores=cores,
               images_per_s=round(rate, 1),
-              images_per_s_per_core=round(rate / cores, 1), images=count,
+              images_per_s_per_core=round(rate / cores, 1),
+              images_per_cpu_s=round(count / cpu_seconds, 1), images=count,
               batch_size=args.batch, seconds=round(seconds, 2),
+              cpu_seconds=round(cpu_seconds, 2),
               load_average_1min=os.getloadavg()[0], host_cpu=_cpu_name(),
               host_cpus=os.cpu_count(), tensorflow=tf.__version__,
               date=time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime()))
@@ -129,7 +134,8 @@ def run_workers(args: argparse.Namespace) -> list[dict]:
         rows.append(row)
         print(f"{row['augment']:>5} {row['image_size']:4d}px {row['cores']} "
               f"core(s): {row['images_per_s']:8.1f} images/s "
-              f"({row['images_per_s_per_core']:.1f} per core, load "
+              f"({row['images_per_s_per_core']:.1f} per core; "
+              f"{row['images_per_cpu_s']:.1f} per CPU-second; load "
               f"{row['load_average_1min']:.2f})", flush=True)
   return rows
 
@@ -144,11 +150,14 @@ def write_markdown(rows: list[dict], path: pathlib.Path, header: str) -> str:
     for size in sizes:
       row = lookup.get((augment, cores, size))
       cells.append(None if row is None else
-                   f"{row['images_per_s']:g} ({row['images_per_s_per_core']:g})")
+                   f"{row['images_per_s']:g} ({row['images_per_s_per_core']:g}) "
+                   f"· {row['images_per_cpu_s']:g}")
     body.append([augment, cores, *cells])
   text = "\n".join([
-      header, "", "images/s (per core), training pipeline, batch "
-      f"{rows[0]['batch_size']}:", "",
+      header, "", "Training pipeline, batch "
+      f"{rows[0]['batch_size']}: wall-clock images/s (per core) · images per "
+      "CPU-second of the process (all its threads; less sensitive to other "
+      "load on the host than wall-clock time):", "",
       reporting.markdown_table(["RandAugment", "cores",
                                 *[f"{s} px" for s in sizes]], body), ""])
   path.write_text(text)
@@ -164,7 +173,7 @@ def profile(args: argparse.Namespace, image_size: int) -> str:
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   from lambda_networks.data import preprocessing  # pylint: disable=g-import-not-at-top
-  from lambda_networks.data import randaugment  # pylint: disable=g-import-not-at-top
+  from lambda_networks.data import tfds_source  # pylint: disable=g-import-not-at-top
   builder = tfds.builder(jpeg_dataset.DATASET_NAME, data_dir=str(args.data_dir))
   records = builder.as_dataset(
       split="train", decoders={"image": tfds.decode.SkipDecoding()})
@@ -172,39 +181,50 @@ def profile(args: argparse.Namespace, image_size: int) -> str:
   for _ in records:  # Fill the cache: reading is timed on its own below.
     pass
   seed = tf.constant([1, 2], tf.int64)
+  common = dict(image_size=image_size, channels=3, min_area=0.08,
+                is_jpeg=True, randaugment_layers=2)
 
   def crop(image):
     return preprocessing.random_crop(image, seed, channels=3, min_area=0.08,
                                      is_jpeg=True)
 
-  def resize(image):
-    return tf.image.resize(crop(image), [image_size, image_size],
-                           method="bicubic", antialias=True)
+  def augment(image, magnitude):
+    return preprocessing.train_image_uint8(image, seed, **common,
+                                           randaugment_magnitude=magnitude)
 
+  mean, stddev = (127.0, 127.0, 127.0), (60.0, 60.0, 60.0)
   stages = {
       "read (cached records)": lambda image: tf.strings.length(image),
       "decode whole JPEG": lambda image: tf.io.decode_jpeg(image, channels=3),
       "decode + inception crop (fused)": crop,
-      "+ resize (bicubic, antialiased)": resize,
-      "+ flip": lambda image: tf.image.flip_left_right(resize(image)),
-      "+ RandAugment 2×15": lambda image: randaugment.randaugment(
-          tf.image.flip_left_right(resize(image)), seed, num_layers=2,
-          magnitude=15.0),
+      "+ flip, resize (bicubic), round to uint8": lambda image: augment(image, 0.0),
+      "+ normalise (per image)": lambda image: preprocessing.normalize_batch(
+          augment(image, 0.0)[None], mean, stddev)[0],
+      "uint8 image + RandAugment 2×10": lambda image: augment(image, 10.0),
+      "uint8 image + RandAugment 2×15": lambda image: augment(image, 15.0),
   }
   lines = [f"Per-image cost on 1 core, {image_size} px, {args.images} images "
-           "(cumulative stages, each a parallel tf.data map):", "",
-           "| stage | images/s | ms per image |", "|---|---|---|"]
+           "(cumulative stages, each a parallel tf.data map; CPU time of the "
+           "process):", "",
+           "| stage | images per CPU-second | CPU ms per image |", "|---|---|---|"]
   for name, function in stages.items():
     ds = records.map(lambda ex, f=function: f(ex["image"]),
                      num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.with_options(tfds_source.pipeline_options())
     for _ in ds.take(8):  # Warm-up: trace and start threads.
       pass
-    start = time.perf_counter()
+    start = _cpu_seconds()
     count = sum(1 for _ in ds)
-    rate = count / (time.perf_counter() - start)
+    rate = count / (_cpu_seconds() - start)
     lines.append(f"| {name} | {rate:.0f} | {1000 / rate:.2f} |")
     print(lines[-1], flush=True)
   return "\n".join(lines) + "\n"
+
+
+def _cpu_seconds() -> float:
+  """CPU time of this process, all threads (user + system)."""
+  usage = resource.getrusage(resource.RUSAGE_SELF)
+  return usage.ru_utime + usage.ru_stime
 
 
 def _cpu_name() -> str:

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# The throughput checks to run once on an accelerator (GPU or TPU host), in order:
+#   1. the lambda layer benchmark at training shapes, fp32 and bf16, and the
+#      calibration of `method="auto"`'s cost table for this platform;
+#   2. Table 4 at batch 128, 224 px, bf16 (throughput, peak memory, MFU);
+#   3. training/inference throughput and MFU of lambda_resnet50/101/152 at the
+#      paper's sizes and efficientnet_b0–b4, bf16, and the speed–accuracy table;
+#   4. a profiler trace of the lambda_resnet50 training step.
+# Results go to docs/*_<device>.* (DEVICE, default: h100); link them from the
+# README. Each step prints whether the platform's cost table was calibrated.
+#
+#   DEVICE=h100 BATCH=128 bash scripts/accelerator_benchmarks.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DEVICE="${DEVICE:-h100}"
+BATCH="${BATCH:-128}"
+PYTHON="${PYTHON:-python}"
+OUT="results/accelerator_${DEVICE}"
+mkdir -p "$OUT"
+
+# 1. Layers: 256 channels, 14²–64², batch 32–128, fp32 and bf16; calibrate.
+for dtype in float32 bfloat16; do
+  for batch in 32 128; do
+    "$PYTHON" scripts/benchmark_layers.py --sizes 14 28 56 64 --batch "$batch" \
+        --channels 256 --dtype "$dtype" --out "$OUT/layers_${dtype}_b${batch}"
+  done
+done
+"$PYTHON" - "$OUT" <<'EOF'
+import csv, pathlib, sys
+out = pathlib.Path(sys.argv[1])
+rows = []
+for path in sorted(out.glob("layers_bfloat16_b*/benchmark_layers.csv")):
+  rows += list(csv.DictReader(open(path)))
+with open(out / "layers_bfloat16.csv", "w", newline="") as handle:
+  writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+  writer.writeheader()
+  writer.writerows(rows)
+EOF
+"$PYTHON" scripts/calibrate_pair_cost.py "$OUT/layers_bfloat16.csv"
+for dtype in float32 bfloat16; do
+  cp "$OUT/layers_${dtype}_b${BATCH}/benchmark_layers.csv" "docs/benchmark_layers_${DEVICE}_${dtype}.csv"
+  cp "$OUT/layers_${dtype}_b${BATCH}/benchmark_layers.md" "docs/benchmark_layers_${DEVICE}_${dtype}.md"
+done
+
+# 2. Table 4 (inference, as the paper) at batch 128, bf16.
+"$PYTHON" scripts/table4.py --batch 128 --dtype bfloat16 --out "docs/table4_${DEVICE}"
+
+# 3. Speed–accuracy: training steps and inference, bf16, paper sizes.
+"$PYTHON" scripts/benchmark_models.py --dtype bfloat16 --batch-sizes "$BATCH" \
+    --image-sizes paper --models lambda_resnet50 lambda_resnet101 lambda_resnet152 \
+    resnet50 resnet50_lambda efficientnet_b0 efficientnet_b1 efficientnet_b2 \
+    efficientnet_b3 efficientnet_b4 --out "docs/benchmarks_${DEVICE}.csv"
+"$PYTHON" scripts/speed_accuracy.py --benchmarks "docs/benchmarks_${DEVICE}.csv" \
+    --out "docs/speed_accuracy_${DEVICE}"
+
+# 4. A profile of the lambda_resnet50 training step (open with TensorBoard or
+#    Perfetto); its MFU is in docs/benchmarks_${DEVICE}.csv.
+"$PYTHON" - "$OUT" "$BATCH" <<'EOF'
+import pathlib, sys
+import jax
+sys.path.insert(0, "scripts")
+import benchmarking
+out, batch = pathlib.Path(sys.argv[1]), int(sys.argv[2])
+step = benchmarking.build_step("lambda_resnet50", {"dtype": "bfloat16"},
+                               image_size=160, batch_size=batch, mode="train")
+benchmarking.time_step(step, "train", warmup=3, repeats=1, max_seconds=60)
+with jax.profiler.trace(str(out / "profile_lambda_resnet50")):
+  benchmarking.time_step(step, "train", warmup=0, repeats=10, max_seconds=60)
+print(f"trace in {out}/profile_lambda_resnet50")
+EOF
+echo "done: docs/*_${DEVICE}.* and lambda_networks/pair_cost.json (this platform's table)"

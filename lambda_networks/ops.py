@@ -37,6 +37,8 @@ PAIR_COST_FILE = pathlib.Path(__file__).with_name("pair_cost.json")
 def load_pair_costs(path: str | os.PathLike = PAIR_COST_FILE) -> dict[str, dict]:
   """Reads {platform: {"costs": {method: cost}, "calibrated": bool, ...}}."""
   tables = json.loads(pathlib.Path(path).read_text())
+  if "default" not in tables:
+    raise ValueError(f"{path} needs a 'default' entry for unmeasured platforms.")
   for platform, table in tables.items():
     if platform.startswith("_"):
       continue

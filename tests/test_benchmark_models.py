@@ -48,9 +48,17 @@ def test_benchmark_csv_is_well_formed(tmp_path):
     assert int(row["params"]) > 0
     assert row["backend"] == jax.default_backend()
     assert row["jax"] == jax.__version__ and row["flax"] and row["date"]
+    # FLOPs from XLA's cost analysis; achieved FLOP/s = FLOPs × examples/s.
+    gflops = float(row["gflops_per_example"])
+    assert float(row["achieved_tflops"]) == pytest.approx(
+        gflops * rate / 1000, rel=1e-3)
+    assert row["mfu"] == "" and row["peak_tflops"] == ""  # No CPU peak.
   train, inference = rows
   # Training keeps gradients and optimizer state: it needs more memory.
   assert float(train["peak_memory_mib"]) > float(inference["peak_memory_mib"])
+  # Backward costs about twice the forward pass.
+  assert 2 < (float(train["gflops_per_example"])
+              / float(inference["gflops_per_example"])) < 4.5
 
 
 def test_step_that_does_not_fit_is_reported_not_raised(tmp_path):

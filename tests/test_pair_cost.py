@@ -48,8 +48,13 @@ def test_shipped_table_marks_unmeasured_platforms():
 
 def test_a_table_without_every_method_is_rejected(tmp_path):
   path = tmp_path / "costs.json"
-  path.write_text(json.dumps({"cpu": {"costs": {"einsum": 1.0, "conv": 2.0}}}))
+  complete = {"einsum": 1.0, "conv": 2.0, "row_conv": 0.3}
+  path.write_text(json.dumps({"default": {"costs": complete},
+                              "cpu": {"costs": {"einsum": 1.0, "conv": 2.0}}}))
   with pytest.raises(ValueError, match=r"row_conv.*calibrate_pair_cost"):
+    ops.load_pair_costs(path)
+  path.write_text(json.dumps({"cpu": {"costs": complete}}))
+  with pytest.raises(ValueError, match="default"):
     ops.load_pair_costs(path)
 
 

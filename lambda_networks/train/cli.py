@@ -42,17 +42,19 @@ def _unknown_field_message(error: BaseException, argv: list[str]) -> str:
           "--config.model_overrides.<field> when the config file names them.")
 
 
-def parse_flags(argv: list[str]) -> list[str]:
+def parse_flags(argv: list[str],
+                flag_values: flags.FlagValues | None = None) -> list[str]:
   """Parses flags; bad ones and an unloadable config get one line, not a traceback."""
+  flag_values = flags.FLAGS if flag_values is None else flag_values
   try:
-    remaining = flags.FLAGS(argv)
+    remaining = flag_values(argv)
   except (AttributeError, KeyError) as error:
     fail(_unknown_field_message(error, argv))
   except flags.Error as error:
     fail(f"{error}. Pass --helpshort to see the flags.")
-  if "config" in flags.FLAGS:
+  if "config" in flag_values and flag_values["config"].value is not None:
     try:  # A config file that failed to load raises on first use.
-      flags.FLAGS["config"].value.get("model")  # pytype: disable=attribute-error
+      flag_values["config"].value.get("model")  # pytype: disable=attribute-error
     except OSError as error:
       fail(f"--config: {error}")
   return remaining
@@ -69,10 +71,8 @@ def config_overrides(argv: list[str] | None = None) -> list[str]:
 
 
 def _show_traceback() -> bool:
-  try:
-    return flags.FLAGS.verbosity >= 1
-  except flags.Error:
-    return False
+  """--verbosity=1 (or more) asks for tracebacks of user errors too."""
+  return "verbosity" in flags.FLAGS and (flags.FLAGS["verbosity"].value or 0) >= 1
 
 
 def report_user_errors(main: Callable[[list[str]], Any]) -> Callable[[list[str]], Any]:

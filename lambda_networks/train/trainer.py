@@ -83,12 +83,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   """
   workdir = workdir_lib.resolve(workdir)
   config_checks.check(config)
-  exp = experiment_lib.build(config)
-  workdir_lib.create(workdir)
+  # One trainer per workdir (all processes of a run write, process 0 locks):
+  # an existing workdir is locked before the (slow) build, a new one after
+  # it, so that a config the build refuses leaves no empty workdir behind.
   lock = workdir_lib.Lock(workdir)
-  if jax.process_index() == 0:  # Every process writes, but one trainer.
-    lock.acquire()
+  chief = jax.process_index() == 0
+  existed = epath.Path(workdir).exists()
   try:
+    if chief and existed:
+      lock.acquire()
+    exp = experiment_lib.build(config)
+    workdir_lib.create(workdir)
+    if chief and not existed:
+      lock.acquire()
     return _train(exp, workdir)
   finally:
     lock.release()

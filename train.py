@@ -33,14 +33,17 @@ def main(argv):
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # Progress lines go to stdout.
   cli.start_distributed()
-  # Imported after jax.distributed so nothing touches the devices before it.
+  # Imported after jax.distributed so nothing touches the devices before it;
+  # the config is checked before the trainer (and TensorFlow) is imported.
   # pylint: disable=g-import-not-at-top
   from lambda_networks.train import config_checks
+  from lambda_networks.train import workdir as workdir_lib
+  workdir = workdir_lib.resolve(FLAGS.workdir)
+  config_checks.check(FLAGS.config, given=cli.config_overrides())
   from lambda_networks.train import trainer
   # pylint: enable=g-import-not-at-top
-  config_checks.check(FLAGS.config, given=cli.config_overrides())
   logging.info("Config:\n%s", FLAGS.config)
-  result = trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  result = trainer.train_and_evaluate(FLAGS.config, workdir)
   if result.get("stopped_by") == "SIGINT":
     sys.exit(cli.INTERRUPTED_STATUS)
 

@@ -11,6 +11,7 @@ on stderr and exit status 2, as in train.py.
 
 import json
 import re
+import sys
 
 from absl import app
 from absl import flags
@@ -62,10 +63,11 @@ def main(argv):
   exp = experiment_lib.build(config)
   manager = checkpointing.create_manager(workdir, config, read_only=True)
   if FLAGS.step is None:
-    state = checkpointing.restore_newest(manager, exp.state, exp.record,
-                                         set_aside=False)
+    state = checkpointing.restore_newest(
+        manager, exp.state, exp.record, set_aside=False,
+        report=lambda line: print(line, file=sys.stderr, flush=True))
   else:
-    state = checkpointing.restore(manager, exp.state, exp.record, FLAGS.step)
+    state = checkpointing.restore_step(manager, exp.state, exp.record, FLAGS.step)
   step = int(jax.device_get(state.step))
   if FLAGS.weights == "raw":
     params, weights = state.params, "raw"

@@ -160,6 +160,14 @@ def check_record(saved: dict[str, Any], expected: dict[str, Any],
         "that made the checkpoint.")
 
 
+def check_saved_record(manager: ocp.CheckpointManager, step: int,
+                       record: dict[str, Any]) -> None:
+  """Reads only `step`'s record; raises CheckpointMismatchError if it differs."""
+  saved = manager.restore(step, args=ocp.args.Composite(
+      meta=ocp.args.JsonRestore()))["meta"]
+  check_record(saved, record, str(manager.directory / str(step)))
+
+
 def restore(manager: ocp.CheckpointManager, target: TrainState,
             record: dict[str, Any], step: int | None = None) -> TrainState:
   """Restores `step` (default: the newest complete one) into target's shardings."""
@@ -172,9 +180,7 @@ def restore(manager: ocp.CheckpointManager, target: TrainState,
         f"No checkpoint for step {step} in {manager.directory}; saved steps: "
         f"{list(manager.all_steps())}.")
   where = str(manager.directory / str(step))
-  saved = manager.restore(step, args=ocp.args.Composite(
-      meta=ocp.args.JsonRestore()))["meta"]
-  check_record(saved, record, where)
+  check_saved_record(manager, step, record)
   abstract = jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
       target.to_dict())
@@ -227,6 +233,20 @@ def restore_newest(manager: ocp.CheckpointManager, target: TrainState,
       f"No usable checkpoint in {manager.directory}: steps {damaged} are "
       "damaged" + (f" (renamed to <step>{CORRUPT_SUFFIX})" if set_aside else "")
       + ". Restore them from a backup, or use a new --workdir to start over.")
+
+
+def restore_step(manager: ocp.CheckpointManager, target: TrainState,
+                 record: dict[str, Any], step: int) -> TrainState:
+  """Restores exactly `step`; a damaged one is a UserError, not a traceback."""
+  try:
+    return restore(manager, target, record, step)
+  except UserError:
+    raise
+  except Exception as error:  # pylint: disable=broad-exception-caught
+    raise UserError(
+        f"Checkpoint {manager.directory / str(step)} is damaged "
+        f"({_root_cause(error)}); choose another step of "
+        f"{list(manager.all_steps())}.") from error
 
 
 def _root_cause(error: BaseException, limit: int = 300) -> str:

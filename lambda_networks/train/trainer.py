@@ -101,20 +101,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     lock.release()
 
 
-def _finished_run(manager, total: int, workdir: str) -> dict[str, Any] | None:
-  """The final metrics of a run already trained to `total`; None to train on.
+def _finished_run(manager, exp: experiment_lib.Experiment,
+                  workdir: str) -> dict[str, Any] | None:
+  """The final metrics of a run already trained to the end; None to train on.
 
-  Raises UserError when the newest checkpoint is past `total`.
+  Raises UserError when the newest checkpoint is past the end or was made by
+  another model.
   """
-  latest = manager.latest_step()
+  latest, total = manager.latest_step(), exp.total_steps
   if latest is None or latest < total:
     return None
+  try:
+    checkpointing.check_saved_record(manager, latest, exp.record)
+  except checkpointing.CheckpointMismatchError:
+    raise
+  except Exception:  # pylint: disable=broad-exception-caught
+    return None  # Damaged: restoring reports it and falls back.
   if latest > total:
-    raise UserError(
-        f"The newest checkpoint in {manager.directory} is at step {latest}, "
-        f"past this config's {total} steps; nothing was changed. Train it "
-        f"further with num_train_steps > {latest}, evaluate it with eval.py, "
-        "or use a new --workdir.")
+    raise _past_the_end(manager, latest, total)
   try:
     final = json.loads((epath.Path(workdir) / "final_metrics.json").read_text())
   except (OSError, ValueError):
@@ -128,13 +132,21 @@ def _finished_run(manager, total: int, workdir: str) -> dict[str, Any] | None:
   return final
 
 
+def _past_the_end(manager, step: int, total: int) -> UserError:
+  return UserError(
+      f"The newest checkpoint in {manager.directory} is at step {step}, past "
+      f"this config's {total} steps; nothing was changed. Train it further "
+      f"with num_train_steps > {step}, evaluate it with eval.py, or use a new "
+      "--workdir.")
+
+
 def _train(exp: experiment_lib.Experiment, workdir: str) -> dict[str, Any]:
   """The loop of `train_and_evaluate`, with the workdir locked."""
   config = exp.config
   info = exp.source.info
   total = exp.total_steps
   manager = checkpointing.create_manager(workdir, config)
-  final = _finished_run(manager, total, workdir)
+  final = _finished_run(manager, exp, workdir)
   if final is not None:
     manager.close()
     return final
@@ -145,6 +157,8 @@ def _train(exp: experiment_lib.Experiment, workdir: str) -> dict[str, Any]:
     state = checkpointing.restore_newest(manager, state, exp.record,
                                          report=console)
   start_step = int(jax.device_get(state.step))
+  if start_step > total:
+    raise _past_the_end(manager, start_step, total)
   console(
       f"{config.model} on {info.name}: {info.num_train_examples} train / "
       f"{info.num_eval_examples} eval examples, {info.num_classes} classes, "
@@ -215,7 +229,7 @@ def _train(exp: experiment_lib.Experiment, workdir: str) -> dict[str, Any]:
     last_eval = _evaluate(exp, state, step, writer)
   manager.close()
   writer.close()
-  if jax.process_index() == 0:
+  if jax.process_index() == 0 and last_eval:
     (epath.Path(workdir) / "final_metrics.json").write_text(
         json.dumps(last_eval, indent=2))
   return last_eval

@@ -8,11 +8,8 @@ entry points themselves are run as subprocesses in test_train_safety.py.
 
 import os
 import signal
-import subprocess
-import sys
 
 import jax.numpy as jnp
-import numpy as np
 import pytest
 from absl import flags
 from flax import nnx
@@ -21,7 +18,6 @@ from ml_collections import config_flags
 from lambda_networks import layers
 from lambda_networks import ops
 from lambda_networks.errors import UserError
-from lambda_networks.train import checkpointing
 from lambda_networks.train import cli
 from lambda_networks.train import config_checks
 from lambda_networks.train import trainer
@@ -116,13 +112,6 @@ def test_good_command_line_passes(tmp_path):
   validate_command_line([CONFIG, f"--workdir={tmp_path}", "--config.num_train_steps=3"])
 
 
-def test_relative_workdirs_become_absolute(tmp_path, monkeypatch):
-  monkeypatch.chdir(tmp_path)
-  assert workdir_lib.resolve("runs/a") == str(tmp_path / "runs" / "a")
-  assert workdir_lib.resolve("./b/../c/") == str(tmp_path / "c")
-  assert workdir_lib.resolve("gs://bucket/run/") == "gs://bucket/run"
-
-
 def test_user_error_shows_traceback_only_when_verbose(capsys, monkeypatch):
   @cli.report_user_errors
   def main(unused_argv):
@@ -198,57 +187,7 @@ def test_lambda_interactions_refuses_integers_and_empty_batches():
   assert ops.lambda_interactions(*floats).dtype == jnp.float32
 
 
-# Checksums, locks and signals, in-process.
-def test_checksums_catch_a_single_flipped_bit():
-  tree = {"params": {"kernel": np.arange(12, dtype=np.float32).reshape(3, 4)},
-          "step": np.int32(7)}
-  saved = checkpointing.array_checksums(tree)
-  assert set(saved) == {"params/kernel", "step"}
-  checkpointing.verify_checksums(saved, tree, "here")  # Unchanged: passes.
-  flipped = tree["params"]["kernel"].copy()
-  flipped.view(np.uint32)[1, 2] ^= 1 << 3
-  with pytest.raises(checkpointing.CorruptCheckpointError,
-                     match="1 array.* of here differ from their checksums .params/kernel"):
-    checkpointing.verify_checksums(saved, {**tree, "params": {"kernel": flipped}}, "here")
-  # Same bytes in another dtype or shape are another array.
-  assert (checkpointing.array_checksums({"a": np.zeros(4, np.float32)})["a"] !=
-          checkpointing.array_checksums({"a": np.zeros(4, np.int32)})["a"])
-
-
-def test_lock_refuses_a_live_holder_and_takes_over_a_dead_one(tmp_path, capsys):
-  first = workdir_lib.Lock(str(tmp_path))
-  first.acquire()
-  holder = (tmp_path / workdir_lib.LOCK_NAME).read_text()
-  assert f'"pid": {os.getpid()}' in holder
-  with pytest.raises(UserError, match="Another trainer is using this workdir"):
-    workdir_lib.Lock(str(tmp_path)).acquire()
-  first.release()
-  assert not (tmp_path / workdir_lib.LOCK_NAME).exists()
-
-  # A lock left by a process that is still running on this host ...
-  sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-  try:
-    first._record["pid"] = sleeper.pid  # pylint: disable=protected-access
-    first.acquire()
-    with pytest.raises(UserError, match=f"pid {sleeper.pid}"):
-      workdir_lib.Lock(str(tmp_path)).acquire()
-  finally:
-    sleeper.kill()
-    sleeper.wait()
-  # ... is stale once that process is dead: taken over, with a message.
-  second = workdir_lib.Lock(str(tmp_path))
-  second.acquire()
-  assert "Taking over a stale lock" in capsys.readouterr().err
-  assert f'"pid": {os.getpid()}' in (tmp_path / workdir_lib.LOCK_NAME).read_text()
-  second.release()
-
-  # A lock from another host is never taken over.
-  (tmp_path / workdir_lib.LOCK_NAME).write_text(
-      '{"host": "elsewhere", "pid": 1, "start_time": "earlier"}')
-  with pytest.raises(UserError, match="host 'elsewhere'"):
-    workdir_lib.Lock(str(tmp_path)).acquire()
-
-
+# Ctrl-C, in-process.
 def test_first_signal_asks_to_stop_second_exits_at_once(monkeypatch, capfd):
   exits = []
 

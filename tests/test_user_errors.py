@@ -53,10 +53,12 @@ BAD_COMMAND_LINES = [
     # Numeric ranges.
     (["--config.num_train_steps=-5"], "num_train_steps=-5 is out of range: it must be ≥ 0"),
     (["--config.num_epochs=-1"], "num_epochs=-1.0 is out of range"),
-    (["--config.base_learning_rate=-0.1"], "base_learning_rate=-0.1 is out of range: it must be > 0"),
+    (["--config.base_learning_rate=-0.1"],
+     "base_learning_rate=-0.1 is out of range: it must be > 0"),
     (["--config.base_learning_rate=nan"], "base_learning_rate=nan is out of range"),
     (["--config.warmup_epochs=-1"], "warmup_epochs=-1.0 is out of range"),
-    (["--config.checkpoint_every_steps=0"], "checkpoint_every_steps=0 is out of range: it must be ≥ 1"),
+    (["--config.checkpoint_every_steps=0"],
+     "checkpoint_every_steps=0 is out of range: it must be ≥ 1"),
     (["--config.checkpoint_every_steps=-3"], "checkpoint_every_steps=-3 is out of range"),
     (["--config.momentum=1.0"], "momentum=1.0 is out of range: it must be in [0.0, 1.0)"),
     (["--config.weight_decay=-1e-4"], "weight_decay=-0.0001 is out of range"),
@@ -68,7 +70,8 @@ BAD_COMMAND_LINES = [
     (["--config.global_batch_size=0"], "global_batch_size must be positive"),
     (["--config.dropout_rate=1.5"], "dropout_rate=1.5 must be in [0, 1)"),
     (["--config.mesh_shape=(0,)"], "mesh_shape=(0,) must hold positive ints"),
-    (["--config.normalization_stddev=(0.0,1.0,1.0)"], "normalization_stddev=(0.0, 1.0, 1.0) must be positive"),
+    (["--config.normalization_stddev=(0.0,1.0,1.0)"],
+     "normalization_stddev=(0.0, 1.0, 1.0) must be positive"),
     (["--config.dtype=float8"], "dtype='float8' must be one of"),
     (["--config.model=lambda_resnet51"], "unknown model 'lambda_resnet51'"),
     (["--config.eval_split="], "config.eval_split is empty"),
@@ -199,7 +202,8 @@ def test_first_signal_asks_to_stop_second_exits_at_once(monkeypatch, capfd):
     raise Exited
 
   monkeypatch.setattr(trainer.os, "_exit", fake_exit)
-  stop = trainer._StopSignal((signal.SIGINT, signal.SIGTERM))  # pylint: disable=protected-access
+  stop = trainer._StopSignal(  # pylint: disable=protected-access
+      (signal.SIGINT, signal.SIGTERM))
   try:
     os.kill(os.getpid(), signal.SIGINT)
     assert stop.received == signal.SIGINT and not exits

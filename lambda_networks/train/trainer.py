@@ -43,18 +43,23 @@ class NonFiniteLossError(FloatingPointError):
 class _StopSignal:
   """Remembers SIGTERM / SIGINT so the loop can checkpoint and exit between steps.
 
-  A second signal exits at once (status 128 + signal), without saving.
-  SIGINT is caught only in single-process runs (see the loop).
+  With `acting` (single-process runs, see the loop) it says so, and a second
+  signal exits at once (status 128 + signal), without saving; otherwise it
+  only records the signal.
   """
 
-  def __init__(self, signals: tuple[signal.Signals, ...]):
+  def __init__(self, signals: tuple[signal.Signals, ...], acting: bool = True):
     self.received: signal.Signals | None = None
+    self._acting = acting
     self._previous = {signum: signal.signal(signum, self._handle)
                       for signum in signals}
 
   def _handle(self, signum, frame):
     del frame
     name = signal.Signals(signum).name
+    if not self._acting:
+      self.received = signal.Signals(signum)
+      return
     if self.received is not None:
       os.write(2, f"\n{name} again: exiting now without saving.\n".encode())
       os._exit(128 + signum)  # pylint: disable=protected-access
@@ -175,8 +180,9 @@ def _train(exp: experiment_lib.Experiment, workdir: str) -> dict[str, Any]:
   # A lone signal is acted on only by single-process runs: with several
   # processes they must agree on the step, which JAX's preemption service
   # (jax.distributed on TPU pods and SLURM) arranges.
-  stop = _StopSignal((signal.SIGTERM, signal.SIGINT) if jax.process_count() == 1
-                     else (signal.SIGTERM,))
+  single = jax.process_count() == 1
+  stop = _StopSignal((signal.SIGTERM, signal.SIGINT) if single else (signal.SIGTERM,),
+                     acting=single)
   batches = data.prefetch(
       exp.source.train_batches(start_step, max(0, total - start_step)),
       size=config.prefetch_batches)

@@ -2,12 +2,16 @@
 
 Uses the same config as training (so the same model and preprocessing),
 restores the newest checkpoint (or --step), evaluates every example of the
-split exactly once and writes eval_<split>_step<N>.json into the workdir:
-top-1, top-5, loss, examples counted, step and which weights (EMA or raw).
+split exactly once, prints the result and writes eval_<split>_step<N>.json
+into the workdir: top-1, top-5, loss, examples counted, step and which
+weights (EMA or raw). Without --step, a damaged newest checkpoint is reported
+and the previous one scored. A user error (bad flag, path, step) is one line
+on stderr and exit status 2, as in train.py.
 """
 
 import json
 import re
+import sys
 
 from absl import app
 from absl import flags
@@ -29,9 +33,11 @@ cli.define_distributed_flags()
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+@cli.report_user_errors
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    raise cli.UserError(f"Unexpected arguments {argv[1:]}; flags take the "
+                        "form --name=value (see --helpshort).")
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
   cli.start_distributed()
@@ -39,23 +45,35 @@ def main(argv):
   import jax
   from etils import epath
   from lambda_networks.train import checkpointing
+  from lambda_networks.train import config_checks
   from lambda_networks.train import evaluation
   from lambda_networks.train import experiment as experiment_lib
+  from lambda_networks.train import workdir as workdir_lib
   # pylint: enable=g-import-not-at-top
 
   config = FLAGS.config
   if FLAGS.split:
     with config.unlocked():
       config.eval_split = FLAGS.split
+  workdir = workdir_lib.resolve(FLAGS.workdir)
+  config_checks.check(config)
+  if not (epath.Path(workdir) / "checkpoints").is_dir():
+    raise cli.UserError(f"{workdir} holds no checkpoints/ directory; pass the "
+                        "--workdir of a training run.")
   exp = experiment_lib.build(config)
-  manager = checkpointing.create_manager(FLAGS.workdir, config, read_only=True)
-  state = checkpointing.restore(manager, exp.state, exp.record, FLAGS.step)
+  manager = checkpointing.create_manager(workdir, config, read_only=True)
+  if FLAGS.step is None:
+    state = checkpointing.restore_newest(
+        manager, exp.state, exp.record, set_aside=False,
+        report=lambda line: print(line, file=sys.stderr, flush=True))
+  else:
+    state = checkpointing.restore_step(manager, exp.state, exp.record, FLAGS.step)
   step = int(jax.device_get(state.step))
   if FLAGS.weights == "raw":
     params, weights = state.params, "raw"
   elif FLAGS.weights == "ema":
     if not state.ema_params:
-      raise app.UsageError("--weights=ema but this run kept no EMA "
+      raise cli.UserError("--weights=ema but this run kept no EMA "
                            "(config.ema_decay was 0); use --weights=raw.")
     params, weights = state.ema_params, "ema"
   else:
@@ -65,13 +83,17 @@ def main(argv):
   result.update(step=step, weights=weights, split=config.eval_split,
                 model=config.model, dataset=config.dataset)
   text = json.dumps(result, indent=2)
-  if jax.process_index() == 0:
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", config.eval_split)
-    path = epath.Path(FLAGS.workdir) / f"eval_{name}_step{step}.json"
-    path.write_text(text + "\n")
-    print(text)
-    print(f"Wrote {path}")
   manager.close()
+  if jax.process_index() == 0:
+    print(text, flush=True)  # Before writing: a failed write loses nothing.
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", config.eval_split)
+    path = epath.Path(workdir) / f"eval_{name}_step{step}.json"
+    try:
+      path.write_text(text + "\n")
+    except OSError as error:
+      raise cli.UserError(f"Could not write {path} ({error.strerror or error}); "
+                          "the result above is complete.") from error
+    print(f"Wrote {path}")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,11 @@ Override any config field with `--config.<field>=<value>`. Rerunning with the
 same --workdir resumes from its newest checkpoint. Several hosts: on TPU pods
 and SLURM jobs jax.distributed starts by itself; elsewhere pass
 --coordinator_address, --num_processes and --process_id to every process.
+Exit status: 0 done (or stopped by SIGTERM after saving), 2 a user error
+(one line on stderr; --verbosity=1 adds the traceback), 130 stopped by Ctrl-C.
 """
+
+import sys
 
 from absl import app
 from absl import flags
@@ -21,16 +25,27 @@ cli.define_distributed_flags()
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+@cli.report_user_errors
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    raise cli.UserError(f"Unexpected arguments {argv[1:]}; flags take the "
+                        "form --name=value (see --helpshort).")
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # Progress lines go to stdout.
   cli.start_distributed()
-  # Imported after jax.distributed so nothing touches the devices before it.
-  from lambda_networks.train import trainer  # pylint: disable=g-import-not-at-top
+  # Imported after jax.distributed so nothing touches the devices before it;
+  # the config is checked before the trainer (and TensorFlow) is imported.
+  # pylint: disable=g-import-not-at-top
+  from lambda_networks.train import config_checks
+  from lambda_networks.train import workdir as workdir_lib
+  workdir = workdir_lib.resolve(FLAGS.workdir)
+  config_checks.check(FLAGS.config, given=cli.config_overrides())
+  from lambda_networks.train import trainer
+  # pylint: enable=g-import-not-at-top
   logging.info("Config:\n%s", FLAGS.config)
-  trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  result = trainer.train_and_evaluate(FLAGS.config, workdir)
+  if result.get("stopped_by") == "SIGINT":
+    sys.exit(cli.INTERRUPTED_STATUS)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ Both take sequences [B, N, C] (spatial_dims=1) or feature maps [B, H, W, C]
 from __future__ import annotations
 
 import math
+import operator
 from typing import Literal
 
 import jax
@@ -74,6 +75,8 @@ class LambdaLayer(nnx.Module):
         the layer holds this very nnx.Param) instead of creating one; its shape
         must match what the layer would create.
     """
+    _check_positive(in_features=in_features, out_features=out_features,
+                    query_depth=query_depth, heads=heads, intra_depth=intra_depth)
     if out_features % heads:
       raise ValueError(
           f"out_features ({out_features}) must be divisible by heads ({heads}): "
@@ -85,10 +88,6 @@ class LambdaLayer(nnx.Module):
       raise ValueError("causal=True needs spatial_dims=1 (sequences [B, N, C]).")
     if method not in ops.METHODS:
       raise ValueError(f"method must be one of {ops.METHODS}, got {method!r}.")
-    for name, value in (("query_depth", query_depth), ("heads", heads),
-                        ("intra_depth", intra_depth), ("in_features", in_features)):
-      if value < 1:
-        raise ValueError(f"{name} must be positive, got {value}.")
     self.in_features = in_features
     self.out_features = out_features
     self.query_depth = query_depth
@@ -185,6 +184,10 @@ class MultiHeadSelfAttention(nnx.Module):
       rngs: nnx.Rngs,
   ):
     """Creates the layer; key_depth defaults to out_features / heads."""
+    _check_positive(in_features=in_features, out_features=out_features,
+                    heads=heads)
+    if key_depth is not None:
+      _check_positive(key_depth=key_depth)
     if out_features % heads:
       raise ValueError(
           f"out_features ({out_features}) must be divisible by heads ({heads})."
@@ -287,8 +290,23 @@ def _prepare_input(inputs: jax.Array, in_features: int, spatial_dims: int,
   return (inputs if dtype is None else inputs.astype(dtype)), shape
 
 
+def _check_positive(**sizes) -> None:
+  """Raises TypeError/ValueError naming a size that is not an int ≥ 1."""
+  for name, value in sizes.items():
+    try:
+      value = operator.index(value)
+    except TypeError:
+      raise TypeError(f"{name} must be an int, got {value!r}.") from None
+    if value < 1:
+      raise ValueError(f"{name} must be at least 1, got {value}.")
+
+
 def _check_input(inputs: jax.Array, in_features: int, spatial_dims: int):
-  """Checks [B, *S, C] against the layer; returns the shape."""
+  """Checks [B, *S, C] of floats against the layer; returns the shape."""
+  if not jnp.issubdtype(jnp.asarray(inputs).dtype, jnp.floating):
+    raise TypeError(
+        f"inputs must be floating point, got {jnp.asarray(inputs).dtype}; cast "
+        "them (e.g. images.astype(jnp.float32)) first.")
   if inputs.ndim != spatial_dims + 2:
     layout = "[B, N, C]" if spatial_dims == 1 else "[B, H, W, C]"
     raise ValueError(
@@ -300,6 +318,10 @@ def _check_input(inputs: jax.Array, in_features: int, spatial_dims: int):
         f"inputs have {inputs.shape[-1]} channels, the layer expects "
         f"in_features={in_features}."
     )
+  if 0 in inputs.shape:
+    raise ValueError(
+        f"inputs have an empty axis, shape {inputs.shape}; the batch and every "
+        "spatial axis need at least one element.")
   return inputs.shape
 
 
@@ -335,7 +357,7 @@ class RelativeSelfAttention(nnx.Module):
       rngs: nnx.Rngs,
   ):
     """Creates the layer; the key and value depth per head is out/heads."""
-    _check_heads(out_features, heads)
+    _check_heads(out_features, heads, in_features)
     if window is not None and (window < 1 or window % 2 == 0):
       raise ValueError(
           f"window must be odd and positive so it is centred on the query, "
@@ -435,7 +457,7 @@ class AxialSelfAttention(nnx.Module):
       rngs: nnx.Rngs,
   ):
     """Creates the layer; the key and value depth per head is out/heads."""
-    _check_heads(out_features, heads)
+    _check_heads(out_features, heads, in_features)
     self.in_features = in_features
     self.out_features = out_features
     self.heads = heads
@@ -483,8 +505,9 @@ class AxialSelfAttention(nnx.Module):
     return out.reshape(batch, length, other, self.out_features)
 
 
-def _check_heads(out_features: int, heads: int) -> None:
-  if heads < 1 or out_features % heads:
+def _check_heads(out_features: int, heads: int, in_features: int = 1) -> None:
+  _check_positive(in_features=in_features, out_features=out_features, heads=heads)
+  if out_features % heads:
     raise ValueError(
         f"out_features ({out_features}) must be divisible by heads ({heads}): "
         "the key and value depth per head is out_features / heads."

@@ -335,6 +335,12 @@ def _check_shapes(queries, keys, values, embeddings, causal, method) -> tuple[in
   """Validates the inputs of `lambda_interactions`; returns the spatial shape."""
   if method not in METHODS:
     raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
+  for name, array in (("queries", queries), ("keys", keys), ("values", values),
+                      ("embeddings", embeddings)):
+    if array is not None and not jnp.issubdtype(array.dtype, jnp.floating):
+      raise TypeError(
+          f"{name} must be floating point, got {array.dtype}; cast them first "
+          "(integer inputs would come back truncated).")
   if queries.ndim not in (4, 5):
     raise ValueError(
         "queries must have rank 4 [B, N, H, K] or 5 [B, H, W, heads, K], got "
@@ -360,6 +366,11 @@ def _check_shapes(queries, keys, values, embeddings, causal, method) -> tuple[in
         f"values intra-depth (axis -1) must equal the keys intra-depth "
         f"{intra_depth}, got values shape {values.shape}."
     )
+  if 0 in queries.shape or 0 in keys.shape or 0 in values.shape:
+    raise ValueError(
+        f"queries, keys and values must not have an empty axis (an empty "
+        f"batch, map or depth), got shapes {queries.shape}, {keys.shape}, "
+        f"{values.shape}.")
   if causal and num_axes != 1:
     raise ValueError(
         "causal=True needs one spatial axis ([B, N, ...] inputs); got "

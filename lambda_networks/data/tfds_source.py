@@ -16,6 +16,7 @@ config.shuffle_buffer examples (TFDS stores examples already shuffled).
 
 from __future__ import annotations
 
+import difflib
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -24,6 +25,7 @@ import tensorflow_datasets as tfds
 
 from lambda_networks.data import pipeline
 from lambda_networks.data import preprocessing
+from lambda_networks.errors import UserError
 
 _MANUAL_DATASETS = ("imagenet2012", "imagenet2012_subset", "imagenet_v2")
 
@@ -33,10 +35,15 @@ def load_builder(name: str, version: str, data_dir: str | None):
   full_name = f"{name}:{version}" if version else name
   try:
     builder = tfds.builder(full_name, data_dir=data_dir or None)
-  except tfds.core.registered.DatasetNotFoundError as error:
-    raise ValueError(
-        f"config.dataset={name!r} is not a TFDS dataset (or version "
-        f"{version!r} does not exist): {error}") from None
+  except tfds.core.registered.DatasetNotFoundError:
+    close = difflib.get_close_matches(name, tfds.list_builders(), n=3)
+    hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
+    raise UserError(
+        f"config.dataset={name!r} is not a TFDS dataset: {hint}The names are "
+        "listed at https://www.tensorflow.org/datasets/catalog/overview (or use "
+        "'synthetic_far_marks', the built-in task).") from None
+  except AssertionError as error:  # TFDS's answer to an unknown version.
+    raise UserError(f"config.dataset_version={version!r}: {error}") from None
   if not builder.is_prepared():
     root = builder.data_dir.split('/' + name)[0]
     command = (f"python -c \"import tensorflow_datasets as tfds; tfds.builder("

@@ -1,26 +1,32 @@
 """Orbax checkpoints of the TrainState, with a record of the model that made them.
 
-Each step directory holds two items: 'state' (the TrainState pytree, saved
-asynchronously) and 'meta' (JSON: model name, overrides, classes and every
-parameter's shape). Orbax writes into a temporary directory and renames it
+Each step directory holds three items: 'state' (the TrainState pytree, saved
+asynchronously), 'meta' (JSON: model name, overrides, classes and every
+parameter's shape) and 'checksums' (JSON: a SHA-256 of every array's bytes,
+dtype and shape). Orbax writes into a temporary directory and renames it
 only when complete, so a half-written checkpoint (a killed run) is never
 listed, and restoring picks the newest complete one. Before any array is
 read, 'meta' is compared with the model being trained, so a checkpoint from
-another model fails with an error that lists the differences.
+another model fails with an error that lists the differences; after reading,
+every array is checked against its checksum. `restore_newest` falls back
+from a damaged checkpoint (unreadable or failing its checksums) to the next
+newest, renaming the damaged one to `<step>.corrupt` (never deleting it).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import hashlib
+from typing import Any, Callable
 
 import jax
+import numpy as np
 import ml_collections
 import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
 
+from lambda_networks.errors import UserError
 from lambda_networks.train.state import ModelParts, TrainState, param_shapes
-
 
 
 def _register_array_handler() -> None:
@@ -40,8 +46,16 @@ def _register_array_handler() -> None:
 _register_array_handler()
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(UserError):
   """A checkpoint does not belong to the model being built."""
+
+
+class CorruptCheckpointError(ValueError):
+  """A checkpoint's arrays differ from the checksums recorded when it was saved."""
+
+
+ITEMS = ("state", "meta", "checksums")
+CORRUPT_SUFFIX = ".corrupt"
 
 
 def checkpoint_dir(workdir: str) -> epath.Path:
@@ -62,7 +76,7 @@ def create_manager(workdir: str, config: ml_collections.ConfigDict, *,
       cleanup_tmp_directories=not read_only,
   )
   return ocp.CheckpointManager(checkpoint_dir(workdir), options=options,
-                               item_names=("state", "meta"))
+                               item_names=ITEMS)
 
 
 def model_record(parts: ModelParts, state: TrainState) -> dict[str, Any]:
@@ -80,11 +94,48 @@ def save(manager: ocp.CheckpointManager, state: TrainState,
          record: dict[str, Any], *, force: bool = False) -> bool:
   """Saves (asynchronously) if the interval says so or `force`."""
   step = int(jax.device_get(state.step))
+  if not (force or manager.should_save(step)):
+    return False
   return manager.save(
       step, args=ocp.args.Composite(
           state=ocp.args.StandardSave(state.to_dict()),
-          meta=ocp.args.JsonSave(record)),
+          meta=ocp.args.JsonSave(record),
+          checksums=ocp.args.JsonSave(array_checksums(state.to_dict()))),
       force=force)
+
+
+def _host_array(value: Any) -> np.ndarray:
+  """The full value of a (replicated or sharded) array on this host."""
+  if isinstance(value, jax.Array) and not value.is_fully_addressable:
+    if value.is_fully_replicated:
+      return np.asarray(value.addressable_data(0))
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    return np.asarray(multihost_utils.process_allgather(value, tiled=True))
+  return np.asarray(jax.device_get(value))
+
+
+def array_checksums(tree: Any) -> dict[str, str]:
+  """'path/to/array' -> SHA-256 of its dtype, shape and bytes."""
+  checksums = {}
+  for path, value in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    array = np.ascontiguousarray(_host_array(value))
+    digest = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
+    digest.update(array.tobytes())
+    name = "/".join(str(getattr(key, "key", getattr(key, "idx", getattr(
+        key, "name", key)))) for key in path)
+    checksums[name] = digest.hexdigest()
+  return checksums
+
+
+def verify_checksums(saved: dict[str, str], tree: Any, where: str) -> None:
+  """Raises CorruptCheckpointError naming the arrays whose bytes changed."""
+  actual = array_checksums(tree)
+  bad = sorted(name for name in set(saved) | set(actual)
+               if saved.get(name) != actual.get(name))
+  if bad:
+    shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+    raise CorruptCheckpointError(
+        f"{len(bad)} array(s) of {where} differ from their checksums ({shown})")
 
 
 def check_record(saved: dict[str, Any], expected: dict[str, Any],
@@ -109,27 +160,118 @@ def check_record(saved: dict[str, Any], expected: dict[str, Any],
         "that made the checkpoint.")
 
 
+def check_saved_record(manager: ocp.CheckpointManager, step: int,
+                       record: dict[str, Any]) -> None:
+  """Reads only `step`'s record; raises CheckpointMismatchError if it differs."""
+  saved = manager.restore(step, args=ocp.args.Composite(
+      meta=ocp.args.JsonRestore()))["meta"]
+  check_record(saved, record, str(manager.directory / str(step)))
+
+
 def restore(manager: ocp.CheckpointManager, target: TrainState,
             record: dict[str, Any], step: int | None = None) -> TrainState:
   """Restores `step` (default: the newest complete one) into target's shardings."""
   step = manager.latest_step() if step is None else step
   if step is None:
-    raise FileNotFoundError(f"No checkpoint in {manager.directory}.")
+    raise UserError(f"No checkpoint in {manager.directory}; train first, or "
+                    "pass the --workdir of a run that saved one.")
   if step not in manager.all_steps():
-    raise FileNotFoundError(
+    raise UserError(
         f"No checkpoint for step {step} in {manager.directory}; saved steps: "
         f"{list(manager.all_steps())}.")
   where = str(manager.directory / str(step))
-  saved = manager.restore(step, args=ocp.args.Composite(
-      meta=ocp.args.JsonRestore()))["meta"]
-  check_record(saved, record, where)
+  check_saved_record(manager, step, record)
   abstract = jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
       target.to_dict())
   restored = manager.restore(step, args=ocp.args.Composite(
       state=ocp.args.StandardRestore(abstract)))["state"]
+  if (manager.directory / str(step) / "checksums").exists():
+    checksums = manager.restore(step, args=ocp.args.Composite(
+        checksums=ocp.args.JsonRestore()))["checksums"]
+    verify_checksums(checksums, restored, where)
+  else:
+    logging.warning("%s has no checksums (saved by an older version); "
+                    "restored without verifying.", where)
   logging.info("Restored checkpoint %s", where)
   return TrainState.from_dict(restored)
+
+
+
+def restore_newest(manager: ocp.CheckpointManager, target: TrainState,
+                   record: dict[str, Any], *, set_aside: bool = True,
+                   report: Callable[[str], None] = print) -> TrainState:
+  """Restores the newest checkpoint that reads and verifies.
+
+  A damaged one is reported in one line and, with `set_aside`, renamed to
+  `<step>.corrupt`; the next newest is tried. A checkpoint of another model
+  (CheckpointMismatchError) is an error, not damage. Raises UserError naming
+  the directory when none is usable.
+  """
+  if not manager.all_steps():
+    raise UserError(f"No checkpoint in {manager.directory}; train first, or "
+                    "pass the --workdir of a run that saved one.")
+  damaged = []
+  for step in sorted(manager.all_steps(), reverse=True):
+    try:
+      return restore(manager, target, record, step)
+    except (CheckpointMismatchError, UserError):
+      raise
+    except Exception as error:  # pylint: disable=broad-exception-caught
+      # Reading damaged files raises anything from ValueError (TensorStore,
+      # JSON) to a bare Exception (Orbax); the innermost cause says most.
+      reason = _root_cause(error)
+      where = manager.directory / str(step)
+      action = "trying the previous one"
+      if set_aside:
+        aside = _set_aside(where)
+        manager.reload()
+        action = f"renamed it to {aside.name}, {action}"
+      report(f"Checkpoint {where} is damaged ({reason}); {action}.")
+      damaged.append(step)
+  raise UserError(
+      f"No usable checkpoint in {manager.directory}: steps {damaged} are "
+      "damaged" + (f" (renamed to <step>{CORRUPT_SUFFIX})" if set_aside else "")
+      + ". Restore them from a backup, or use a new --workdir to start over.")
+
+
+def restore_step(manager: ocp.CheckpointManager, target: TrainState,
+                 record: dict[str, Any], step: int) -> TrainState:
+  """Restores exactly `step`; a damaged one is a UserError, not a traceback."""
+  try:
+    return restore(manager, target, record, step)
+  except UserError:
+    raise
+  except Exception as error:  # pylint: disable=broad-exception-caught
+    raise UserError(
+        f"Checkpoint {manager.directory / str(step)} is damaged "
+        f"({_root_cause(error)}); choose another step of "
+        f"{list(manager.all_steps())}.") from error
+
+
+def _root_cause(error: BaseException, limit: int = 300) -> str:
+  while error.__cause__ is not None:
+    error = error.__cause__
+  text = " ".join(str(error).split())
+  return f"{type(error).__name__}: {text[:limit]}{'...' if len(text) > limit else ''}"
+
+
+def _set_aside(path: epath.Path) -> epath.Path:
+  """Renames a damaged step directory to `<step>.corrupt` (or .corrupt.N).
+
+  Process 0 renames; with several processes all wait for it.
+  """
+  aside = path.parent / f"{path.name}{CORRUPT_SUFFIX}"
+  number = 1
+  while aside.exists():
+    aside = path.parent / f"{path.name}{CORRUPT_SUFFIX}.{number}"
+    number += 1
+  if jax.process_index() == 0:
+    path.rename(aside)
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    multihost_utils.sync_global_devices(f"set aside {path}")
+  return aside
 
 
 def load_arrays(workdir: str, step: int | None = None) -> dict[str, Any]:

@@ -1,25 +1,99 @@
-"""Command-line parsing shared by train.py and eval.py."""
+"""Command-line parsing and error reporting shared by train.py and eval.py.
+
+A user's mistake (a bad flag, config value, path or dataset) ends the program
+with one line on stderr, `Error: <what, why, how to fix>`, and exit status 2;
+`--verbosity=1` adds the traceback. Other exceptions are bugs and keep their
+tracebacks.
+"""
 
 from __future__ import annotations
 
+import functools
 import sys
+import traceback
+from typing import Any, Callable
 
 from absl import flags
 
+from lambda_networks.errors import UserError
 
-def parse_flags(argv: list[str]) -> list[str]:
-  """Parses flags; an unknown --config.<field> gets a clear message, not a traceback."""
+USER_ERROR_STATUS = 2
+INTERRUPTED_STATUS = 130  # 128 + SIGINT, as shells report Ctrl-C.
+
+
+def fail(message: str, status: int = USER_ERROR_STATUS) -> None:
+  """Prints `message` as one line on stderr and exits with `status`."""
+  print(f"Error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+  sys.exit(status)
+
+
+def _unknown_field_message(error: BaseException, argv: list[str]) -> str:
+  """ml_collections raises AttributeError(KeyError("'field'\nDid you mean...?"))."""
+  while error.args and isinstance(error.args[0], BaseException):
+    error = error.args[0]
+  text = str(error.args[0]) if error.args else str(error)
+  field, _, suggestion = text.partition("\n")
+  field = field.strip("\"' ")
+  overrides = [arg.split("=")[0] for arg in argv[1:] if arg.startswith("--config.")]
+  suggestion = f" {suggestion.strip()}" if suggestion.strip() else ""
+  return (f"unknown config field {field!r} (overrides given: "
+          f"{', '.join(overrides)}).{suggestion} Every field is listed, with "
+          "its meaning, in configs/default.py; model options go under "
+          "--config.model_overrides.<field> when the config file names them.")
+
+
+def parse_flags(argv: list[str],
+                flag_values: flags.FlagValues | None = None) -> list[str]:
+  """Parses flags; bad ones and an unloadable config get one line, not a traceback."""
+  flag_values = flags.FLAGS if flag_values is None else flag_values
   try:
-    return flags.FLAGS(argv)
+    remaining = flag_values(argv)
   except (AttributeError, KeyError) as error:
-    overrides = [arg.split("=")[0] for arg in argv[1:] if arg.startswith("--config.")]
-    field = str(error).strip("\"'")
-    print(f"FATAL: unknown config field {field!r} (overrides given: "
-          f"{', '.join(overrides)}). Every field is listed, with its meaning, "
-          "in configs/default.py; model options go under "
-          "--config.model_overrides.<field> when the config file names them.",
-          file=sys.stderr)
-    sys.exit(2)
+    fail(_unknown_field_message(error, argv))
+  except flags.Error as error:
+    fail(f"{error}. Pass --helpshort to see the flags.")
+  if "config" in flag_values and flag_values["config"].value is not None:
+    try:  # A config file that failed to load raises on first use.
+      flag_values["config"].value.get("model")  # pytype: disable=attribute-error
+    except OSError as error:
+      fail(f"--config: {error}")
+  return remaining
+
+
+def config_overrides(argv: list[str] | None = None) -> list[str]:
+  """Names of the config fields given on the command line (`--config.<name>=`)."""
+  argv = sys.argv if argv is None else argv
+  names = []
+  for arg in argv[1:]:
+    if arg.startswith("--config."):
+      names.append(arg[len("--config."):].split("=")[0])
+  return names
+
+
+def _show_traceback() -> bool:
+  """--verbosity=1 (or more) asks for tracebacks of user errors too."""
+  return "verbosity" in flags.FLAGS and (flags.FLAGS["verbosity"].value or 0) >= 1
+
+
+def report_user_errors(main: Callable[[list[str]], Any]) -> Callable[[list[str]], Any]:
+  """Wraps an absl main: UserError -> one line and exit 2; Ctrl-C -> one line."""
+
+  @functools.wraps(main)
+  def wrapped(argv: list[str]) -> Any:
+    try:
+      return main(argv)
+    except UserError as error:
+      if _show_traceback():
+        traceback.print_exc()
+      fail(str(error))
+    except KeyboardInterrupt:
+      if _show_traceback():
+        traceback.print_exc()
+      fail("Interrupted (Ctrl-C); nothing was saved by the interruption. Rerun "
+           "the same command to start again (training resumes from its newest "
+           "checkpoint).", INTERRUPTED_STATUS)
+
+  return wrapped
 
 
 def define_distributed_flags() -> None:
@@ -35,5 +109,9 @@ def start_distributed() -> None:
   """Starts jax.distributed as the flags of `define_distributed_flags` say."""
   from lambda_networks.train import distributed  # pylint: disable=g-import-not-at-top
   fl = flags.FLAGS
-  distributed.initialize(fl.distributed, fl.coordinator_address,
-                         fl.num_processes, fl.process_id)
+  fl_values = (fl.distributed, fl.coordinator_address, fl.num_processes,
+               fl.process_id)
+  try:
+    distributed.initialize(*fl_values)
+  except ValueError as error:
+    raise UserError(str(error)) from error

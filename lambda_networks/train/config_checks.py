@@ -1,16 +1,141 @@
-"""Early, clear errors for config values that would fail later or silently."""
+"""Early, clear errors for config values that would fail later or silently.
+
+Everything here runs before any compile or write: `check` is called by the
+trainer and by eval.py; `train.py` also passes the names of the fields given
+on its command line, so that an override the chosen dataset would ignore is
+refused rather than dropped.
+"""
 
 from __future__ import annotations
 
+import math
+from typing import Iterable
+
 import ml_collections
 
+from lambda_networks import data
 from lambda_networks import models
+from lambda_networks.data import synthetic
+from lambda_networks.errors import UserError, raise_as_user_errors
 
 _DTYPES = ("float32", "bfloat16", "float16")
 
 
-def check(config: ml_collections.ConfigDict) -> None:
-  """Raises ValueError naming the field and the fix."""
+# (field, lowest, highest, lowest allowed?, highest allowed?, what it means)
+# for numeric fields; None: no bound. Written so that NaN fails every range.
+_RANGES = (
+    ("num_classes", 0, None, True, True, "0 takes it from the dataset"),
+    ("image_size", 1, None, True, True, "pixels"),
+    ("randaugment_layers", 0, None, True, True, "operations per image"),
+    ("randaugment_magnitude", 0.0, None, True, True, "0 turns RandAugment off"),
+    ("shuffle_buffer", 0, None, True, True, "examples; 0 or 1: no shuffle"),
+    ("prefetch_batches", 1, None, True, True, "host batches prepared ahead"),
+    ("synthetic_train_examples", 1, None, True, True, "examples"),
+    ("synthetic_eval_examples", 1, None, True, True, "examples"),
+    ("eval_batch_size", 0, None, True, True, "0 uses global_batch_size"),
+    ("num_epochs", 0.0, None, True, True, "used when num_train_steps is 0"),
+    ("num_train_steps", 0, None, True, True, "0 trains for num_epochs"),
+    ("warmup_epochs", 0.0, None, True, True, "epochs of linear warm-up"),
+    ("base_learning_rate", 0.0, None, False, True,
+     "learning rate per 256 examples"),
+    ("momentum", 0.0, 1.0, True, False, "SGD momentum"),
+    ("weight_decay", 0.0, None, True, True, "L2 factor on kernels"),
+    ("seed", 0, None, True, True, "random seed"),
+    ("eval_every_steps", 0, None, True, True, "0 evaluates at the end only"),
+    ("checkpoint_every_steps", 1, None, True, True,
+     "steps between checkpoints"),
+    ("keep_checkpoint_period", 0, None, True, True, "0 keeps no extra steps"),
+    ("profile_start_step", 0, None, True, True, "first traced step"),
+    ("profile_num_steps", 0, None, True, True, "0 traces nothing"),
+)
+_OPTIONAL_RATES = ("dropout_rate", "stochastic_depth_rate")
+
+# What the built-in dataset ignores: fields with a value that means "unused"
+# (refused when they hold anything else), and fields refused only when given
+# on the command line (their defaults are ordinary values).
+_SYNTHETIC_NEUTRAL = (("image_size", synthetic.IMAGE_SIZE), ("data_dir", ""),
+                      ("dataset_version", ""), ("randaugment_magnitude", 0.0))
+_SYNTHETIC_IGNORES = ("min_crop_area", "eval_crop_fraction", "randaugment_layers",
+                      "normalization_mean", "normalization_stddev",
+                      "shuffle_buffer", "image_key", "label_key")
+_TFDS_IGNORES = ("synthetic_train_examples", "synthetic_eval_examples")
+
+
+def _range_text(low, high, low_ok: bool, high_ok: bool) -> str:
+  if high is None:
+    return f"{'≥' if low_ok else '>'} {low}"
+  return f"in {'[' if low_ok else '('}{low}, {high}{']' if high_ok else ')'}"
+
+
+def check_ranges(config: ml_collections.ConfigDict) -> None:
+  """Raises UserError for a numeric field outside its meaningful range."""
+  for field, low, high, low_ok, high_ok, meaning in _RANGES:
+    value = config[field]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+      raise UserError(f"config.{field}={value!r} must be a number ({meaning}).")
+    fine = (value >= low if low_ok else value > low) and (
+        high is None or (value <= high if high_ok else value < high))
+    if not fine:
+      raise UserError(
+          f"config.{field}={value!r} is out of range: it must be "
+          f"{_range_text(low, high, low_ok, high_ok)} ({meaning}).")
+  for field in _OPTIONAL_RATES:
+    value = config[field]
+    if value is not None and not 0.0 <= value < 1.0:
+      raise UserError(f"config.{field}={value!r} must be in [0, 1), or unset "
+                      "to keep the model's default.")
+  stddev = tuple(config.normalization_stddev)
+  if not all(math.isfinite(s) and s > 0 for s in stddev):
+    raise UserError(f"config.normalization_stddev={stddev} must be positive "
+                    "(images are divided by it).")
+  if len(tuple(config.normalization_mean)) != len(stddev):
+    raise UserError(
+        f"config.normalization_mean ({len(tuple(config.normalization_mean))} "
+        f"values) and normalization_stddev ({len(stddev)}) must have one "
+        "value per channel each.")
+  shape = tuple(config.mesh_shape)
+  if not all(isinstance(size, int) and not isinstance(size, bool) and
+             (size >= 1 or size == -1) for size in shape):
+    raise UserError(f"config.mesh_shape={shape} must hold positive ints "
+                    "(or -1 for every device), e.g. (-1,).")
+
+
+def check_dataset_fields(config: ml_collections.ConfigDict,
+                         given: Iterable[str] = ()) -> None:
+  """Refuses fields that the chosen dataset would silently ignore.
+
+  Args:
+    config: the run's config.
+    given: names of the fields set on the command line (e.g. "image_size").
+  """
+  given = set(given)
+  if config.dataset == data.SYNTHETIC_DATASET:
+    ignored = [f"{field}={config[field]!r}" for field, neutral
+               in _SYNTHETIC_NEUTRAL if config[field] != neutral]
+    ignored += [field for field in _SYNTHETIC_IGNORES if field in given]
+    if ignored:
+      raise UserError(
+          f"config.dataset={config.dataset!r} (the built-in task, "
+          f"{synthetic.IMAGE_SIZE}×{synthetic.IMAGE_SIZE} images made in "
+          f"process, no augmentation) ignores {', '.join(ignored)}; drop "
+          f"{'it' if len(ignored) == 1 else 'them'} or use a TFDS dataset.")
+  else:
+    ignored = [field for field in _TFDS_IGNORES if field in given]
+    if ignored:
+      raise UserError(
+          f"{', '.join(ignored)} only size the built-in dataset "
+          f"{data.SYNTHETIC_DATASET!r}; config.dataset={config.dataset!r} "
+          "ignores them: drop them.")
+
+
+@raise_as_user_errors(ValueError)
+def check(config: ml_collections.ConfigDict, given: Iterable[str] = ()) -> None:
+  """Raises UserError (a ValueError) naming the field and the fix.
+
+  Args:
+    config: the run's config.
+    given: names of the fields set on the command line, if known.
+  """
   if config.model not in models.available_models():
     models.get_spec(config.model)  # Raises with the list and close matches.
   for field in ("global_batch_size", "log_every_steps"):
@@ -35,3 +160,8 @@ def check(config: ml_collections.ConfigDict) -> None:
   if not 0.0 < config.eval_crop_fraction <= 1.0:
     raise ValueError("config.eval_crop_fraction must be in (0, 1], got "
                      f"{config.eval_crop_fraction}.")
+  for field in ("dataset", "train_split", "eval_split"):
+    if not str(config[field]).strip():
+      raise UserError(f"config.{field} is empty; name one (see configs/default.py).")
+  check_ranges(config)
+  check_dataset_fields(config, given)

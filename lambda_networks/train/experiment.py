@@ -15,6 +15,7 @@ import optax
 from jax.sharding import Mesh
 
 from lambda_networks import data
+from lambda_networks import errors
 from lambda_networks.train import checkpointing
 from lambda_networks.train import config_checks
 from lambda_networks.train import distributed
@@ -44,8 +45,14 @@ def total_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
   return max(1, int(round(config.num_epochs * steps_per_epoch)))
 
 
+@errors.raise_as_user_errors(ValueError, FileNotFoundError)
 def build(config: ml_collections.ConfigDict) -> Experiment:
-  """Checks the config and builds the mesh, data, model, state and steps."""
+  """Checks the config and builds the mesh, data, model, state and steps.
+
+  Its ValueErrors and FileNotFoundErrors come from what the config names (a
+  dataset that is not prepared, a model that cannot take these options, a
+  batch the devices cannot split) and are raised as UserErrors.
+  """
   config_checks.check(config)
   mesh = distributed.create_mesh(tuple(config.mesh_shape))
   distributed.check_batch_size(config.global_batch_size, mesh, "global_batch_size")

@@ -1,8 +1,12 @@
 """The training loop: resume, train, log, checkpoint, evaluate, stop cleanly.
 
-`train_and_evaluate(config, workdir)` is all `train.py` calls. A run with the
-same workdir resumes from the newest complete checkpoint; SIGTERM (e.g. a
-preempted VM) or a JAX preemption notice saves a checkpoint and returns; a
+`train_and_evaluate(config, workdir)` is all `train.py` calls. The config is
+checked and the workdir made absolute and locked (one trainer per workdir)
+before anything is written. A run with the same workdir resumes from the
+newest complete checkpoint that reads and matches its checksums (a damaged
+one is renamed aside); rerunning a finished run changes nothing. SIGTERM
+(e.g. a preempted VM), Ctrl-C (SIGINT) or a JAX preemption notice saves a
+checkpoint and returns (a second Ctrl-C exits at once, without saving); a
 non-finite loss stops the run without saving, so the last good checkpoint is
 what a restart resumes from.
 """
@@ -10,6 +14,7 @@ what a restart resumes from.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 from typing import Any
@@ -22,10 +27,13 @@ from clu import metric_writers
 from etils import epath
 
 from lambda_networks import data
+from lambda_networks.errors import UserError
 from lambda_networks.train import checkpointing
+from lambda_networks.train import config_checks
 from lambda_networks.train import distributed
 from lambda_networks.train import evaluation
 from lambda_networks.train import experiment as experiment_lib
+from lambda_networks.train import workdir as workdir_lib
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -33,18 +41,35 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class _StopSignal:
-  """Remembers a SIGTERM so the loop can checkpoint and exit between steps."""
+  """Remembers SIGTERM / SIGINT so the loop can checkpoint and exit between steps.
 
-  def __init__(self):
-    self.received = False
-    self._previous = signal.signal(signal.SIGTERM, self._handle)
+  With `acting` (single-process runs, see the loop) it says so, and a second
+  signal exits at once (status 128 + signal), without saving; otherwise it
+  only records the signal.
+  """
+
+  def __init__(self, signals: tuple[signal.Signals, ...], acting: bool = True):
+    self.received: signal.Signals | None = None
+    self._acting = acting
+    self._previous = {signum: signal.signal(signum, self._handle)
+                      for signum in signals}
 
   def _handle(self, signum, frame):
-    del signum, frame
-    self.received = True
+    del frame
+    name = signal.Signals(signum).name
+    if not self._acting:
+      self.received = signal.Signals(signum)
+      return
+    if self.received is not None:
+      os.write(2, f"\n{name} again: exiting now without saving.\n".encode())
+      os._exit(128 + signum)  # pylint: disable=protected-access
+    self.received = signal.Signals(signum)
+    os.write(2, f"\n{name}: saving a checkpoint after this step, then "
+             f"stopping ({name} again exits at once, without saving).\n".encode())
 
   def restore(self):
-    signal.signal(signal.SIGTERM, self._previous)
+    for signum, previous in self._previous.items():
+      signal.signal(signum, previous)
 
 
 def console(message: str) -> None:
@@ -56,18 +81,89 @@ def console(message: str) -> None:
 
 def train_and_evaluate(config: ml_collections.ConfigDict,
                        workdir: str) -> dict[str, Any]:
-  """Trains config.model as the config says; returns the final eval metrics."""
-  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
-  exp = experiment_lib.build(config)
+  """Trains config.model as the config says; returns the final eval metrics.
+
+  Returns {"stopped_by": signal name, "step": N} instead when a signal or a
+  preemption notice stopped the run after saving.
+  """
+  workdir = workdir_lib.resolve(workdir)
+  config_checks.check(config)
+  # One trainer per workdir (all processes of a run write, process 0 locks):
+  # an existing workdir is locked before the (slow) build, a new one after
+  # it, so that a config the build refuses leaves no empty workdir behind.
+  lock = workdir_lib.Lock(workdir)
+  chief = jax.process_index() == 0
+  existed = epath.Path(workdir).exists()
+  try:
+    if chief and existed:
+      lock.acquire()
+    exp = experiment_lib.build(config)
+    workdir_lib.create(workdir)
+    if chief and not existed:
+      lock.acquire()
+    return _train(exp, workdir)
+  finally:
+    lock.release()
+
+
+def _finished_run(manager, exp: experiment_lib.Experiment,
+                  workdir: str) -> dict[str, Any] | None:
+  """The final metrics of a run already trained to the end; None to train on.
+
+  Raises UserError when the newest checkpoint is past the end or was made by
+  another model.
+  """
+  latest, total = manager.latest_step(), exp.total_steps
+  if latest is None or latest < total:
+    return None
+  try:
+    checkpointing.check_saved_record(manager, latest, exp.record)
+  except checkpointing.CheckpointMismatchError:
+    raise
+  except Exception:  # pylint: disable=broad-exception-caught
+    return None  # Damaged: restoring reports it and falls back.
+  if latest > total:
+    raise _past_the_end(manager, latest, total)
+  try:
+    final = json.loads((epath.Path(workdir) / "final_metrics.json").read_text())
+  except (OSError, ValueError):
+    return None  # Trained, not evaluated yet (stopped in between).
+  if not isinstance(final, dict) or final.get("step") != total:
+    return None
+  console(f"This run is already complete: step {total} of {total} in "
+          f"{manager.directory}, final metrics in {workdir}/final_metrics.json "
+          f"(top-1 {final.get('top1')}). Nothing to do; raise num_train_steps "
+          "to train further, or use a new --workdir.")
+  return final
+
+
+def _past_the_end(manager, step: int, total: int) -> UserError:
+  return UserError(
+      f"The newest checkpoint in {manager.directory} is at step {step}, past "
+      f"this config's {total} steps; nothing was changed. Train it further "
+      f"with num_train_steps > {step}, evaluate it with eval.py, or use a new "
+      "--workdir.")
+
+
+def _train(exp: experiment_lib.Experiment, workdir: str) -> dict[str, Any]:
+  """The loop of `train_and_evaluate`, with the workdir locked."""
+  config = exp.config
   info = exp.source.info
+  total = exp.total_steps
+  manager = checkpointing.create_manager(workdir, config)
+  final = _finished_run(manager, exp, workdir)
+  if final is not None:
+    manager.close()
+    return final
   writer = metric_writers.create_default_writer(
       workdir, just_logging=jax.process_index() > 0, asynchronous=True)
-  manager = checkpointing.create_manager(workdir, config)
   state = exp.state
   if manager.latest_step() is not None:
-    state = checkpointing.restore(manager, state, exp.record)
+    state = checkpointing.restore_newest(manager, state, exp.record,
+                                         report=console)
   start_step = int(jax.device_get(state.step))
-  total = exp.total_steps
+  if start_step > total:
+    raise _past_the_end(manager, start_step, total)
   console(
       f"{config.model} on {info.name}: {info.num_train_examples} train / "
       f"{info.num_eval_examples} eval examples, {info.num_classes} classes, "
@@ -81,7 +177,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     writer.write_hparams({key: str(value) for key, value in
                           config.to_dict().items()})
 
-  stop = _StopSignal()
+  # A lone signal is acted on only by single-process runs: with several
+  # processes they must agree on the step, which JAX's preemption service
+  # (jax.distributed on TPU pods and SLURM) arranges.
+  single = jax.process_count() == 1
+  stop = _StopSignal((signal.SIGTERM, signal.SIGINT) if single else (signal.SIGTERM,),
+                     acting=single)
   batches = data.prefetch(
       exp.source.train_batches(start_step, max(0, total - start_step)),
       size=config.prefetch_batches)
@@ -104,11 +205,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       logging_now = step % config.log_every_steps == 0 or step == total
       evaluating = (config.eval_every_steps > 0 and step % config.eval_every_steps == 0
                     and step < total)
-      # A lone SIGTERM is acted on only by single-process runs: with several
-      # processes they must agree on the step, which JAX's preemption
-      # service (jax.distributed on TPU pods and SLURM) arranges.
       preempted = manager.reached_preemption(step) or (
-          stop.received and jax.process_count() == 1)
+          stop.received is not None and jax.process_count() == 1)
       if saving or logging_now or evaluating or preempted:
         window.append(_check_finite(*pending, manager))
         pending = None
@@ -123,9 +221,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         window_start = time.time()
       if preempted:
         manager.wait_until_finished()
-        console(f"Stopped by a preemption signal at step {step}; checkpoint "
-                "saved. Run the same command again to resume.")
-        return {"preempted_at_step": step}
+        name = stop.received.name if stop.received else "a preemption notice"
+        console(f"Stopped by {name} at step {step}; checkpoint saved in "
+                f"{manager.directory}. Run the same command again to resume.")
+        return {"stopped_by": name, "step": step}
   finally:
     stop.restore()
     _stop_profile(config, step)
@@ -136,7 +235,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     last_eval = _evaluate(exp, state, step, writer)
   manager.close()
   writer.close()
-  if jax.process_index() == 0:
+  if jax.process_index() == 0 and last_eval:
     (epath.Path(workdir) / "final_metrics.json").write_text(
         json.dumps(last_eval, indent=2))
   return last_eval

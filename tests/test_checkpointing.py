@@ -1,0 +1,145 @@
+"""Checksummed checkpoints: damaged steps are set aside, never deleted or trusted.
+
+In-process, with a small hand-made TrainState (no model, no compile).
+"""
+
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from lambda_networks.errors import UserError
+from lambda_networks.train import checkpointing
+from lambda_networks.train.state import TrainState, param_shapes
+
+
+def _config():
+  return ml_collections.ConfigDict(dict(
+      checkpoint_every_steps=1, keep_checkpoints=5, keep_checkpoint_period=0,
+      async_checkpointing=False))
+
+
+def _state(step: int) -> TrainState:
+  # Random (incompressible) values, so the kernel gets a data file of its own.
+  kernel = np.random.default_rng(step).normal(size=(64, 64)).astype(np.float32)
+  params = {"dense": {"kernel": jnp.asarray(kernel),
+                      "bias": jnp.arange(4.0) + step}}
+  return TrainState(step=jnp.asarray(step, jnp.int32), params=params,
+                    batch_stats={}, opt_state={}, ema_params={})
+
+
+def _record(state: TrainState) -> dict:
+  return {"model": "test", "overrides": {}, "num_classes": 4,
+          "param_shapes": param_shapes(state.params), "batch_stat_shapes": {},
+          "has_ema": False}
+
+
+@pytest.fixture
+def saved(tmp_path):
+  """Steps 1, 2 and 3 saved in tmp_path/checkpoints."""
+  manager = checkpointing.create_manager(str(tmp_path), _config())
+  for step in (1, 2, 3):
+    assert checkpointing.save(manager, _state(step), _record(_state(step)))
+  manager.wait_until_finished()
+  return tmp_path, manager
+
+
+def _largest_array_file(step_dir):
+  files = [p for p in (step_dir / "state").rglob("*") if p.is_file()
+           and p.parent.name == "d"]
+  return max(files, key=lambda p: p.stat().st_size)
+
+
+def test_newest_good_step_is_restored_bit_exact(saved):
+  _, manager = saved
+  lines = []
+  restored = checkpointing.restore_newest(manager, _state(0), _record(_state(0)),
+                                          report=lines.append)
+  assert int(restored.step) == 3 and not lines
+  np.testing.assert_array_equal(restored.params["dense"]["kernel"],
+                                _state(3).params["dense"]["kernel"])
+
+
+@pytest.mark.parametrize("damage", ["truncate", "delete", "garbage_metadata",
+                                    "flip_bits_silently"])
+def test_damaged_newest_step_falls_back_and_is_set_aside(saved, damage):
+  workdir, manager = saved
+  step_dir = workdir / "checkpoints" / "3"
+  if damage == "truncate":
+    victim = _largest_array_file(step_dir)
+    victim.write_bytes(victim.read_bytes()[:victim.stat().st_size // 2])
+  elif damage == "delete":
+    _largest_array_file(step_dir).unlink()
+  elif damage == "garbage_metadata":
+    (step_dir / "state" / "_METADATA").write_text("{not json")
+  else:  # Valid files holding other values: only the checksums notice.
+    other = _state(3)
+    kernel = np.array(other.params["dense"]["kernel"])
+    kernel.view(np.uint32)[2, 1] ^= 1
+    other.params["dense"]["kernel"] = jnp.asarray(kernel)
+    import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+    with ocp.StandardCheckpointer() as checkpointer:
+      checkpointer.save(step_dir / "state", other.to_dict(), force=True)
+  lines = []
+  restored = checkpointing.restore_newest(manager, _state(0), _record(_state(0)),
+                                          report=lines.append)
+  assert int(restored.step) == 2
+  np.testing.assert_array_equal(restored.params["dense"]["kernel"],
+                                _state(2).params["dense"]["kernel"])
+  assert len(lines) == 1 and f"Checkpoint {step_dir} is damaged" in lines[0]
+  assert "renamed it to 3.corrupt" in lines[0]
+  if damage == "flip_bits_silently":
+    assert "CorruptCheckpointError: 1 array(s)" in lines[0]
+    assert "params/dense/kernel" in lines[0]
+  assert not step_dir.exists() and (workdir / "checkpoints" / "3.corrupt").is_dir()
+  assert manager.all_steps() == [1, 2]
+
+
+def test_no_good_step_is_an_error_naming_the_directory(saved):
+  workdir, manager = saved
+  for step in (1, 2, 3):
+    _largest_array_file(workdir / "checkpoints" / str(step)).unlink()
+  with pytest.raises(UserError, match=f"No usable checkpoint in {workdir}/checkpoints: "
+                     r"steps \[3, 2, 1\] are damaged"):
+    checkpointing.restore_newest(manager, _state(0), _record(_state(0)),
+                                 report=lambda line: None)
+  assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == [
+      "1.corrupt", "2.corrupt", "3.corrupt"]
+
+
+def test_read_only_restore_reports_but_renames_nothing(saved):
+  workdir, _ = saved
+  _largest_array_file(workdir / "checkpoints" / "3").unlink()
+  reader = checkpointing.create_manager(str(workdir), _config(), read_only=True)
+  lines = []
+  restored = checkpointing.restore_newest(reader, _state(0), _record(_state(0)),
+                                          set_aside=False, report=lines.append)
+  assert int(restored.step) == 2 and "trying the previous one" in lines[0]
+  assert (workdir / "checkpoints" / "3").is_dir()
+  with pytest.raises(UserError, match="checkpoints/3 is damaged"):
+    checkpointing.restore_step(reader, _state(0), _record(_state(0)), 3)
+
+
+def test_another_models_checkpoint_is_refused_not_set_aside(saved):
+  workdir, manager = saved
+  other = _record(_state(0))
+  other["model"] = "another"
+  with pytest.raises(checkpointing.CheckpointMismatchError):
+    checkpointing.restore_newest(manager, _state(0), other)
+  assert (workdir / "checkpoints" / "3").is_dir()
+
+
+def test_checksums_catch_a_single_flipped_bit():
+  tree = {"params": {"kernel": np.arange(12, dtype=np.float32).reshape(3, 4)},
+          "step": np.int32(7)}
+  saved = checkpointing.array_checksums(tree)
+  assert set(saved) == {"params/kernel", "step"}
+  checkpointing.verify_checksums(saved, tree, "here")  # Unchanged: passes.
+  flipped = tree["params"]["kernel"].copy()
+  flipped.view(np.uint32)[1, 2] ^= 1 << 3
+  with pytest.raises(checkpointing.CorruptCheckpointError,
+                     match="1 array.* of here differ from their checksums .params/kernel"):
+    checkpointing.verify_checksums(saved, {**tree, "params": {"kernel": flipped}}, "here")
+  # Same bytes in another dtype or shape are another array.
+  assert (checkpointing.array_checksums({"a": np.zeros(4, np.float32)})["a"] !=
+          checkpointing.array_checksums({"a": np.zeros(4, np.int32)})["a"])

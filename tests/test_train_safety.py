@@ -1,0 +1,195 @@
+"""End to end: nothing typed or done to a workdir loses work or crashes late.
+
+train.py and eval.py as subprocesses (8 simulated devices, the tiny model):
+a relative workdir, bad command lines against a finished run (one line,
+exit 2, files unchanged), a live lock, a blocked result file, Ctrl-C, and
+damaged checkpoints, each compared bit for bit with an uninterrupted run.
+"""
+
+import hashlib
+import json
+import os
+import pathlib
+import shutil
+import socket
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from lambda_networks.train import checkpointing
+from lambda_networks.train import workdir as workdir_lib
+from test_train import CONFIG, SYNTHETIC_STEPS, assert_same_state, run
+
+pytestmark = pytest.mark.slow
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def snapshot(directory: pathlib.Path) -> dict[str, tuple[int, int, str]]:
+  """Every file under `directory`: size, modification time and SHA-256."""
+  return {str(path.relative_to(directory)):
+          (path.stat().st_size, path.stat().st_mtime_ns,
+           hashlib.sha256(path.read_bytes()).hexdigest())
+          for path in sorted(directory.rglob("*")) if path.is_file()}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+  """An uninterrupted run, started with a relative --workdir."""
+  workdir = tmp_path_factory.mktemp("finished") / "run"
+  relative = os.path.relpath(workdir, REPO)
+  assert not os.path.isabs(relative)
+  _, output = run(["train.py", CONFIG, f"--workdir={relative}"])
+  assert f"step {SYNTHETIC_STEPS}/{SYNTHETIC_STEPS}" in output
+  return workdir
+
+
+@pytest.fixture(scope="module")
+def interrupted_run(tmp_path_factory):
+  """A run stopped by Ctrl-C (SIGINT) during step 7."""
+  workdir = tmp_path_factory.mktemp("interrupted") / "run"
+  code, output = run(["tests/signal_at_step.py", "7", "SIGINT", "train.py",
+                      CONFIG, f"--workdir={workdir}"], expect_ok=False)
+  assert code == 130, output[-3000:]
+  assert "Stopped by SIGINT at step 7; checkpoint saved" in output
+  assert "Traceback" not in output
+  return workdir
+
+
+def test_relative_workdir_runs_end_to_end(finished_run):
+  final = json.loads((finished_run / "final_metrics.json").read_text())
+  assert final["step"] == SYNTHETIC_STEPS and final["examples"] == 37
+  step_dir = finished_run / "checkpoints" / str(SYNTHETIC_STEPS)
+  assert sorted(p.name for p in step_dir.iterdir() if p.is_dir()) == [
+      "checksums", "meta", "state"]
+  assert not (finished_run / workdir_lib.LOCK_NAME).exists()
+
+
+# (script, extra flags, exit status, message fragment, traceback shown?)
+BAD_RUNS = [
+    ("train.py", ["--config.num_train_steps=abc"], 2,
+     "--config.num_train_steps=abc: invalid literal for int()", False),
+    ("train.py", ["--config.learning_rate=0.1"], 2,
+     "unknown config field 'learning_rate' (overrides given: "
+     "--config.learning_rate). Did you mean \"base_learning_rate\"", False),
+    ("train.py", ["--config.num_train_steps=-5", "--verbosity=1"], 2,
+     "num_train_steps=-5 is out of range", True),
+    ("train.py", ["--config.dataset=mnistt", "--config.image_size=28"], 2,
+     "config.dataset='mnistt' is not a TFDS dataset: did you mean 'mnist'", False),
+    ("train.py", [], 0, "This run is already complete: step 8 of 8", False),
+    ("train.py", ["--config.num_train_steps=5"], 2,
+     "is at step 8, past this config's 5 steps; nothing was changed", False),
+    ("eval.py", ["--step=99"], 2, "No checkpoint for step 99", False),
+]
+
+
+@pytest.mark.parametrize("script,extra,status,message,traceback", BAD_RUNS,
+                         ids=[f"{s} {' '.join(e)}" for s, e, *_ in BAD_RUNS])
+def test_bad_runs_leave_the_finished_workdir_unchanged(
+    finished_run, script, extra, status, message, traceback):
+  before = snapshot(finished_run)
+  code, output = run([script, CONFIG, f"--workdir={os.path.relpath(finished_run, REPO)}",
+                      *extra], expect_ok=False)
+  assert code == status, output[-3000:]
+  assert message in output, output[-3000:]
+  assert ("Traceback" in output) == traceback, output[-3000:]
+  if status:
+    errors = [line for line in output.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1, output[-3000:]
+  assert snapshot(finished_run) == before
+
+
+def test_a_live_trainer_keeps_its_workdir(finished_run):
+  sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+  lock = finished_run / workdir_lib.LOCK_NAME
+  try:
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": sleeper.pid,
+                                "start_time": "2026-01-01T00:00:00+00:00"}))
+    before = snapshot(finished_run)
+    code, output = run(["train.py", CONFIG, f"--workdir={finished_run}",
+                        "--config.num_train_steps=12"], expect_ok=False)
+    assert code == 2, output[-3000:]
+    assert f"Another trainer is using this workdir (host '{socket.gethostname()}', " \
+           f"pid {sleeper.pid}" in output
+    assert snapshot(finished_run) == before
+  finally:
+    sleeper.kill()
+    sleeper.wait()
+    lock.unlink()
+
+
+def test_eval_prints_its_result_before_a_failed_write(finished_run):
+  blocked = finished_run / f"eval_test_step{SYNTHETIC_STEPS}.json"
+  blocked.mkdir()  # Writing the result there fails, as on a read-only disk.
+  try:
+    code, output = run(["eval.py", CONFIG,
+                        f"--workdir={os.path.relpath(finished_run, REPO)}"],
+                       expect_ok=False)
+  finally:
+    blocked.rmdir()
+  assert code == 2, output[-3000:]
+  result_at = output.index('"top1"')
+  error_at = output.index(f"Error: Could not write {blocked}")
+  assert result_at < error_at and "Traceback" not in output
+  final = json.loads((finished_run / "final_metrics.json").read_text())
+  assert f'"top1": {final["top1"]}' in output  # Same weights, same score.
+
+
+def test_sigint_saves_and_resumes_exactly(finished_run, interrupted_run, tmp_path):
+  workdir = tmp_path / "run"
+  shutil.copytree(interrupted_run, workdir)
+  assert (workdir / "checkpoints" / "7").is_dir()
+  assert not (workdir / workdir_lib.LOCK_NAME).exists()
+  _, output = run(["train.py", CONFIG, f"--workdir={workdir}"])
+  assert "Resumed from step 7" in output
+  assert_same_state(finished_run, workdir)
+
+
+def _largest_array_file(step_dir: pathlib.Path) -> pathlib.Path:
+  files = [p for p in (step_dir / "state").rglob("*") if p.is_file()
+           and p.parent.name == "d"]
+  return max(files, key=lambda p: p.stat().st_size)
+
+
+def _flip_one_bit_silently(workdir: pathlib.Path, step: int) -> None:
+  """Rewrites a step's arrays, one bit changed, as valid files (silent damage)."""
+  arrays = checkpointing.load_arrays(str(workdir), step)
+  kernel = np.array(arrays["params"]["head"]["kernel"])
+  kernel.view(np.uint32).flat[5] ^= 1 << 20
+  arrays["params"]["head"]["kernel"] = kernel
+  tree = jax.tree.map(jnp.asarray, arrays)
+  with ocp.StandardCheckpointer() as checkpointer:
+    checkpointer.save(workdir / "checkpoints" / str(step) / "state", tree, force=True)
+
+
+def test_damaged_checkpoints_fall_back_to_the_newest_good_one(
+    finished_run, interrupted_run, tmp_path):
+  workdir = tmp_path / "run"
+  shutil.copytree(interrupted_run, workdir)
+  checkpoints = workdir / "checkpoints"
+  assert sorted(int(p.name) for p in checkpoints.iterdir()) == [1, 3, 6, 7]
+  truncated = _largest_array_file(checkpoints / "7")
+  truncated.write_bytes(truncated.read_bytes()[:truncated.stat().st_size // 2])
+  _flip_one_bit_silently(workdir, 6)
+  _largest_array_file(checkpoints / "3").unlink()
+  # The lock of a trainer that died (SIGKILL) on this host.
+  dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                        capture_output=True, text=True, check=True)
+  (workdir / workdir_lib.LOCK_NAME).write_text(json.dumps(
+      {"host": socket.gethostname(), "pid": int(dead.stdout), "start_time": "x"}))
+
+  _, output = run(["train.py", CONFIG, f"--workdir={workdir}"])
+  assert "Taking over a stale lock" in output
+  assert f"Checkpoint {checkpoints / '7'} is damaged (" in output
+  assert (f"Checkpoint {checkpoints / '6'} is damaged (CorruptCheckpointError: 1 "
+          "array(s)") in output and "params/head/kernel" in output
+  assert f"Checkpoint {checkpoints / '3'} is damaged" in output
+  assert "Resumed from step 1" in output
+  assert "Traceback" not in output
+  for step in (3, 6, 7):  # Set aside, never deleted.
+    assert (checkpoints / f"{step}.corrupt" / "state").is_dir()
+  assert_same_state(finished_run, workdir)

@@ -16,6 +16,7 @@ from flax import nnx
 from lambda_networks import layers
 from lambda_networks.models import common
 from lambda_networks.models import mixers
+from lambda_networks.models import resnet
 from lambda_networks.models import get_config
 from lambda_networks.models import get_model
 
@@ -353,42 +354,43 @@ def test_stochastic_depth_drops_whole_examples_in_training_only():
     common.StochasticDepth(1.0)
 
 
-def _stem_output(stem, images):
-  return nnx.jit(lambda s, x: s(x))(stem, images)
-
-
 def test_resnet_rs_stem_has_no_max_pool_and_the_same_shapes():
   """The stem conv replaces the max pool: same output size, other function."""
-  images = jnp.abs(_images(35))  # Positive inputs: ReLU keeps them.
-  with_conv = get_model("lambda_resnet26", num_classes=3, rngs=_rngs(), **TINY)
-  with_pool = get_model("lambda_resnet26", num_classes=3, rngs=_rngs(),
-                        replace_stem_max_pool=False, **TINY)
-  assert with_pool.stem.pool_conv is None
-  with_conv.eval(), with_pool.eval()
-  out_conv = _stem_output(with_conv.stem, images)
-  out_pool = _stem_output(with_pool.stem, images)
-  channels = with_conv.stem.out_features
+  images = _images(35)
+  stems = {}
+  for replace in (True, False):
+    config = get_config("lambda_resnet26", replace_stem_max_pool=replace, **TINY)
+    stems[replace] = resnet.Stem(config, rngs=_rngs())
+    stems[replace].eval()
+  assert stems[False].pool_conv is None
+  out_conv, out_pool = stems[True](images), stems[False](images)
+  channels = stems[True].out_features
   assert out_conv.shape == out_pool.shape == (2, 9, 9, channels)  # 35→18→9
-  # A max pool's output is the largest of its window's inputs; the conv's is not.
-  before = with_pool.stem.convs, with_pool.stem.norms
+  # Same convs and norms (same seed); then max pool versus conv + BN + ReLU.
   x = images
-  for conv, norm in zip(*before):
+  for conv, norm in zip(stems[False].convs, stems[False].norms):
     x = nnx.relu(norm(conv(x)))
   np.testing.assert_allclose(out_pool, common.pool(x, "max", 3, 2), rtol=1e-6)
   assert not np.allclose(out_conv, out_pool)
-  assert np.all(np.asarray(out_conv) >= 0)  # BN + ReLU after the conv.
+  np.testing.assert_allclose(
+      out_conv, nnx.relu(stems[True].pool_norm(stems[True].pool_conv(x))),
+      rtol=1e-5, atol=1e-6)
 
 
 def test_resnet_rs_stochastic_depth_is_per_stage():
   """ResNet-RS: every block of stage s of 4 drops with rate·(s + 2)/5."""
-  config = get_config("lambda_resnet200", width_multiplier=1 / 16)
+  config = get_config("lambda_resnet200")
   assert config.stochastic_depth_schedule == "per_stage"
   rates = config.block_drop_rates()
-  assert [set(stage) for stage in rates] == [
-      {pytest.approx(0.1 * g / 5)} for g in (2, 3, 4, 5)]
   assert [len(stage) for stage in rates] == [3, 24, 36, 3]
+  for stage, group in zip(rates, (2, 3, 4, 5)):
+    assert stage == pytest.approx((0.1 * group / 5,) * len(stage))
+  # The model gives its blocks these rates (a small member, same schedule).
   model = nnx.eval_shape(lambda: get_model(
-      "lambda_resnet200", num_classes=10, rngs=nnx.Rngs(0), width_multiplier=1 / 16))
+      "lambda_resnet26", num_classes=10, rngs=nnx.Rngs(0),
+      stochastic_depth_rate=0.1, **TINY))
+  rates = model.config.block_drop_rates()
+  assert rates[0][0] == pytest.approx(0.04) and rates[3][0] == pytest.approx(0.1)
   for stage, stage_rates in zip(model.stages, rates):
     assert [block.drop_path.rate for block in stage] == list(stage_rates)
   # The plain ResNets keep the linear per-block rule.

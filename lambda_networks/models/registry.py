@@ -131,6 +131,7 @@ def _build_registry() -> dict[str, ModelSpec]:
     config = ResNetConfig(
         stage_depths=blocks, stem="deep", replace_stem_max_pool=True,
         downsample="avg", se_ratio=0.25, stage_mixers="CCLL",
+        mixer_blocks=(0, 0, len(LAMBDA_C4_BLOCK_INDICES[depth]), None),
         mixer_block_indices=(None, None, LAMBDA_C4_BLOCK_INDICES[depth], None),
         dropout_rate=regularisation.dropout_rate,
         stochastic_depth_rate=regularisation.stochastic_depth_rate,

@@ -216,7 +216,9 @@ class ResNetConfig:
           raise ValueError(
               f"mixer_block_indices={self.mixer_block_indices} names block "
               f"indices outside a stage of {depth} blocks (stage_depths="
-              f"{self.stage_depths}); indices run from 0 to depth − 1.")
+              f"{self.stage_depths}); indices run from 0 to depth − 1. With "
+              "other stage_depths, also set mixer_block_indices (None: place "
+              "mixer_blocks evenly).")
     if self.width_multiplier <= 0:
       raise ValueError(
           f"width_multiplier must be positive, got {self.width_multiplier}.")

@@ -57,8 +57,9 @@ def model_numbers(path: str | pathlib.Path = REFERENCE
   """(model, overrides, image size) -> the paper's params, top-1 and sources.
 
   Rows of several tables for one model are merged: the first parameter count
-  and top-1 found, and every table named in `source` ('quoted' marks numbers
-  the paper quotes from other papers' setups).
+  and top-1 found ('≈' where the file's note calls them approximate), and
+  every table named in `source` ('quoted' marks numbers the paper quotes
+  from other papers' setups).
   """
   merged: dict[tuple[str, str, int], dict[str, str]] = {}
   for r in _read(str(path)):
@@ -66,10 +67,11 @@ def model_numbers(path: str | pathlib.Path = REFERENCE
       continue
     key = (r["model"], r["overrides"], int(r["image_size"]))
     entry = merged.setdefault(key, dict(params="", top1="", source=""))
+    about = "≈" if "approximate" in r["note"] else ""
     if r["params_m"] and not entry["params"]:
-      entry["params"] = f"{r['params_m']}M"
+      entry["params"] = f"{about}{r['params_m']}M"
     if r["top1"] and not entry["top1"]:
-      entry["top1"] = r["top1"]
+      entry["top1"] = about + r["top1"]
     name = TABLE_NAMES.get(r["table"], r["table"])
     if r.get("origin") == "quoted":
       name += " (quoted)"

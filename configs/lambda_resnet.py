@@ -2,31 +2,42 @@
 
     python train.py --config=configs/lambda_resnet.py:152,256 --workdir=DIR
 
-Argument "DEPTH,IMAGE_SIZE" (default "50,160"); depths 50, 101, 152, 200,
-270, 350, 420. Recipe (PAPER.md §3, [likely]): 350 epochs, batch 4096, SGD
-momentum 0.9, lr 0.1·batch/256 with 5 warm-up epochs then cosine, weight
-decay 4e-5 (kernels only), label smoothing 0.1, EMA 0.9999 (evaluated),
-RandAugment (magnitude 10 up to LambdaResNet-101, 15 beyond), dropout and
-stochastic depth as the model registry sets per depth, bfloat16. Needs
-imagenet2012 prepared in TFDS. Expected top-1 (speed–accuracy table):
-50@128 77.4, 50@160 79.2, 101@160 80.8, 101@192 81.9, 152@192 82.5,
-152@224 83.2, 152@256 83.8, 270@256 84.2, 350@256 84.4, 350@320 84.7,
-420@320 84.9.
+Argument "DEPTH,IMAGE_SIZE" (default "50,160"); DEPTH is any depth of the
+model registry (26, 50, 101, 152, 200, 270, 350, 420). Recipe: the official
+ResNet-RS configs (tensorflow/tpu models/official/resnet/resnet_rs/configs,
+see lambda_networks/models/resnet_rs.py): 350 epochs, batch 4096, SGD with
+Nesterov momentum 0.9, lr 0.1·batch/256 with 5 warm-up epochs then cosine,
+weight decay 4e-5 (kernels only), label smoothing 0.1, EMA 0.9999
+(evaluated), two RandAugment layers, bfloat16; per (depth, size) dropout
+(0.25; 0.4 at 320 px), stochastic depth (0.1 from depth 200, per stage) and
+RandAugment magnitude (10 for 50@160 and 101@160, else 15) from
+`resnet_rs.recipe`. Needs imagenet2012 prepared in TFDS. Expected top-1: the
+speed–accuracy rows of docs/paper_reference.csv (LambdaResNet-50@128 77.4 …
+LambdaResNet-420@320 84.9).
 """
 
 from configs import default
+from lambda_networks.models import registry
+from lambda_networks.models import resnet_rs
 
-DEPTHS = (50, 101, 152, 200, 270, 350, 420)
+DEPTHS = tuple(sorted(registry.RESNET_DEPTHS))
 
 
 def get_config(arg: str = "50,160"):
-  depth, image_size = (int(part) for part in (arg or "50,160").split(","))
+  try:
+    depth, image_size = (int(part) for part in (arg or "50,160").split(","))
+  except ValueError as error:
+    raise ValueError(f"config argument must be 'DEPTH,IMAGE_SIZE', e.g. "
+                     f"'152,256', got {arg!r}.") from error
   if depth not in DEPTHS:
     raise ValueError(f"LambdaResNet depth must be one of {DEPTHS}, got {depth} "
                      "(config argument 'DEPTH,IMAGE_SIZE', e.g. '152,256').")
+  recipe = resnet_rs.recipe(depth, image_size)
   config = default.get_config()
   config.model = f"lambda_resnet{depth}"
   config.model_overrides = dict()
+  config.dropout_rate = recipe.dropout_rate
+  config.stochastic_depth_rate = recipe.stochastic_depth_rate
   config.dataset = "imagenet2012"
   config.image_size = image_size
   config.global_batch_size = 4096
@@ -34,12 +45,13 @@ def get_config(arg: str = "50,160"):
   config.warmup_epochs = 5.0
   config.base_learning_rate = 0.1
   config.momentum = 0.9
+  config.nesterov = True  # tf.train.MomentumOptimizer(use_nesterov=True).
   config.weight_decay = 4e-5
   config.label_smoothing = 0.1
   config.ema_decay = 0.9999
   config.eval_use_ema = True
   config.randaugment_layers = 2
-  config.randaugment_magnitude = 10.0 if depth <= 101 else 15.0
+  config.randaugment_magnitude = recipe.randaugment_magnitude
   config.dtype = "bfloat16"
   config.log_every_steps = 100
   config.eval_every_steps = 3128 * 5  # About every 50 epochs.

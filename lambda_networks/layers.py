@@ -47,6 +47,8 @@ class LambdaLayer(nnx.Module):
       param_dtype: jnp.dtype = jnp.float32,
       rngs: nnx.Rngs,
       embeddings: nnx.Param | None = None,
+      norm_momentum: float = 0.9,
+      norm_epsilon: float = 1e-5,
   ):
     """Creates the layer.
 
@@ -74,6 +76,8 @@ class LambdaLayer(nnx.Module):
       embeddings: an existing position table [*table, K, U] to use (and share:
         the layer holds this very nnx.Param) instead of creating one; its shape
         must match what the layer would create.
+      norm_momentum: running-average decay of the batch norms.
+      norm_epsilon: epsilon of the batch norms.
     """
     _check_positive(in_features=in_features, out_features=out_features,
                     query_depth=query_depth, heads=heads, intra_depth=intra_depth)
@@ -115,9 +119,11 @@ class LambdaLayer(nnx.Module):
     self.query_proj = projection(heads * query_depth, (in_features * query_depth) ** -0.5)
     self.key_proj = projection(query_depth * intra_depth, in_features ** -0.5)
     self.value_proj = projection(self.value_depth * intra_depth, in_features ** -0.5)
-    self.query_norm = _norm(normalization, heads * query_depth, dtype, param_dtype, rngs)
+    norm = dict(momentum=norm_momentum, epsilon=norm_epsilon)
+    self.query_norm = _norm(normalization, heads * query_depth, dtype, param_dtype,
+                            rngs, **norm)
     self.value_norm = _norm(normalization, self.value_depth * intra_depth, dtype,
-                            param_dtype, rngs)
+                            param_dtype, rngs, **norm)
     shape = (None if self.table_shape is None else
              (*self.table_shape, query_depth, intra_depth))
     if embeddings is not None:
@@ -267,11 +273,12 @@ def _table_shape(receptive_field, input_size, spatial_dims) -> tuple[int, ...] |
   return (receptive_field,) * spatial_dims
 
 
-def _norm(kind: Normalization, features: int, dtype, param_dtype, rngs):
+def _norm(kind: Normalization, features: int, dtype, param_dtype, rngs, *,
+          momentum: float = 0.9, epsilon: float = 1e-5):
   """The normalisation applied to queries and values (None: identity)."""
   if kind == "batch":
-    return nnx.BatchNorm(features, momentum=0.9, epsilon=1e-5, dtype=dtype,
-                         param_dtype=param_dtype, rngs=rngs)
+    return nnx.BatchNorm(features, momentum=momentum, epsilon=epsilon,
+                         dtype=dtype, param_dtype=param_dtype, rngs=rngs)
   if kind == "layer":
     return nnx.LayerNorm(features, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
   if kind == "none":
@@ -355,9 +362,19 @@ class RelativeSelfAttention(nnx.Module):
       dtype: jnp.dtype | None = None,
       param_dtype: jnp.dtype = jnp.float32,
       rngs: nnx.Rngs,
+      key_features: int | None = None,
+      output_projection: bool = False,
   ):
-    """Creates the layer; the key and value depth per head is out/heads."""
+    """Creates the layer.
+
+    The value depth per head is out_features / heads; the query/key depth per
+    head is key_features / heads (key_features defaults to out_features).
+    output_projection adds the out×out mixing of the heads' outputs (W^O of
+    multi-head attention).
+    """
     _check_heads(out_features, heads, in_features)
+    key_features = key_features or out_features
+    _check_heads(key_features, heads)
     if window is not None and (window < 1 or window % 2 == 0):
       raise ValueError(
           f"window must be odd and positive so it is centred on the query, "
@@ -366,7 +383,8 @@ class RelativeSelfAttention(nnx.Module):
     self.in_features = in_features
     self.out_features = out_features
     self.heads = heads
-    self.key_depth = out_features // heads
+    self.key_depth = key_features // heads
+    self.value_depth = out_features // heads
     self.window = window
     self.dtype = dtype
     self.max_size = None
@@ -376,8 +394,12 @@ class RelativeSelfAttention(nnx.Module):
     widths = (None if not relative_positions else
               (window, window) if window is not None else
               tuple(2 * size - 1 for size in self.max_size))
-    self.query_proj, self.key_proj, self.value_proj = _qkv_projections(
-        in_features, out_features, dtype, param_dtype, rngs)
+    self.query_proj, self.key_proj, self.value_proj = (
+        _projection(in_features, features, dtype, param_dtype, rngs)
+        for features in (key_features, key_features, out_features))
+    self.output_proj = (
+        _projection(out_features, out_features, dtype, param_dtype, rngs)
+        if output_projection else None)
     self.row_embeddings, self.col_embeddings = _relative_tables(
         widths, self.key_depth, param_dtype, rngs)
 
@@ -389,12 +411,13 @@ class RelativeSelfAttention(nnx.Module):
     shape = (batch, height, width, self.heads, self.key_depth)
     queries = self.query_proj(inputs).reshape(shape) * self.key_depth ** -0.5
     keys = self.key_proj(inputs).reshape(shape)
-    values = self.value_proj(inputs).reshape(shape)
+    values = self.value_proj(inputs).reshape(*shape[:-1], self.value_depth)
     if self.window is None:
       out = self._global(queries, keys, values)
     else:
       out = self._local(queries, keys, values)
-    return out.reshape(batch, height, width, self.out_features)
+    out = out.reshape(batch, height, width, self.out_features)
+    return out if self.output_proj is None else self.output_proj(out)
 
   def _global(self, queries, keys, values) -> jax.Array:
     """Attention over all H·W positions: [B, heads, H, W, H, W] maps."""
@@ -539,15 +562,18 @@ def _check_size(spatial, max_size, who: str) -> None:
     )
 
 
+def _projection(in_features, out_features, dtype, param_dtype, rngs):
+  """A bias-free projection in→out, N(0, in^-1/2) initialised."""
+  return nnx.Linear(in_features, out_features, use_bias=False, dtype=dtype,
+                    param_dtype=param_dtype,
+                    kernel_init=nnx.initializers.normal(in_features ** -0.5),
+                    rngs=rngs)
+
+
 def _qkv_projections(in_features, out_features, dtype, param_dtype, rngs):
   """Bias-free query, key and value projections in→out."""
-  return tuple(
-      nnx.Linear(in_features, out_features, use_bias=False, dtype=dtype,
-                 param_dtype=param_dtype,
-                 kernel_init=nnx.initializers.normal(in_features ** -0.5),
-                 rngs=rngs)
-      for _ in range(3)
-  )
+  return tuple(_projection(in_features, out_features, dtype, param_dtype, rngs)
+               for _ in range(3))
 
 
 def _relative_tables(widths, depth, param_dtype, rngs):

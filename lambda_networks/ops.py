@@ -126,8 +126,8 @@ def lambda_interactions(
   out = jnp.einsum(
       "bnhk,bnkv->bnhv",
       flat_queries,
-      lambdas.astype(jnp.promote_types(queries.dtype, jnp.float32)),
-      preferred_element_type=jnp.float32,
+      lambdas.astype(_accumulation_dtype(queries.dtype)),
+      preferred_element_type=_accumulation_dtype(queries.dtype),
   )
   return out.reshape(*queries.shape[:-1], value_depth).astype(queries.dtype)
 
@@ -201,11 +201,17 @@ def _outer_axis(pairs: jax.Array, axis: int, num_axes: int) -> jax.Array:
   return pairs.reshape(shape)
 
 
+def _accumulation_dtype(dtype) -> jnp.dtype:
+  """float32, or the input's dtype when it is wider (float64 under x64)."""
+  return jnp.promote_types(dtype, jnp.float32)
+
+
 def _content_lambda(keys: jax.Array, values: jax.Array) -> jax.Array:
   """λc[b, k, v] = Σ_{m,u} softmax_m(keys)[b, m, k, u] · values[b, m, v, u]."""
-  weights = jax.nn.softmax(keys.astype(jnp.float32), axis=1)
+  accumulate = _accumulation_dtype(keys.dtype)
+  weights = jax.nn.softmax(keys.astype(accumulate), axis=1)
   return jnp.einsum(
-      "bmku,bmvu->bkv", weights, values, preferred_element_type=jnp.float32
+      "bmku,bmvu->bkv", weights, values, preferred_element_type=accumulate
   )
 
 
@@ -215,8 +221,9 @@ def _causal_content_lambdas(keys: jax.Array, values: jax.Array) -> jax.Array:
   The prefix softmax is computed as a running (max, Σexp, Σexp·value) with an
   associative scan, so it is exact and stable for any key magnitudes.
   """
-  logits = keys.astype(jnp.float32)  # [B, N, K, U]
-  values = values.astype(jnp.float32)  # [B, N, V, U]
+  accumulate = _accumulation_dtype(keys.dtype)
+  logits = keys.astype(accumulate)  # [B, N, K, U]
+  values = values.astype(accumulate)  # [B, N, V, U]
   numerators = values[:, :, None, :, :]  # [B, N, 1, V, U] with weight exp(0)
 
   def combine(left, right):
@@ -260,7 +267,8 @@ def _position_lambdas_einsum(
   embeddings = relative_embeddings(table, tuple(spatial))
   flat_values = values.reshape(batch, -1, *values.shape[-2:])
   return jnp.einsum(
-      "nmku,bmvu->bnkv", embeddings, flat_values, preferred_element_type=jnp.float32
+      "nmku,bmvu->bnkv", embeddings, flat_values,
+      preferred_element_type=_accumulation_dtype(values.dtype)
   )
 
 
@@ -293,7 +301,7 @@ def _position_lambdas_conv(values: jax.Array, table: jax.Array, causal: bool) ->
       window_strides=(1,) * num_axes,
       padding=padding,
       dimension_numbers=dimension_numbers,
-      preferred_element_type=jnp.float32,
+      preferred_element_type=_accumulation_dtype(moved.dtype),
   )  # [B·V, *S, K]
   out = out.reshape(batch, value_depth, *spatial, depth)
   return jnp.moveaxis(out, 1, -1)  # [B, *S, K, V]
@@ -325,7 +333,7 @@ def _position_lambdas_row_conv(values: jax.Array, table: jax.Array) -> jax.Array
       window_strides=(1,),
       padding=[(rows // 2, rows // 2)],
       dimension_numbers=("NWC", "WIO", "NWC"),
-      preferred_element_type=jnp.float32,
+      preferred_element_type=_accumulation_dtype(moved.dtype),
   )  # [B·V, H, W·K]
   out = out.reshape(batch, value_depth, height, width, depth)
   return jnp.moveaxis(out, 1, -1)  # [B, H, W, K, V]

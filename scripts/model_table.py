@@ -6,7 +6,8 @@ the nnx.Param leaves (batch-norm statistics excluded), and FLOPs come from
 XLA's cost analysis of the lowered (not compiled) inference forward pass for
 one image — XLA counts 2 FLOPs per multiply-add and includes element-wise
 work, so conventional "FLOPs = multiply-adds" figures are about half of ours.
-The paper's numbers (PAPER.md) sit beside ours where it has them.
+The paper's numbers (docs/paper_reference.csv, read through
+`lambda_networks.paper`) sit beside ours where it has them.
 
   python scripts/model_table.py                      # all models (minutes)
   python scripts/model_table.py --models resnet50 resnet50_lambda
@@ -27,45 +28,13 @@ from flax import nnx
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from lambda_networks import models  # pylint: disable=g-import-not-at-top
+from lambda_networks import paper  # pylint: disable=g-import-not-at-top
 
 # Variants that are overrides of a registry model rather than names.
 EXTRA_ROWS = (
     ("resnet50_lambda", {"intra_depth": 4, "receptive_field": 7}),
     ("resnet50", {"stage_mixers": "CCLL"}),
 )
-# (name, overrides as text, image size) -> (paper params, paper top-1, source).
-PAPER = {
-    ("resnet50", "", 224): ("25.6M", "76.9", "Table 3"),
-    ("resnet50_se", "", 224): ("28.1M", "77.6", "Table 3"),
-    ("resnet50_local_attention", "", 224): ("18.0M", "77.4", "Table 3/4"),
-    ("resnet50_axial", "", 224): ("", "77.5", "Table 4"),
-    ("resnet50_attention", "", 224): ("", "out of memory", "Table 4"),
-    ("resnet50_lambda", "", 224): ("15.0M", "78.4", "Table 3"),
-    ("resnet50_augmented", "", 224): ("25.8M", "77.7", "Table 3"),
-    ("resnet50_lambda_shared", "", 224): ("", "78.0", "Table 4"),
-    ("resnet50_lambda", "intra_depth=4 receptive_field=7", 224):
-        ("16.0M", "78.9", "Table 3"),
-    ("resnet50", "stage_mixers=CCLL", 224): ("≈15.4M", "≈78.3", "hybrids"),
-    ("lambda_resnet50", "", 128): ("", "77.4", "speed–accuracy"),
-    ("lambda_resnet50", "", 160): ("", "79.2", "speed–accuracy"),
-    ("lambda_resnet101", "", 160): ("", "80.8", "speed–accuracy"),
-    ("lambda_resnet101", "", 192): ("", "81.9", "speed–accuracy"),
-    ("lambda_resnet152", "", 192): ("", "82.5", "speed–accuracy"),
-    ("lambda_resnet152", "", 224): ("", "83.2", "speed–accuracy"),
-    ("lambda_resnet152", "", 256): ("", "83.8", "speed–accuracy"),
-    ("lambda_resnet270", "", 256): ("", "84.2", "speed–accuracy"),
-    ("lambda_resnet350", "", 256): ("", "84.4", "speed–accuracy"),
-    ("lambda_resnet350", "", 320): ("", "84.7", "speed–accuracy"),
-    ("lambda_resnet420", "", 320): ("", "84.9", "speed–accuracy"),
-    ("efficientnet_b0", "", 224): ("", "77.1", "EfficientNet paper"),
-    ("efficientnet_b1", "", 240): ("", "79.1", "EfficientNet paper"),
-    ("efficientnet_b2", "", 260): ("", "80.1", "EfficientNet paper"),
-    ("efficientnet_b3", "", 300): ("", "81.6", "EfficientNet paper"),
-    ("efficientnet_b4", "", 380): ("", "82.9", "EfficientNet paper"),
-    ("efficientnet_b5", "", 456): ("", "83.6", "EfficientNet paper"),
-    ("efficientnet_b6", "", 528): ("", "84.0", "EfficientNet paper"),
-    ("efficientnet_b7", "", 600): ("", "84.3", "EfficientNet paper"),
-}
 FIELDS = ("model", "overrides", "image_size", "params_m", "gflops_xla",
           "paper_params", "paper_top1", "paper_source")
 
@@ -121,9 +90,12 @@ def write_tables(results: list[dict], out_dir: str) -> None:
       "layer's map size (`ops.choose_method`): the row convolution it picks "
       "on larger maps does more multiply-adds than the 2-D lambda "
       "convolution, in exchange for a far faster kernel.",
-      "- **paper**: parameters and ImageNet top-1 from PAPER.md (Tables 3–4, "
-      "the hybrid table, the speed–accuracy table, and the EfficientNet "
-      "reference points). Blank: the paper gives no number.",
+      "- **paper**: parameters and ImageNet top-1 from "
+      "docs/paper_reference.csv (Tables 3–4, the hybrid table, the "
+      "speed–accuracy table, and the EfficientNet reference points). Blank: "
+      "the paper gives no number. \"(quoted)\": a number the paper quotes "
+      "from another paper's model and training setup, not a result of its "
+      "own recipe.",
       "",
       "| model | overrides | image | params | GFLOPs (XLA) | paper params | "
       "paper top-1 | source |",
@@ -145,15 +117,18 @@ def main() -> None:
       os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs"))
   args = parser.parse_args()
   results = []
+  reference = paper.model_numbers()
   for name, overrides, size in rows_to_measure(args.models):
     start = time.time()
     params, gflops = measure(name, overrides, size)
     text = " ".join(f"{k}={v}" for k, v in overrides.items())
-    paper = PAPER.get((name, text, size), ("", "", ""))
+    numbers = reference.get((name, text, size), dict(params="", top1="",
+                                                      source=""))
     results.append(dict(
         model=name, overrides=text, image_size=size,
         params_m=f"{params / 1e6:.2f}", gflops_xla=f"{gflops:.2f}",
-        paper_params=paper[0], paper_top1=paper[1], paper_source=paper[2]))
+        paper_params=numbers["params"], paper_top1=numbers["top1"],
+        paper_source=numbers["source"]))
     print(f"{name:26s} {text:34s} {size:4d} {params:>12,d} params "
           f"{gflops:8.2f} GFLOPs ({time.time() - start:.0f}s)", flush=True)
   write_tables(results, args.out_dir)

@@ -41,10 +41,10 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import benchmarking  # noqa: E402  pylint: disable=g-import-not-at-top
 from lambda_networks import models  # noqa: E402  pylint: disable=g-import-not-at-top
 from lambda_networks import ops  # noqa: E402  pylint: disable=g-import-not-at-top
+from lambda_networks import paper  # noqa: E402  pylint: disable=g-import-not-at-top
 from lambda_networks.models import common  # noqa: E402  pylint: disable=g-import-not-at-top
 
-REFERENCE = benchmarking.REPO_ROOT / "docs" / "paper_reference.csv"
-SHARED_EMBEDDINGS_ROW = "lambda layer, shared embeddings"
+REFERENCE = paper.REFERENCE
 BASELINE = ("conv (baseline)", "resnet50", "")  # Hybrids table, C C C C.
 PAPER_BATCH = 128
 BYTES_PER_FLOAT = 4  # float32 maps, as the paper's numbers assume.
@@ -157,8 +157,7 @@ def _gib(floats: int) -> float:
 
 def table_row(reference: dict[str, str], args: argparse.Namespace,
               env: dict[str, Any], limit: int | None) -> dict[str, Any]:
-  shared = reference["row"] == SHARED_EMBEDDINGS_ROW
-  name = reference["model"] or ("resnet50_lambda" if shared else "")
+  name = reference["model"]
   overrides = benchmarking.parse_overrides(reference["overrides"].split())
   if args.dtype != "float32":
     overrides["dtype"] = args.dtype
@@ -173,10 +172,8 @@ def table_row(reference: dict[str, str], args: argparse.Namespace,
       **{key: env[key] for key in FIELDS if key in env})
   config = models.get_config(name, image_size=args.image_size, **overrides)
   row["analytic_paper_convention_gib"] = _gib(analytic_floats(
-      config, args.analytic_batch, convention="paper", shared_embeddings=shared))
-  if shared:
-    row["status"] = "analytic only: no shared-embedding option in the models"
-    return row
+      config, args.analytic_batch, convention="paper",
+      shared_embeddings=config.share_lambda_embeddings))
   row["analytic_as_run_gib"] = _gib(analytic_floats(
       config, args.batch, convention="as_run"))
   if args.analytic_only:

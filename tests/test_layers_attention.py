@@ -72,6 +72,21 @@ def test_global_attention_without_positions_matches_multi_head_attention():
   np.testing.assert_allclose(_apply(relative, x), _apply(plain, x), atol=1e-5)
 
 
+def test_wider_keys_and_output_projection_match_multi_head_attention():
+  """d_k ≠ d_v (AA's κ = 2υ) and W^O: MHA with key_depth, then the projection."""
+  x = _inputs((2, 4, 5, 6))
+  relative = layers.RelativeSelfAttention(
+      6, 4, heads=2, relative_positions=False, key_features=8,
+      output_projection=True, rngs=_rngs(0))
+  assert (relative.key_depth, relative.value_depth) == (4, 2)
+  plain = layers.MultiHeadSelfAttention(6, 4, heads=2, key_depth=4,
+                                        rngs=_rngs(1))
+  for name in ("query_proj", "key_proj", "value_proj"):
+    setattr(plain, name, getattr(relative, name))
+  expected = _apply(plain, x) @ relative.output_proj.kernel[...]
+  np.testing.assert_allclose(_apply(relative, x), expected, atol=1e-5)
+
+
 def test_axial_attention_is_height_then_width_attention():
   """Without positions, each pass is MultiHeadSelfAttention over one axis."""
   x = _inputs((2, 4, 5, 6))

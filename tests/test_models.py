@@ -16,6 +16,7 @@ from flax import nnx
 from lambda_networks import layers
 from lambda_networks.models import common
 from lambda_networks.models import mixers
+from lambda_networks.models import resnet
 from lambda_networks.models import get_config
 from lambda_networks.models import get_model
 
@@ -98,6 +99,9 @@ def test_lambda_resnet_uses_resnet_d_stem_and_shortcuts():
   model = _tiny_family_member(50)
   assert [conv.kernel_size for conv in model.stem.convs] == [(3, 3)] * 3
   assert [conv.strides for conv in model.stem.convs] == [(2, 2), (1, 1), (1, 1)]
+  # ResNet-RS: a 3×3/2 conv (+ BN, ReLU) instead of the stem's max pool.
+  assert model.stem.pool_conv.kernel_size == (3, 3)
+  assert model.stem.pool_conv.strides == (2, 2)
   strided = model.stages[1][0]
   assert strided.pool_shortcut and strided.shortcut_conv.strides == (1, 1)
   # The strided c5 lambda block runs the lambda layer, then a 3×3/2 avg pool.
@@ -177,9 +181,19 @@ def test_augmented_mixer_splits_channels_and_runs_strided():
 
 
 def test_augmented_attention_channels_at_full_size():
+  """AA's κ = 2υ = 0.2: d_v = 0.1·w, d_k = 0.2·w (multiples of 8 heads), W^O."""
   model = _abstract("resnet50_augmented")
-  assert [stage[0].mixer.attention_features for stage in model.stages] == [
-      16, 24, 48, 104]  # 0.2·(64, 128, 256, 512), multiples of 8 heads.
+  mixers_c2_c5 = [stage[0].mixer for stage in model.stages]
+  assert [m.attention_features for m in mixers_c2_c5] == [8, 16, 24, 48]
+  assert [m.key_features for m in mixers_c2_c5] == [16, 24, 48, 104]
+  for mixer in mixers_c2_c5:
+    attention = mixer.attention
+    d_v, d_k = mixer.attention_features, mixer.key_features
+    assert attention.query_proj.kernel.shape[1] == d_k
+    assert attention.key_proj.kernel.shape[1] == d_k
+    assert attention.value_proj.kernel.shape[1] == d_v
+    assert attention.output_proj.kernel.shape == (d_v, d_v)
+    assert attention.row_embeddings.shape[1] == d_k // 8
   with pytest.raises(ValueError, match="leave no channels for the 3×3 conv"):
     mixers.augmented_attention_features(4, 0.5, heads=4)
 
@@ -338,3 +352,70 @@ def test_stochastic_depth_drops_whole_examples_in_training_only():
   np.testing.assert_array_equal(drop(x), x)
   with pytest.raises(ValueError, match="rate"):
     common.StochasticDepth(1.0)
+
+
+def test_resnet_rs_stem_has_no_max_pool_and_the_same_shapes():
+  """The stem conv replaces the max pool: same output size, other function."""
+  images = _images(35)
+  stems = {}
+  for replace in (True, False):
+    config = get_config("lambda_resnet26", replace_stem_max_pool=replace, **TINY)
+    stems[replace] = resnet.Stem(config, rngs=_rngs())
+    stems[replace].eval()
+  assert stems[False].pool_conv is None
+  out_conv, out_pool = stems[True](images), stems[False](images)
+  channels = stems[True].out_features
+  assert out_conv.shape == out_pool.shape == (2, 9, 9, channels)  # 35→18→9
+  # Same convs and norms (same seed); then max pool versus conv + BN + ReLU.
+  x = images
+  for conv, norm in zip(stems[False].convs, stems[False].norms):
+    x = nnx.relu(norm(conv(x)))
+  np.testing.assert_allclose(out_pool, common.pool(x, "max", 3, 2), rtol=1e-6)
+  assert not np.allclose(out_conv, out_pool)
+  np.testing.assert_allclose(
+      out_conv, nnx.relu(stems[True].pool_norm(stems[True].pool_conv(x))),
+      rtol=1e-5, atol=1e-6)
+
+
+def test_resnet_rs_stochastic_depth_is_per_stage():
+  """ResNet-RS: every block of stage s of 4 drops with rate·(s + 2)/5."""
+  config = get_config("lambda_resnet200")
+  assert config.stochastic_depth_schedule == "per_stage"
+  rates = config.block_drop_rates()
+  assert [len(stage) for stage in rates] == [3, 24, 36, 3]
+  for stage, group in zip(rates, (2, 3, 4, 5)):
+    assert stage == pytest.approx((0.1 * group / 5,) * len(stage))
+  # The model gives its blocks these rates (a small member, same schedule).
+  model = nnx.eval_shape(lambda: get_model(
+      "lambda_resnet26", num_classes=10, rngs=nnx.Rngs(0),
+      stochastic_depth_rate=0.1, **TINY))
+  rates = model.config.block_drop_rates()
+  assert rates[0][0] == pytest.approx(0.04) and rates[3][0] == pytest.approx(0.1)
+  for stage, stage_rates in zip(model.stages, rates):
+    assert [block.drop_path.rate for block in stage] == list(stage_rates)
+  # The plain ResNets keep the linear per-block rule.
+  per_block = get_config("resnet50", stochastic_depth_rate=0.2).block_drop_rates()
+  flat = [rate for stage in per_block for rate in stage]
+  assert flat == pytest.approx([0.2 * (i + 1) / 16 for i in range(16)])
+
+
+def test_lambda_layers_use_the_model_batch_norm_settings():
+  model = nnx.eval_shape(lambda: get_model(
+      "lambda_resnet50", num_classes=10, rngs=nnx.Rngs(0), bn_momentum=0.99,
+      bn_epsilon=1e-3, **TINY))
+  mixer = model.stages[3][0].mixer
+  assert isinstance(mixer, layers.LambdaLayer)
+  for norm in (mixer.query_norm, mixer.value_norm):
+    assert (norm.momentum, norm.epsilon) == (0.99, 1e-3)
+
+
+def test_explicit_mixer_block_indices():
+  config = get_config("resnet50", stage_mixers="CCLL",
+                      mixer_block_indices=(None, None, (0, 4), (2,)))
+  assert config.block_mixers()[2] == ("lambda", "conv", "conv", "conv",
+                                      "lambda", "conv")
+  assert config.block_mixers()[3] == ("conv", "conv", "lambda")
+  with pytest.raises(ValueError, match="mixer_block_indices"):
+    get_config("resnet50", mixer_block_indices=(None, None, (6,), None))
+  with pytest.raises(ValueError, match="stochastic_depth_schedule"):
+    get_config("resnet50", stochastic_depth_schedule="per_layer")

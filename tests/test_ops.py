@@ -271,3 +271,16 @@ def test_causal_on_2d_and_unknown_method_raise():
     lambda_interactions(*inputs, causal=True)
   with pytest.raises(ValueError, match="method must be one of"):
     lambda_interactions(*inputs, method="fft")
+
+
+@pytest.mark.parametrize("method", ALL_METHODS)
+def test_float64_matches_reference_tightly(method):
+  """Under jax_enable_x64 every method runs, accumulates and returns float64."""
+  queries, keys, values, embeddings = random_inputs((5, 6), intra_depth=2,
+                                                    table=(3, 5))
+  expected = reference_lambda(queries, keys, values, embeddings)
+  with jax.enable_x64(True):
+    wide = [jnp.asarray(a, jnp.float64) for a in (queries, keys, values, embeddings)]
+    got = lambda_interactions(*wide, method=method)
+    assert got.dtype == jnp.float64
+    np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-10, atol=1e-10)

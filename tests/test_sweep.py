@@ -132,7 +132,7 @@ def test_a_failed_run_stops_the_sweep(tmp_path):
   assert [r["status"] for r in written["runs"]] == ["failed (exit 1)", "pending"]
 
 
-@pytest.mark.parametrize("name, runs", [("table3", 7), ("lambda_resnet_family", 11)])
+@pytest.mark.parametrize("name, runs", [("table3", 9), ("lambda_resnet_family", 11)])
 def test_committed_sweep_files_expand(name, runs, capsys):
   path = SCRIPTS.parent / "docs" / "sweeps" / f"{name}.json"
   manifest = sweep.main([f"--file={path}", "--dry-run"])

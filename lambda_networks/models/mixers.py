@@ -9,7 +9,8 @@ A ResNet config names one mixer per stage, by letter or by name:
   X  axial_attention   axial self-attention (`AxialSelfAttention`)
   G  augmented         3×3 conv and global relative self-attention side by
                        side, outputs concatenated (`AugmentedConv`: attention
-                       augmentation, Bello et al. 2019)
+                       augmentation, Bello et al. 2019: value depth υ·F_out,
+                       key depth κ·F_out, output projection)
 
 Only the 3×3 conv takes the block's stride; the others (the augmented mixer
 included, both of its branches) run at full resolution and the block follows
@@ -40,6 +41,14 @@ MIXER_NAMES = tuple(MIXER_LETTERS.values())
 GLOBAL_MIXERS = ("attention", "axial_attention", "augmented")
 
 
+def augmented_key_features(features: int, fraction: float, heads: int) -> int:
+  """Query/key channels d_k = κ·features of an augmented mixer.
+
+  Rounded to a multiple of `heads`, at least `heads`.
+  """
+  return max(heads, heads * round(fraction * features / heads))
+
+
 def augmented_attention_features(features: int, fraction: float,
                                  heads: int) -> int:
   """Attention channels of an augmented mixer (the rest go to the 3×3 conv).
@@ -47,7 +56,7 @@ def augmented_attention_features(features: int, fraction: float,
   fraction·features rounded to a multiple of `heads`, at least `heads`;
   at least one channel must be left for the conv.
   """
-  channels = max(heads, heads * round(fraction * features / heads))
+  channels = augmented_key_features(features, fraction, heads)
   if channels >= features:
     raise ValueError(
         f"augmented mixer: {channels} attention channels (fraction {fraction} "
@@ -60,22 +69,28 @@ def augmented_attention_features(features: int, fraction: float,
 class AugmentedConv(nnx.Module):
   """Attention-augmented 3×3 conv: [conv(x), attention(x)] along channels.
 
-  Of the `features` output channels, `attention_features` come from global
-  multi-head relative self-attention (`layers.RelativeSelfAttention`, key and
-  value depth attention_features/heads per head, no output projection) and
+  Of the `features` output channels, `attention_features` (d_v) come from
+  global multi-head relative self-attention (`layers.RelativeSelfAttention`
+  with queries and keys of `key_features` (d_k) channels and, with
+  `output_projection`, the d_v×d_v projection W^O of the heads' outputs) and
   the rest from a 3×3 conv; both read all input channels at full resolution.
   """
 
   def __init__(self, features: int, attention_features: int, *, heads: int,
                input_size: tuple[int, int], relative_positions: bool,
-               dtype: Any, param_dtype: Any, rngs: nnx.Rngs):
+               dtype: Any, param_dtype: Any, rngs: nnx.Rngs,
+               key_features: int | None = None,
+               output_projection: bool = False):
     kwargs = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     self.conv_features = features - attention_features
     self.attention_features = attention_features
+    self.key_features = key_features or attention_features
     self.conv = common.conv(features, self.conv_features, 3, **kwargs)
     self.attention = layers.RelativeSelfAttention(
         features, attention_features, heads=heads, window=None,
-        input_size=input_size, relative_positions=relative_positions, **kwargs)
+        input_size=input_size, relative_positions=relative_positions,
+        key_features=self.key_features, output_projection=output_projection,
+        **kwargs)
 
   def __call__(self, x: jax.Array) -> jax.Array:
     conv = self.conv(x)
@@ -131,10 +146,17 @@ def build_mixer(
     rngs: nnx.Rngs,
     augmented_attention_fraction: float = 0.25,
     lambda_embeddings: nnx.Param | None = None,
+    norm_momentum: float = 0.9,
+    norm_epsilon: float = 1e-5,
+    augmented_key_fraction: float | None = None,
+    augmented_output_projection: bool = False,
 ) -> nnx.Module:
   """Builds the mixer features→features for a block whose input is input_size.
 
   `lambda_embeddings`, if given, is the position table a lambda mixer shares.
+  `norm_momentum` and `norm_epsilon` configure the lambda layer's batch
+  norms. The augmented mixer's key channels are augmented_key_fraction·
+  features (None: the same as its attention channels).
   """
   kwargs = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
   if name == "conv":
@@ -144,13 +166,18 @@ def build_mixer(
         features, features, query_depth=query_depth, heads=heads,
         intra_depth=intra_depth, receptive_field=receptive_field,
         input_size=input_size if receptive_field == "global" else None,
-        method=lambda_method, embeddings=lambda_embeddings, **kwargs)
+        method=lambda_method, embeddings=lambda_embeddings,
+        norm_momentum=norm_momentum, norm_epsilon=norm_epsilon, **kwargs)
   if name == "augmented":
     return AugmentedConv(
         features, augmented_attention_features(
             features, augmented_attention_fraction, attention_heads),
         heads=attention_heads, input_size=input_size,
-        relative_positions=attention_relative, **kwargs)
+        relative_positions=attention_relative,
+        key_features=(None if augmented_key_fraction is None else
+                      augmented_key_features(features, augmented_key_fraction,
+                                             attention_heads)),
+        output_projection=augmented_output_projection, **kwargs)
   if name == "attention":
     return layers.RelativeSelfAttention(
         features, features, heads=attention_heads, window=None,

@@ -12,25 +12,27 @@ Names:
   resnet50_lambda_shared           ... one position table per stage, shared by
       its lambda layers (Table 4, "shared embeddings").
   resnet50_attention               every 3×3 conv global relative self-attention.
-  resnet50_augmented               every 3×3 conv attention-augmented: 20% of
-      its output channels from global relative self-attention, 80% from the
+  resnet50_augmented               every 3×3 conv attention-augmented (Bello et
+      al. 2019): 10% of its output channels (d_v) from global relative
+      self-attention with d_k = 20% and an output projection, 90% from the
       3×3 conv, concatenated (Table 3, "conv + relative self-attention").
   resnet50_local_attention         ... 7×7 local relative self-attention (SASA).
   resnet50_axial                   ... axial self-attention.
-  lambda_resnet26, lambda_resnet50 … lambda_resnet420   the LambdaResNet family:
-      ResNet-D stem and shortcuts, SE 0.25 in conv blocks, every c5 block a
-      lambda block and 1/3/6/6/6/6/8 lambda blocks in c4 (26: 1), spread evenly.
+  lambda_resnet26, lambda_resnet50 … lambda_resnet420   the LambdaResNet family
+      on ResNet-RS: ResNet-D stem whose max pool is a 3×3/2 conv, ResNet-D
+      shortcuts, SE 0.25 in conv blocks, every c5 block a lambda block and
+      1/3/6/6/6/6/8 lambda blocks in c4 (26: 1) at LAMBDA_C4_BLOCK_INDICES,
+      ResNet-RS dropout and per-stage stochastic depth (`resnet_rs.py`).
   efficientnet_b0 … efficientnet_b7
 
 Choices where the paper is not explicit ([likely] in PAPER.md), all config
 values: the family uses the ResNet-RS depths, lambda k16 h4 u1 r23, no SE in
 lambda blocks, the c4 lambda blocks at the end of equal chunks of the stage
-(`ResNetConfig.mixer_blocks`), and ResNet-RS-like regularisers (dropout
-0.25–0.4, stochastic depth 0–0.1 growing with depth) as defaults.
-resnet50_augmented takes 20% attention channels (`augmented_attention_fraction`,
-rounded to a multiple of the 8 heads) with key depth = value depth and no
-output projection; splitting the 3×3 conv's outputs can only remove weights,
-so it has 24.07M parameters where the paper lists 25.8M (see docs/models.md).
+(`ResNetConfig.mixer_block_indices`), and the ResNet-RS regularisers of the
+largest size ResNet-RS trains each depth at as defaults (the training config
+sets them per image size). resnet50_augmented has 25.11M parameters where
+the paper quotes 25.8M: augmenting a 3×3 conv at κ = 2υ removes weights
+(see docs/models.md).
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ from typing import Any, Callable
 
 from flax import nnx
 
+from lambda_networks import paper
+from lambda_networks.models import resnet_rs
 from lambda_networks.models.efficientnet import EfficientNet, EfficientNetConfig
 from lambda_networks.models.resnet import ResNet, ResNetConfig
 
@@ -55,19 +59,19 @@ RESNET_DEPTHS = {
     350: (4, 36, 72, 4),
     420: (4, 44, 87, 4),
 }
-# Lambda blocks in c4 of a LambdaResNet (quoted in PAPER.md §3; 26 is ours).
-LAMBDA_C4_BLOCKS = {26: 1, 50: 1, 101: 3, 152: 6, 200: 6, 270: 6, 350: 6, 420: 8}
-# (dropout_rate, stochastic_depth_rate, image_size) defaults of the family,
-# after ResNet-RS [likely]; image_size is the largest the paper trains at.
-LAMBDA_RESNET_DEFAULTS = {
-    26: (0.0, 0.0, 224),
-    50: (0.25, 0.0, 160),
-    101: (0.25, 0.0, 192),
-    152: (0.3, 0.0, 256),
-    200: (0.3, 0.1, 256),
-    270: (0.3, 0.1, 256),
-    350: (0.4, 0.1, 320),
-    420: (0.4, 0.1, 320),
+# Where the lambda blocks of c4 sit in a LambdaResNet, block indices (0-based)
+# per depth. The counts are quoted from the paper (1/3/6/6/6/6/8; 26 is ours);
+# the positions are our reading of "spread uniformly" [likely]: the last
+# block of each of n equal chunks of the stage, ⌊j·N/n⌋ − 1 for j = 1..n.
+LAMBDA_C4_BLOCK_INDICES = {
+    26: (1,),
+    50: (5,),
+    101: (6, 14, 22),
+    152: (5, 11, 17, 23, 29, 35),
+    200: (5, 11, 17, 23, 29, 35),
+    270: (7, 16, 25, 34, 43, 52),
+    350: (11, 23, 35, 47, 59, 71),
+    420: (9, 20, 31, 42, 53, 64, 75, 86),
 }
 # (width, depth, image size, dropout): standard EfficientNet compound scaling.
 EFFICIENTNET_SCALING = {
@@ -80,29 +84,27 @@ EFFICIENTNET_SCALING = {
     "b6": (1.8, 2.6, 528, 0.5),
     "b7": (2.0, 3.1, 600, 0.5),
 }
-# Image sizes the paper reports each LambdaResNet at (speed–accuracy table).
-LAMBDA_RESNET_PAPER_SIZES = {
-    50: (128, 160), 101: (160, 192), 152: (192, 224, 256), 200: (256,),
-    270: (256,), 350: (256, 320), 420: (320,),
-}
-
-
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
-  """A named model: its class, default config and the sizes the paper uses."""
+  """A named model: its class, default config and description."""
 
   model_class: Callable[..., nnx.Module]
   config: ResNetConfig | EfficientNetConfig
   description: str
-  paper_image_sizes: tuple[int, ...]
+  name: str = ""
+
+  @property
+  def paper_image_sizes(self) -> tuple[int, ...]:
+    """Sizes the paper reports this model at (docs/paper_reference.csv);
+    the config's image size when the paper has none."""
+    return paper.image_sizes(self.name) or (self.config.image_size,)
 
 
 def _build_registry() -> dict[str, ModelSpec]:
   specs = {}
   for depth, blocks in RESNET_DEPTHS.items():
     specs[f"resnet{depth}"] = ModelSpec(
-        ResNet, ResNetConfig(stage_depths=blocks),
-        f"ResNet-{depth} v1.5", (224,))
+        ResNet, ResNetConfig(stage_depths=blocks), f"ResNet-{depth} v1.5")
   resnet50 = specs["resnet50"].config
   for suffix, changes, what in (
       ("se", dict(se_ratio=1 / 16), "with squeeze-excitation (SENet, 1/16)"),
@@ -111,7 +113,9 @@ def _build_registry() -> dict[str, ModelSpec]:
        "with every 3×3 conv a lambda layer, one position table per stage"),
       ("attention", dict(stage_mixers="AAAA"),
        "with every 3×3 conv global relative self-attention"),
-      ("augmented", dict(stage_mixers="GGGG"),
+      ("augmented", dict(stage_mixers="GGGG", augmented_attention_fraction=0.1,
+                         augmented_key_fraction=0.2,
+                         augmented_output_projection=True),
        "with every 3×3 conv attention-augmented (conv + relative "
        "self-attention)"),
       ("local_attention", dict(stage_mixers="WWWW"),
@@ -120,24 +124,28 @@ def _build_registry() -> dict[str, ModelSpec]:
        "with every 3×3 conv axial self-attention"),
   ):
     specs[f"resnet50_{suffix}"] = ModelSpec(
-        ResNet, dataclasses.replace(resnet50, **changes),
-        f"ResNet-50 {what}", (224,))
+        ResNet, dataclasses.replace(resnet50, **changes), f"ResNet-50 {what}")
   for depth, blocks in RESNET_DEPTHS.items():
-    dropout, drop_path, size = LAMBDA_RESNET_DEFAULTS[depth]
+    size = resnet_rs.default_image_size(depth)
+    regularisation = resnet_rs.recipe(depth, size)
     config = ResNetConfig(
-        stage_depths=blocks, stem="deep", downsample="avg", se_ratio=0.25,
-        stage_mixers="CCLL", mixer_blocks=(0, 0, LAMBDA_C4_BLOCKS[depth], None),
-        dropout_rate=dropout, stochastic_depth_rate=drop_path, image_size=size)
+        stage_depths=blocks, stem="deep", replace_stem_max_pool=True,
+        downsample="avg", se_ratio=0.25, stage_mixers="CCLL",
+        mixer_blocks=(0, 0, len(LAMBDA_C4_BLOCK_INDICES[depth]), None),
+        mixer_block_indices=(None, None, LAMBDA_C4_BLOCK_INDICES[depth], None),
+        dropout_rate=regularisation.dropout_rate,
+        stochastic_depth_rate=regularisation.stochastic_depth_rate,
+        stochastic_depth_schedule="per_stage", image_size=size)
     specs[f"lambda_resnet{depth}"] = ModelSpec(
-        ResNet, config, f"LambdaResNet-{depth}",
-        LAMBDA_RESNET_PAPER_SIZES.get(depth, (size,)))
+        ResNet, config, f"LambdaResNet-{depth}")
   for variant, (width, depth, size, dropout) in EFFICIENTNET_SCALING.items():
     specs[f"efficientnet_{variant}"] = ModelSpec(
         EfficientNet,
         EfficientNetConfig(width_multiplier=width, depth_multiplier=depth,
                            image_size=size, dropout_rate=dropout),
-        f"EfficientNet-{variant.upper()}", (size,))
-  return specs
+        f"EfficientNet-{variant.upper()}")
+  return {name: dataclasses.replace(spec, name=name)
+          for name, spec in specs.items()}
 
 
 _REGISTRY = _build_registry()

@@ -39,6 +39,9 @@ class ResNetConfig:
       others use 3×3 convs), spread evenly: block j·N/n − 1 (j = 1..n) of
       a stage of N blocks, so the stage's last block is always one of them.
       None (for the tuple or an entry): all blocks.
+    mixer_block_indices: per stage, the indices of the blocks that use the
+      stage's mixer, written out (overrides mixer_blocks for that stage);
+      None (for the tuple or an entry): use mixer_blocks.
     query_depth: lambda layer query/key depth k.
     heads: lambda layer query heads h.
     intra_depth: lambda layer intra-depth u.
@@ -51,19 +54,31 @@ class ResNetConfig:
     attention_heads: heads of the self-attention mixers.
     attention_window: window of the local self-attention mixer.
     attention_relative: relative position logits in the attention mixers.
-    augmented_attention_fraction: share of the augmented mixer's ('G')
-      output channels that come from attention (rounded to a multiple of
-      attention_heads); the rest come from the 3×3 conv.
+    augmented_attention_fraction: share υ of the augmented mixer's ('G')
+      output channels that come from attention (d_v = υ·F_out, rounded to a
+      multiple of attention_heads); the rest come from the 3×3 conv.
+    augmented_key_fraction: the augmented mixer's query/key channels as a
+      share κ of its output channels (d_k = κ·F_out, rounded to a multiple
+      of attention_heads); None: d_k = d_v.
+    augmented_output_projection: the augmented mixer's attention ends with
+      the d_v×d_v output projection W^O of multi-head attention.
     stem: 'plain' (7×7/2 conv) or 'deep' (ResNet-D: three 3×3 convs); both
-      followed by a 3×3/2 max pool.
+      followed by a 3×3/2 max pool, or see replace_stem_max_pool.
+    replace_stem_max_pool: replace the stem's 3×3/2 max pool by a 3×3/2
+      conv (stem_width → stem_width) with batch norm and ReLU, as ResNet-RS
+      does (`replace_stem_max_pool: True` in its configs).
     stem_width: stem output channels ('deep': stem_width/2, /2, then full).
     downsample: projection shortcut of strided blocks: 'conv' (1×1/2 conv)
       or 'avg' (ResNet-D: 2×2/2 average pool, then 1×1 conv).
     se_ratio: squeeze-excitation bottleneck as a fraction of the block's
       output channels (0: none; 0.25 in ResNet-RS, 1/16 in SENet).
     se_in_non_conv_blocks: also add SE to blocks whose mixer is not a conv.
-    stochastic_depth_rate: drop rate of the last block; block i of N drops
-      with rate·(i+1)/N (linear rule).
+    stochastic_depth_rate: drop rate of the last block (see
+      stochastic_depth_schedule).
+    stochastic_depth_schedule: 'per_block': block i (0-based) of N drops
+      with rate·(i+1)/N; 'per_stage' (ResNet-RS): every block of stage s
+      (0-based) of S drops with rate·(s+2)/(S+1), the stem counted as stage
+      1 (tensorflow/tpu resnet_model.py, keras resnet_rs.py).
     dropout_rate: dropout before the classifier.
     zero_init_last_bn: start each block's last batch-norm scale at zero.
     bn_momentum: batch-norm running-average decay.
@@ -81,6 +96,7 @@ class ResNetConfig:
   expansion: int = 4
   stage_mixers: str | tuple[str, ...] = "CCCC"
   mixer_blocks: tuple[int | None, ...] | None = None
+  mixer_block_indices: tuple[tuple[int, ...] | None, ...] | None = None
   query_depth: int = 16
   heads: int = 4
   intra_depth: int = 1
@@ -91,12 +107,16 @@ class ResNetConfig:
   attention_window: int = 7
   attention_relative: bool = True
   augmented_attention_fraction: float = 0.2
+  augmented_key_fraction: float | None = None
+  augmented_output_projection: bool = False
   stem: str = "plain"
   stem_width: int = 64
+  replace_stem_max_pool: bool = False
   downsample: str = "conv"
   se_ratio: float = 0.0
   se_in_non_conv_blocks: bool = False
   stochastic_depth_rate: float = 0.0
+  stochastic_depth_schedule: str = "per_block"
   dropout_rate: float = 0.0
   zero_init_last_bn: bool = True
   bn_momentum: float = 0.9
@@ -116,6 +136,10 @@ class ResNetConfig:
       fix("stage_mixers", tuple(self.stage_mixers))
     if self.mixer_blocks is not None:
       fix("mixer_blocks", tuple(self.mixer_blocks))
+    if self.mixer_block_indices is not None:
+      fix("mixer_block_indices", tuple(
+          None if entry is None else tuple(int(i) for i in entry)
+          for entry in self.mixer_block_indices))
     if not isinstance(self.image_size, int):
       fix("image_size", tuple(self.image_size))
     fix("dtype", common.as_dtype(self.dtype))
@@ -139,11 +163,28 @@ class ResNetConfig:
     """Mixer name of every block, per stage."""
     names = mixers.parse_stage_mixers(self.stage_mixers, self.num_stages)
     counts = self.mixer_blocks or (None,) * self.num_stages
+    explicit = self.mixer_block_indices or (None,) * self.num_stages
     layout = []
-    for name, depth, count in zip(names, self.stage_depths, counts):
-      chosen = spread_evenly(depth, depth if count is None else count)
+    for name, depth, count, indices in zip(names, self.stage_depths, counts,
+                                           explicit):
+      if indices is not None:
+        chosen = frozenset(indices)
+      else:
+        chosen = spread_evenly(depth, depth if count is None else count)
       layout.append(tuple(name if i in chosen else "conv" for i in range(depth)))
     return tuple(layout)
+
+  def block_drop_rates(self) -> tuple[tuple[float, ...], ...]:
+    """Stochastic-depth drop rate of every block, per stage."""
+    rate, stages = self.stochastic_depth_rate, self.num_stages
+    total, index, rates = sum(self.stage_depths), 0, []
+    for stage, depth in enumerate(self.stage_depths):
+      if self.stochastic_depth_schedule == "per_stage":
+        rates.append((rate * (stage + 2) / (stages + 1),) * depth)
+      else:
+        rates.append(tuple(rate * (index + i + 1) / total for i in range(depth)))
+      index += depth
+    return tuple(rates)
 
   def _validate(self) -> None:
     stages = self.num_stages
@@ -165,11 +206,26 @@ class ResNetConfig:
               f"mixer_blocks={self.mixer_blocks} asks for {count} blocks in a "
               f"stage of {depth} (stage_depths={self.stage_depths}); lower "
               "mixer_blocks or deepen stage_depths.")
+    if self.mixer_block_indices is not None:
+      if len(self.mixer_block_indices) != stages:
+        raise ValueError(
+            f"mixer_block_indices needs one entry per stage ({stages}), got "
+            f"{self.mixer_block_indices}; use None to fall back to mixer_blocks.")
+      for indices, depth in zip(self.mixer_block_indices, self.stage_depths):
+        if indices is not None and any(not 0 <= i < depth for i in indices):
+          raise ValueError(
+              f"mixer_block_indices={self.mixer_block_indices} names block "
+              f"indices outside a stage of {depth} blocks (stage_depths="
+              f"{self.stage_depths}); indices run from 0 to depth − 1. With "
+              "other stage_depths, also set mixer_block_indices (None: place "
+              "mixer_blocks evenly).")
     if self.width_multiplier <= 0:
       raise ValueError(
           f"width_multiplier must be positive, got {self.width_multiplier}.")
     _check_choice("stem", self.stem, ("plain", "deep"))
     _check_choice("downsample", self.downsample, ("conv", "avg"))
+    _check_choice("stochastic_depth_schedule", self.stochastic_depth_schedule,
+                  ("per_block", "per_stage"))
     rf = self.receptive_field
     if not (rf is None or rf == "global" or (
         isinstance(rf, int) and not isinstance(rf, bool) and rf > 0 and rf % 2)):
@@ -184,6 +240,11 @@ class ResNetConfig:
       raise ValueError(
           f"augmented_attention_fraction must be in (0, 1), got "
           f"{self.augmented_attention_fraction}.")
+    if self.augmented_key_fraction is not None and not (
+        0.0 < self.augmented_key_fraction <= 1.0):
+      raise ValueError(
+          f"augmented_key_fraction must be in (0, 1] or None, got "
+          f"{self.augmented_key_fraction}.")
     if not 0.0 <= self.se_ratio <= 1.0:
       raise ValueError(f"se_ratio must be in [0, 1], got {self.se_ratio}.")
     for name in ("stochastic_depth_rate", "dropout_rate"):
@@ -227,9 +288,12 @@ class Bottleneck(nnx.Module):
         query_depth=cfg.query_depth, heads=cfg.heads,
         intra_depth=cfg.intra_depth, receptive_field=cfg.receptive_field,
         lambda_method=cfg.lambda_method, attention_heads=cfg.attention_heads,
+        norm_momentum=cfg.bn_momentum, norm_epsilon=cfg.bn_epsilon,
         attention_window=cfg.attention_window,
         attention_relative=cfg.attention_relative,
         augmented_attention_fraction=cfg.augmented_attention_fraction,
+        augmented_key_fraction=cfg.augmented_key_fraction,
+        augmented_output_projection=cfg.augmented_output_projection,
         lambda_embeddings=lambda_embeddings, **kwargs)
     self.bn2 = common.batch_norm(width, **norm)
     self.conv3 = common.conv(width, out_features, 1, **kwargs)
@@ -271,7 +335,8 @@ class Stem(nnx.Module):
   """The ResNet stem: conv(s) with BN-ReLU, then a 3×3/2 max pool.
 
   'plain' is one 7×7/2 conv; 'deep' (ResNet-D) is three 3×3 convs, the first
-  with stride 2.
+  with stride 2. With `replace_stem_max_pool` (ResNet-RS) a 3×3/2 conv with
+  BN-ReLU takes the max pool's place.
   """
 
   def __init__(self, config: ResNetConfig, *, rngs: nnx.Rngs):
@@ -288,10 +353,17 @@ class Stem(nnx.Module):
     self.convs = nnx.List([common.conv(i, o, k, strides=s, **kwargs)
                            for i, o, k, s in plan])
     self.norms = nnx.List([common.batch_norm(o, **norm) for _, o, _, _ in plan])
+    if cfg.replace_stem_max_pool:
+      self.pool_conv = common.conv(width, width, 3, strides=2, **kwargs)
+      self.pool_norm = common.batch_norm(width, **norm)
+    else:
+      self.pool_conv = self.pool_norm = None
 
   def __call__(self, x: jax.Array) -> jax.Array:
     for conv, norm in zip(self.convs, self.norms):
       x = nnx.relu(norm(conv(x)))
+    if self.pool_conv is not None:
+      return nnx.relu(self.pool_norm(self.pool_conv(x)))
     return common.pool(x, "max", 3, 2)
 
 
@@ -312,9 +384,8 @@ class ResNet(nnx.Module):
     # Global layers size their tables from the feature map they see.
     size = tuple(common.downsampled(common.downsampled(s, 2), 2)
                  for s in cfg.image_hw)
-    total_blocks = sum(cfg.stage_depths)
+    drop_rates = cfg.block_drop_rates()
     in_features = self.stem.out_features
-    index = 0
     stages = []
     for stage, (width, names) in enumerate(zip(cfg.widths(), layout)):
       blocks = []
@@ -322,11 +393,9 @@ class ResNet(nnx.Module):
       for block, mixer in enumerate(names):
         strides = 2 if stage > 0 and block == 0 else 1
         out_features = width * cfg.expansion
-        index += 1
         blocks.append(Bottleneck(
             in_features, width, out_features, strides=strides, mixer=mixer,
-            input_size=size,
-            drop_rate=cfg.stochastic_depth_rate * index / total_blocks,
+            input_size=size, drop_rate=drop_rates[stage][block],
             config=cfg, rngs=rngs, lambda_embeddings=shared))
         if cfg.share_lambda_embeddings and mixer == "lambda":
           shared = blocks[-1].mixer.embeddings

@@ -6,7 +6,8 @@ The argument is the model (default resnet50): resnet50, resnet50_se,
 resnet50_attention, resnet50_local_attention, resnet50_axial,
 resnet50_lambda. Recipe (PAPER.md §3): batch 4096, SGD momentum 0.9, lr
 0.1·batch/256 with 5 warm-up epochs then cosine, weight decay 1e-4 (kernels
-only), label smoothing 0.1, inception crop + flip at 224, bfloat16. Needs
+only), label smoothing 0.1, inception crop + flip at 224, bfloat16 ("auto" on
+TPU/GPU). Needs
 imagenet2012 prepared in TFDS. Expected top-1 (Table 3): resnet50 76.9,
 resnet50_se 77.6, resnet50_attention 77.7, resnet50_local_attention 77.4,
 resnet50_lambda 78.4 (u = 4, r = 7 via
@@ -39,7 +40,7 @@ def get_config(model: str = "resnet50"):
   config.label_smoothing = 0.1
   config.ema_decay = 0.0
   config.randaugment_magnitude = 0.0
-  config.dtype = "bfloat16"
+  config.dtype = "auto"  # bfloat16 on TPU/GPU.
   config.log_every_steps = 100
   config.eval_every_steps = 3128  # About every 10 epochs at batch 4096.
   config.checkpoint_every_steps = 1000

@@ -24,9 +24,9 @@ def check(config: ml_collections.ConfigDict) -> None:
   if not 0.0 <= config.label_smoothing < 1.0:
     raise ValueError(f"config.label_smoothing must be in [0, 1), got "
                      f"{config.label_smoothing}.")
-  for field in ("dtype", "param_dtype"):
-    if config[field] not in _DTYPES:
-      raise ValueError(f"config.{field}={config[field]!r} must be one of {_DTYPES}.")
+  for field, allowed in (("dtype", ("auto", *_DTYPES)), ("param_dtype", _DTYPES)):
+    if config[field] not in allowed:
+      raise ValueError(f"config.{field}={config[field]!r} must be one of {allowed}.")
   if config.keep_checkpoints < 1:
     raise ValueError("config.keep_checkpoints must be at least 1, got "
                      f"{config.keep_checkpoints}.")
@@ -35,3 +35,13 @@ def check(config: ml_collections.ConfigDict) -> None:
   if not 0.0 < config.eval_crop_fraction <= 1.0:
     raise ValueError("config.eval_crop_fraction must be in (0, 1], got "
                      f"{config.eval_crop_fraction}.")
+  if config.train_crop not in ("inception", "pad"):
+    raise ValueError(f"config.train_crop must be 'inception' or 'pad', got "
+                     f"{config.train_crop!r}.")
+  if config.crop_padding < 0:
+    raise ValueError(f"config.crop_padding must be >= 0, got {config.crop_padding}.")
+  if len(config.normalization_mean) != len(config.normalization_stddev):
+    raise ValueError(
+        "config.normalization_mean and normalization_stddev need the same "
+        f"length, got {config.normalization_mean} and "
+        f"{config.normalization_stddev} (both empty: computed from the data).")

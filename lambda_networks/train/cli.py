@@ -16,6 +16,8 @@ def parse_flags(argv: list[str]) -> list[str]:
   read, typed by the model's config class (see `model_flags`).
   """
   argv, model_overrides = model_flags.extract(argv)
+  # ml_collections reads its overrides from sys.argv too.
+  sys.argv[:] = model_flags.extract(sys.argv)[0]
   try:
     remaining = flags.FLAGS(argv)
   except (AttributeError, KeyError) as error:

@@ -79,13 +79,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       f"{sum(np.size(p) for p in jax.tree.leaves(state.params)):,} parameters.")
   if start_step:
     console(f"Resumed from step {start_step} in {checkpointing.checkpoint_dir(workdir)}.")
+  elif jax.process_index() == 0:
+    writer.write_hparams({key: str(value) for key, value in
+                          config.to_dict().items()})
   if jax.process_index() == 0:
     for change in run_config.record(config, workdir, start_step):
       console(f"WARNING: this resumed run's config differs from the one that "
               f"trained steps 1-{start_step} (kept in the workdir): {change}")
-  elif jax.process_index() == 0:
-    writer.write_hparams({key: str(value) for key, value in
-                          config.to_dict().items()})
 
   stop = _StopSignal()
   batches = data.prefetch(

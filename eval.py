@@ -1,12 +1,16 @@
-"""Scores a checkpoint: `python eval.py --config=... --workdir=DIR [--step=N] [--split=...]`.
+"""Scores a checkpoint: `python eval.py --workdir=DIR [--step=N] [--split=...]`.
 
-Uses the same config as training (so the same model and preprocessing),
-restores the newest checkpoint (or --step), evaluates every example of the
-split exactly once, prints the result and writes eval_<split>_step<N>.json
-into the workdir: top-1, top-5, loss, examples counted, step and which
-weights (EMA or raw). Without --step, a damaged newest checkpoint is reported
-and the previous one scored. A user error (bad flag, path, step) is one line
-on stderr and exit status 2, as in train.py.
+Uses the config the run saved in DIR/config.json (so the same model,
+overrides and preprocessing); `--config.<field>=...` still overrides it, and
+`--config=<file>` uses a config file instead (with a warning for each field
+that differs from the saved run). Restores the newest checkpoint (or
+--step), evaluates every example of the split exactly once, prints the
+result and writes eval_<split>_step<N>.json into the workdir: top-1, top-5,
+loss, examples counted, step, which weights (EMA or raw), and the model,
+overrides, dataset, split and image size that made them. Without --step, a
+damaged newest checkpoint is reported and the previous one scored. A user
+error (bad flag, path, step) is one line on stderr and exit status 2, as in
+train.py.
 """
 
 import json
@@ -16,13 +20,10 @@ import sys
 from absl import app
 from absl import flags
 from absl import logging
-from ml_collections import config_flags
 
 from lambda_networks.train import cli
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "The run's config file.",
-                                lock_config=True)
 flags.DEFINE_string("workdir", None, "The run's directory (holds checkpoints/).")
 flags.DEFINE_integer("step", None, "Checkpoint step; default: the newest.")
 flags.DEFINE_string("split", None, "Split to score; default: config.eval_split.")
@@ -30,7 +31,7 @@ flags.DEFINE_enum("weights", "auto", ["auto", "ema", "raw"],
                   "auto: EMA weights when the run kept them "
                   "(and config.eval_use_ema), else the raw weights.")
 cli.define_distributed_flags()
-flags.mark_flags_as_required(["config", "workdir"])
+flags.mark_flags_as_required(["workdir"])
 
 
 @cli.report_user_errors
@@ -49,6 +50,7 @@ def main(argv):
   from lambda_networks.train import evaluation
   from lambda_networks.train import experiment as experiment_lib
   from lambda_networks.train import workdir as workdir_lib
+  from lambda_networks.train import run_config
   # pylint: enable=g-import-not-at-top
 
   config = FLAGS.config
@@ -57,9 +59,16 @@ def main(argv):
       config.eval_split = FLAGS.split
   workdir = workdir_lib.resolve(FLAGS.workdir)
   config_checks.check(config)
+  run_config.resolve(config)
   if not (epath.Path(workdir) / "checkpoints").is_dir():
     raise cli.UserError(f"{workdir} holds no checkpoints/ directory; pass the "
                         "--workdir of a training run.")
+  saved = run_config.load(workdir)
+  if saved is not None and jax.process_index() == 0:
+    for change in run_config.differences(saved, config,
+                                         run_config.BOOKKEEPING_FIELDS | {"eval_split"}):
+      print(f"WARNING: evaluating with a config that differs from the run's "
+            f"{run_config.CONFIG_FILE}: {change}")
   exp = experiment_lib.build(config)
   manager = checkpointing.create_manager(workdir, config, read_only=True)
   if FLAGS.step is None:
@@ -80,8 +89,7 @@ def main(argv):
     params, weights = evaluation.eval_weights(state, config.eval_use_ema)
   result = evaluation.evaluate(exp.eval_step, params, state.batch_stats,
                                exp.source, exp.mesh)
-  result.update(step=step, weights=weights, split=config.eval_split,
-                model=config.model, dataset=config.dataset)
+  result.update(run_config.describe(config), step=step, weights=weights)
   text = json.dumps(result, indent=2)
   manager.close()
   if jax.process_index() == 0:
@@ -97,4 +105,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli.parse_flags)
+  app.run(main, flags_parser=cli.parse_eval_flags)

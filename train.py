@@ -1,7 +1,10 @@
 """Trains a model: `python train.py --config=configs/<file>.py --workdir=DIR`.
 
-Override any config field with `--config.<field>=<value>`. Rerunning with the
-same --workdir resumes from its newest checkpoint. Several hosts: on TPU pods
+Override any config field with `--config.<field>=<value>`, and any field of
+the model's config with `--config.model_overrides.<field>=<value>`. The
+resolved config is saved as <workdir>/config.json (what `eval.py
+--workdir=DIR` uses). Rerunning with the same --workdir resumes from its
+newest checkpoint. Several hosts: on TPU pods
 and SLURM jobs jax.distributed starts by itself; elsewhere pass
 --coordinator_address, --num_processes and --process_id to every process.
 Exit status: 0 done (or stopped by SIGTERM after saving), 2 a user error

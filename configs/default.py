@@ -19,7 +19,9 @@ def get_config() -> ml_collections.ConfigDict:
   # None keeps the model's own default (the LambdaResNets have per-depth ones).
   config.dropout_rate = ml_collections.config_dict.placeholder(float)
   config.stochastic_depth_rate = ml_collections.config_dict.placeholder(float)
-  config.dtype = "bfloat16"  # Computation; parameters stay in param_dtype.
+  # Computation dtype; parameters stay in param_dtype. "auto": bfloat16 on
+  # TPU/GPU, float32 on CPU (where bfloat16 is slower and compiles longer).
+  config.dtype = "auto"
   config.param_dtype = "float32"
 
   # Data: any TFDS image-classification dataset, or "synthetic_far_marks".
@@ -27,16 +29,23 @@ def get_config() -> ml_collections.ConfigDict:
   config.dataset_version = ""  # "" : the newest prepared version.
   config.data_dir = ""  # "" : TFDS's default (~/tensorflow_datasets or $TFDS_DATA_DIR).
   config.train_split = "train"
-  config.eval_split = "validation"
+  config.eval_split = "validation"  # "auto": validation if there is one, else test.
   config.image_key = "image"
   config.label_key = "label"
   config.image_size = 224
+  # Training crop: "inception" (random area and aspect, resized) or "pad"
+  # (crop_padding zero pixels per side, random image_size crop: small images).
+  config.train_crop = "inception"
+  config.crop_padding = 4
   config.min_crop_area = 0.08  # Inception crop: area fraction in [min, 1].
   config.eval_crop_fraction = 0.875  # Eval: resize to size / fraction, crop.
   config.randaugment_layers = 2
   config.randaugment_magnitude = 0.0  # 0 turns RandAugment off.
   config.normalization_mean = (0.485 * 255, 0.456 * 255, 0.406 * 255)
   config.normalization_stddev = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+  # Empty mean and stddev: computed per channel from the first
+  # normalization_examples of train_split (written into the run's config.json).
+  config.normalization_examples = 10_000
   config.shuffle_buffer = 16_384
   config.prefetch_batches = 2  # Host batches prepared ahead of the devices.
   config.synthetic_train_examples = 50_000  # Only for "synthetic_far_marks".

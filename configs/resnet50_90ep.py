@@ -7,7 +7,8 @@ resnet50_attention, resnet50_augmented, resnet50_local_attention,
 resnet50_axial, resnet50_lambda, resnet50_lambda_shared. Recipe (PAPER.md
 §3): batch 4096, SGD momentum 0.9, lr 0.1·batch/256 with 5 warm-up epochs
 then cosine, weight decay 1e-4 (kernels only), label smoothing 0.1,
-inception crop + flip at 224, bfloat16. Needs imagenet2012 prepared in TFDS.
+inception crop + flip at 224, bfloat16 ("auto": bfloat16 on TPU/GPU,
+float32 on CPU). Needs imagenet2012 prepared in TFDS.
 Expected top-1 (Table 3): resnet50 76.9, resnet50_se 77.6, resnet50_lambda
 78.4; the attention rows (resnet50_augmented 77.7, resnet50_local_attention
 77.4, resnet50_axial 77.5) are quoted from other papers' setups, so compare
@@ -42,7 +43,7 @@ def get_config(model: str = "resnet50"):
   config.label_smoothing = 0.1
   config.ema_decay = 0.0
   config.randaugment_magnitude = 0.0
-  config.dtype = "bfloat16"
+  config.dtype = "auto"  # bfloat16 on TPU/GPU.
   config.log_every_steps = 100
   config.eval_every_steps = 3128  # About every 10 epochs at batch 4096.
   config.checkpoint_every_steps = 1000

@@ -7,6 +7,7 @@ import tensorflow_datasets as tfds
 
 import tfds_mock
 from lambda_networks.data import HostShard
+from lambda_networks.data import preprocessing
 from lambda_networks.data import randaugment
 from lambda_networks.data import synthetic
 from lambda_networks.data import tfds_source
@@ -79,7 +80,7 @@ def mock_imagenet(tmp_path_factory):
 
 
 def _imagenet(data_dir, process_index=0, process_count=1, eval_batch=8,
-              magnitude=0.0):
+              magnitude=0.0, crop="inception"):
   return tfds_source.TfdsSource(
       name="imagenet2012", version="", data_dir=data_dir, train_split="train",
       eval_split="validation", image_key="image", label_key="label",
@@ -88,7 +89,7 @@ def _imagenet(data_dir, process_index=0, process_count=1, eval_batch=8,
       mean=(127.0, 127.0, 127.0), stddev=(60.0, 60.0, 60.0), shuffle_buffer=8,
       seed=1, global_batch_size=12 if process_count > 1 else 4,
       eval_batch_size=eval_batch,
-      shard=HostShard(process_index, process_count))
+      shard=HostShard(process_index, process_count), crop=crop)
 
 
 @pytest.mark.parametrize("process_count,eval_batch", [(1, 8), (3, 6), (4, 4)])
@@ -107,11 +108,13 @@ def test_tfds_eval_counts_every_example_once(mock_imagenet, process_count,
   assert sorted(labels) == list(range(37))  # Label i is example i.
 
 
-def test_tfds_training_stream_resumes_exactly(mock_imagenet):
-  source = _imagenet(mock_imagenet, magnitude=9.0)
+@pytest.mark.parametrize("crop", ["inception", "pad"])
+def test_tfds_training_stream_resumes_exactly(mock_imagenet, crop):
+  source = _imagenet(mock_imagenet, magnitude=9.0, crop=crop)
   whole = list(source.train_batches(0, 20))  # 80 examples: 2.7 epochs.
   assert len(whole) == 20
-  resumed = list(_imagenet(mock_imagenet, magnitude=9.0).train_batches(13, 7))
+  resumed = list(_imagenet(mock_imagenet, magnitude=9.0,
+                           crop=crop).train_batches(13, 7))
   for a, b in zip(whole[13:], resumed):
     np.testing.assert_array_equal(a["image"], b["image"])
     np.testing.assert_array_equal(a["label"], b["label"])
@@ -145,3 +148,20 @@ def test_randaugment_is_deterministic_per_seed(channels):
   for op, signed in randaugment.OPERATIONS:  # Every operation runs.
     result = op(image, tf.constant(0.5))
     assert result.shape == image.shape
+
+
+def test_pad_and_crop_takes_a_seeded_window_of_the_padded_image():
+  image = tf.constant(np.random.default_rng(0).integers(1, 255, (12, 12, 1)),
+                      tf.uint8)
+  padded = np.pad(image.numpy().astype(np.float32), [(3, 3), (3, 3), (0, 0)])
+  offsets = set()
+  for seed in range(16):
+    seed = tf.constant([seed, 7], tf.int64)
+    out = preprocessing.pad_and_crop(image, seed, image_size=12, padding=3).numpy()
+    again = preprocessing.pad_and_crop(image, seed, image_size=12, padding=3)
+    np.testing.assert_array_equal(out, again.numpy())  # Same seed, same crop.
+    matches = [(top, left) for top in range(7) for left in range(7)
+               if np.array_equal(out, padded[top:top + 12, left:left + 12])]
+    assert len(matches) == 1  # A 12×12 window of the zero-padded image.
+    offsets.add(matches[0])
+  assert len(offsets) > 8  # Different seeds move the window.

@@ -419,3 +419,50 @@ def test_explicit_mixer_block_indices():
     get_config("resnet50", mixer_block_indices=(None, None, (6,), None))
   with pytest.raises(ValueError, match="stochastic_depth_schedule"):
     get_config("resnet50", stochastic_depth_schedule="per_layer")
+
+def test_small_stem_keeps_the_full_resolution():
+  model = nnx.eval_shape(lambda: get_model(
+      "lambda_resnet26", num_classes=10, rngs=nnx.Rngs(0), stem="small",
+      image_size=28, in_channels=1, receptive_field="global", **ONE_BLOCK))
+
+  def feature_maps(model, images):
+    model.eval()
+    maps = [model.stem(images)]
+    for stage in model.stages:
+      for block in stage:
+        maps.append(block(maps[-1]))
+    return maps, model(images)
+
+  # Shapes only (no compile): nnx.eval_shape traces the forward abstractly.
+  maps, logits = nnx.eval_shape(feature_maps, model,
+                                jax.ShapeDtypeStruct((2, 28, 28, 1), jnp.float32))
+  assert maps[0].shape == (2, 28, 28, model.stem.out_features)  # No pooling.
+  assert [m.shape[1] for m in maps[1:]] == [28, 14, 7, 4]
+  assert logits.shape == (2, 10)
+  # Global tables fit the maps the lambda layers see: c4's first block runs
+  # on the 14×14 map before pooling, c5's on 7×7.
+  assert model.stages[2][0].mixer.embeddings.shape[:2] == (27, 27)
+  assert model.stages[3][0].mixer.embeddings.shape[:2] == (13, 13)
+  # The default stem downsamples by 4 (c5 sees 2×2).
+  plain = nnx.eval_shape(lambda: get_model(
+      "lambda_resnet26", num_classes=10, rngs=nnx.Rngs(0), image_size=28,
+      receptive_field="global", **ONE_BLOCK))
+  assert plain.stages[3][0].mixer.embeddings.shape[:2] == (3, 3)
+
+
+def test_oversized_position_tables_warn_once_per_stage():
+  from lambda_networks.models import position_tables  # pylint: disable=g-import-not-at-top
+  small = get_config("lambda_resnet26", image_size=28)  # r = 23 on 2×2 maps.
+  messages = position_tables.table_warnings(small)
+  assert len(messages) == 2 and "2×2 maps" in messages[0]
+  assert "23×23" in messages[0] and "c4" in messages[0] and "c5" in messages[1]
+  assert position_tables.lambda_map_sizes(small) == {2: (2, 2), 3: (2, 2)}
+  # The paper's setting (r = 23 on 14×14 and 7×7 maps at 224 px) is quiet,
+  # and so are tables sized to the maps.
+  assert not position_tables.table_warnings(get_config("lambda_resnet50",
+                                                       image_size=224))
+  assert not position_tables.table_warnings(get_config(
+      "lambda_resnet26", image_size=28, receptive_field="global"))
+  with pytest.warns(UserWarning, match="23×23 position tables"):
+    nnx.eval_shape(lambda: get_model("lambda_resnet26", num_classes=3,
+                                     rngs=nnx.Rngs(0), image_size=28, **TINY))

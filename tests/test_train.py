@@ -180,3 +180,24 @@ def test_non_finite_loss_stops_with_a_clear_message():
   ok = trainer._check_finite(5, {"loss": np.float32(1.0), "finite": np.bool_(True)},
                              Manager())
   assert ok == {"loss": 1.0}
+
+
+@pytest.mark.slow
+def test_eval_with_only_the_workdir_reproduces_training(tmp_path):
+  workdir = tmp_path / "run"
+  run(["train.py", CONFIG, f"--workdir={workdir}", "--config.num_train_steps=4",
+       "--config.eval_split=auto",
+       "--config.model_overrides.receptive_field=none",
+       "--config.model_overrides.width_multiplier=0.5"])
+  saved = json.loads((workdir / "config.json").read_text())
+  assert saved["eval_split"] == "test"  # "auto" resolved from the dataset.
+  assert saved["model_overrides"]["width_multiplier"] == 0.5
+  final = json.loads((workdir / "final_metrics.json").read_text())
+  _, output = run(["eval.py", f"--workdir={workdir}"])  # Nothing else.
+  assert "WARNING" not in output
+  metrics = json.loads((workdir / "eval_test_step4.json").read_text())
+  for key in ("top1", "top5", "loss", "examples", "step", "weights", "model",
+              "model_overrides", "dataset", "split", "image_size", "dtype"):
+    assert metrics[key] == final[key], key
+  assert metrics["model_overrides"]["receptive_field"] == "none"
+  assert metrics["model"] == "resnet26" and metrics["examples"] == 37

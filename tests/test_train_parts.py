@@ -98,3 +98,22 @@ def test_checkpoint_record_mismatch_lists_the_differences():
                      match=r"num_classes: checkpoint 10, now 1000.*head/kernel"):
     checkpointing.check_record(saved, expected, "/tmp/x")
   checkpointing.check_record(saved, dict(saved), "/tmp/x")  # Same: no error.
+
+
+def test_warmup_longer_than_a_fifth_of_the_run_is_shortened():
+  config = _config(base_learning_rate=0.1, global_batch_size=256, warmup_epochs=5.0)
+  # 5 epochs of 10 steps asked, in a 100-step run: 20 steps (a fifth) kept.
+  assert optimizer.warmup_length(config, 10, 100) == 20
+  schedule = optimizer.learning_rate_schedule(config, steps_per_epoch=10,
+                                              total_steps=100)
+  np.testing.assert_allclose(float(schedule(20)), 0.1, rtol=1e-6)  # The peak.
+  assert float(schedule(99)) < 0.01  # Decays by the end.
+  assert optimizer.warmup_length(config, 10, 1000) == 50  # Long runs: as asked.
+
+
+def test_dtype_auto_is_float32_on_cpu():
+  from lambda_networks.train import state  # pylint: disable=g-import-not-at-top
+  assert jax.default_backend() == "cpu"
+  assert state.computation_dtype("auto") == "float32"
+  assert state.computation_dtype("bfloat16") == "bfloat16"
+  assert default.get_config().dtype == "auto"

@@ -39,4 +39,5 @@ def create_source(config: ml_collections.ConfigDict,
       stddev=tuple(config.normalization_stddev),
       shuffle_buffer=config.shuffle_buffer, seed=config.seed,
       global_batch_size=config.global_batch_size,
-      eval_batch_size=eval_batch_size, shard=shard)
+      eval_batch_size=eval_batch_size, shard=shard,
+      crop=config.train_crop, crop_padding=config.crop_padding)

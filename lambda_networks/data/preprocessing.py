@@ -1,10 +1,11 @@
 """Per-example image preprocessing in TensorFlow (runs inside tf.data).
 
 Training: inception-style random crop (decoded straight from the JPEG bytes
-when the images are JPEGs), bicubic resize, random flip, optional
-RandAugment; the per-example result is uint8 and normalisation runs on the
-batch (`normalize_batch`), which moves a quarter of the bytes through
-batching and vectorises the per-channel arithmetic.
+when the images are JPEGs) and bicubic resize or, for small images,
+pad-and-random-crop; random flip, optional RandAugment. The per-example
+result is uint8 and normalisation runs on the batch (`normalize_batch`),
+which moves a quarter of the bytes through batching and vectorises the
+per-channel arithmetic.
 Evaluation: resize the shorter side to image_size / crop_fraction and take the
 central image_size square. All randomness is stateless: it comes from a seed
 per example, so a resumed run draws the same crops.
@@ -59,6 +60,19 @@ def center_crop(image: tf.Tensor, image_size: int, crop_fraction: float) -> tf.T
   return tf.slice(image, [top, left, 0], [image_size, image_size, -1])
 
 
+def pad_and_crop(image: tf.Tensor, seed: tf.Tensor, *, image_size: int,
+                 padding: int) -> tf.Tensor:
+  """Small-image augmentation: `padding` zero pixels per side, random crop.
+
+  The image is first brought to image_size as evaluation does (shorter side
+  resized, centre crop), so train and eval views share one scale.
+  """
+  image = center_crop(image, image_size, 1.0)
+  image = tf.pad(image, [[padding, padding], [padding, padding], [0, 0]])
+  return tf.image.stateless_random_crop(
+      image, [image_size, image_size, tf.shape(image)[-1]], seed)
+
+
 def normalize(image: tf.Tensor, mean: Sequence[float],
               stddev: Sequence[float]) -> tf.Tensor:
   """(image - mean) / stddev per channel; one averaged value for grayscale."""
@@ -94,20 +108,28 @@ def normalize_batch(images: tf.Tensor, mean: Sequence[float],
 def train_image_uint8(encoded: tf.Tensor, seed: tf.Tensor, *, image_size: int,
                       channels: int, min_area: float, is_jpeg: bool,
                       randaugment_layers: int,
-                      randaugment_magnitude: float) -> tf.Tensor:
+                      randaugment_magnitude: float, crop: str = "inception",
+                      crop_padding: int = 4) -> tf.Tensor:
   """Training augmentation of one encoded image, before normalisation.
 
-  `seed` is an int64 [2]. Bicubic resize without antialiasing, as the
-  TensorFlow TPU ResNet / ResNet-RS preprocessing does (antialiasing cost
-  more than the decode on 500×375 JPEGs); the result is rounded to uint8.
+  `seed` is an int64 [2]. crop: "inception" (random area and aspect, then a
+  bicubic resize without antialiasing, as the TensorFlow TPU ResNet /
+  ResNet-RS preprocessing does: antialiasing cost more than the decode on
+  500×375 JPEGs) or "pad" (`pad_and_crop` with crop_padding pixels). The
+  result is rounded to uint8.
   """
   crop_seed, flip_seed, augment_seed = tf.unstack(
       tf.random.experimental.stateless_split(seed, 3))
-  image = random_crop(encoded, crop_seed, channels=channels, min_area=min_area,
-                      is_jpeg=is_jpeg)
-  image = tf.image.stateless_random_flip_left_right(image, flip_seed)
-  image = tf.image.resize(image, [image_size, image_size], method="bicubic")
-  image = tf.clip_by_value(image, 0.0, 255.0)
+  if crop == "pad":
+    image = pad_and_crop(decode(encoded, channels), crop_seed,
+                         image_size=image_size, padding=crop_padding)
+    image = tf.image.stateless_random_flip_left_right(image, flip_seed)
+  else:
+    image = random_crop(encoded, crop_seed, channels=channels,
+                        min_area=min_area, is_jpeg=is_jpeg)
+    image = tf.image.stateless_random_flip_left_right(image, flip_seed)
+    image = tf.image.resize(image, [image_size, image_size], method="bicubic")
+  image = tf.clip_by_value(tf.cast(image, tf.float32), 0.0, 255.0)
   if randaugment_magnitude > 0 and randaugment_layers > 0:
     image = randaugment.randaugment(image, augment_seed,
                                     num_layers=randaugment_layers,
@@ -120,13 +142,15 @@ def train_image_uint8(encoded: tf.Tensor, seed: tf.Tensor, *, image_size: int,
 def train_image(encoded: tf.Tensor, seed: tf.Tensor, *, image_size: int,
                 channels: int, min_area: float, is_jpeg: bool,
                 randaugment_layers: int, randaugment_magnitude: float,
-                mean: Sequence[float], stddev: Sequence[float]) -> tf.Tensor:
+                mean: Sequence[float], stddev: Sequence[float],
+                crop: str = "inception", crop_padding: int = 4) -> tf.Tensor:
   """Training augmentation of one encoded image; `seed` is an int64 [2]."""
   image = train_image_uint8(
       encoded, seed, image_size=image_size, channels=channels,
       min_area=min_area, is_jpeg=is_jpeg,
       randaugment_layers=randaugment_layers,
-      randaugment_magnitude=randaugment_magnitude)
+      randaugment_magnitude=randaugment_magnitude, crop=crop,
+      crop_padding=crop_padding)
   return normalize_batch(image[None], mean, stddev)[0]
 
 

@@ -71,7 +71,8 @@ class TfdsSource:
                randaugment_magnitude: float, mean: Sequence[float],
                stddev: Sequence[float], shuffle_buffer: int, seed: int,
                global_batch_size: int, eval_batch_size: int,
-               shard: pipeline.HostShard):
+               shard: pipeline.HostShard, crop: str = "inception",
+               crop_padding: int = 4):
     self._builder = builder = load_builder(name, version, data_dir)
     features = builder.info.features
     for field, key, kind in (("image_key", image_key, tfds.features.Image),
@@ -101,7 +102,8 @@ class TfdsSource:
     self._train_kwargs = dict(
         image_size=image_size, channels=channels, min_area=min_crop_area,
         is_jpeg=is_jpeg, randaugment_layers=randaugment_layers,
-        randaugment_magnitude=randaugment_magnitude)
+        randaugment_magnitude=randaugment_magnitude, crop=crop,
+        crop_padding=crop_padding)
     self._normalization = (tuple(mean), tuple(stddev))
     self._eval_kwargs = dict(image_size=image_size, channels=channels,
                              crop_fraction=eval_crop_fraction, mean=mean,

@@ -45,6 +45,8 @@ from flax import nnx
 
 from lambda_networks import paper
 from lambda_networks.models import resnet_rs
+
+from lambda_networks.models import position_tables
 from lambda_networks.models.efficientnet import EfficientNet, EfficientNetConfig
 from lambda_networks.models.resnet import ResNet, ResNetConfig
 
@@ -200,4 +202,6 @@ def get_model(name: str, *, num_classes: int, rngs: nnx.Rngs,
       or num_classes < 1):
     raise ValueError(f"num_classes must be a positive int, got {num_classes!r}.")
   config = get_config(name, **overrides)
+  if isinstance(config, ResNetConfig):
+    position_tables.warn_if_oversized(config)
   return get_spec(name).model_class(config, num_classes=num_classes, rngs=rngs)

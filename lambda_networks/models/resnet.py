@@ -63,10 +63,12 @@ class ResNetConfig:
     augmented_output_projection: the augmented mixer's attention ends with
       the d_v×d_v output projection W^O of multi-head attention.
     stem: 'plain' (7×7/2 conv) or 'deep' (ResNet-D: three 3×3 convs); both
-      followed by a 3×3/2 max pool, or see replace_stem_max_pool.
+      followed by a 3×3/2 max pool, or see replace_stem_max_pool. 'small'
+      (for 28–96 px images, as in the CIFAR ResNets): one 3×3 stride-1 conv,
+      no pool, so the stages see the full image.
     replace_stem_max_pool: replace the stem's 3×3/2 max pool by a 3×3/2
       conv (stem_width → stem_width) with batch norm and ReLU, as ResNet-RS
-      does (`replace_stem_max_pool: True` in its configs).
+      does (`replace_stem_max_pool: True` in its configs); ignored by 'small'.
     stem_width: stem output channels ('deep': stem_width/2, /2, then full).
     downsample: projection shortcut of strided blocks: 'conv' (1×1/2 conv)
       or 'avg' (ResNet-D: 2×2/2 average pool, then 1×1 conv).
@@ -155,6 +157,11 @@ class ResNetConfig:
     size = self.image_size
     return (size, size) if isinstance(size, int) else size
 
+  @property
+  def stem_stride(self) -> int:
+    """How much the stem downsamples (the first stage sees size / this)."""
+    return 1 if self.stem == "small" else 4
+
   def widths(self) -> tuple[int, ...]:
     """Bottleneck widths per stage after the width multiplier."""
     return tuple(_scale(w, self.width_multiplier) for w in self.stage_widths)
@@ -222,7 +229,7 @@ class ResNetConfig:
     if self.width_multiplier <= 0:
       raise ValueError(
           f"width_multiplier must be positive, got {self.width_multiplier}.")
-    _check_choice("stem", self.stem, ("plain", "deep"))
+    _check_choice("stem", self.stem, ("plain", "deep", "small"))
     _check_choice("downsample", self.downsample, ("conv", "avg"))
     _check_choice("stochastic_depth_schedule", self.stochastic_depth_schedule,
                   ("per_block", "per_stage"))
@@ -367,6 +374,21 @@ class Stem(nnx.Module):
     return common.pool(x, "max", 3, 2)
 
 
+class SmallStem(nnx.Module):
+  """Stem for small images: one 3×3 stride-1 conv with BN-ReLU, no pool."""
+
+  def __init__(self, config: ResNetConfig, *, rngs: nnx.Rngs):
+    cfg = config
+    kwargs = dict(dtype=cfg.dtype, param_dtype=cfg.param_dtype, rngs=rngs)
+    self.out_features = _scale(cfg.stem_width, cfg.width_multiplier)
+    self.conv = common.conv(cfg.in_channels, self.out_features, 3, **kwargs)
+    self.norm = common.batch_norm(self.out_features, momentum=cfg.bn_momentum,
+                                  epsilon=cfg.bn_epsilon, **kwargs)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return nnx.relu(self.norm(self.conv(x)))
+
+
 class ResNet(nnx.Module):
   """Stem, bottleneck stages (stride 2 from the second on), pooled classifier.
 
@@ -379,11 +401,11 @@ class ResNet(nnx.Module):
   def __init__(self, config: ResNetConfig, *, num_classes: int, rngs: nnx.Rngs):
     cfg = config
     self.config = cfg
-    self.stem = Stem(cfg, rngs=rngs)
+    self.stem = (SmallStem(cfg, rngs=rngs) if cfg.stem == "small"
+                 else Stem(cfg, rngs=rngs))
     layout = cfg.block_mixers()
     # Global layers size their tables from the feature map they see.
-    size = tuple(common.downsampled(common.downsampled(s, 2), 2)
-                 for s in cfg.image_hw)
+    size = tuple(common.downsampled(s, cfg.stem_stride) for s in cfg.image_hw)
     drop_rates = cfg.block_drop_rates()
     in_features = self.stem.out_features
     stages = []

@@ -16,6 +16,7 @@ from typing import Any, Callable
 from absl import flags
 
 from lambda_networks.errors import UserError
+from lambda_networks.train import model_flags
 
 USER_ERROR_STATUS = 2
 INTERRUPTED_STATUS = 130  # 128 + SIGINT, as shells report Ctrl-C.
@@ -39,13 +40,17 @@ def _unknown_field_message(error: BaseException, argv: list[str]) -> str:
   return (f"unknown config field {field!r} (overrides given: "
           f"{', '.join(overrides)}).{suggestion} Every field is listed, with "
           "its meaning, in configs/default.py; model options go under "
-          "--config.model_overrides.<field> when the config file names them.")
+          "--config.model_overrides.<field> (any field of the model's config).")
 
 
 def parse_flags(argv: list[str],
                 flag_values: flags.FlagValues | None = None) -> list[str]:
   """Parses flags; bad ones and an unloadable config get one line, not a traceback."""
   flag_values = flags.FLAGS if flag_values is None else flag_values
+  # --config.model_overrides.<field> flags are applied after the config file
+  # is read, typed by the model's config class (see `model_flags`).
+  argv, model_overrides = model_flags.extract(argv)
+  sys.argv[:] = model_flags.extract(sys.argv)[0]  # ml_collections reads it too.
   try:
     remaining = flag_values(argv)
   except (AttributeError, KeyError) as error:
@@ -57,6 +62,12 @@ def parse_flags(argv: list[str],
       flag_values["config"].value.get("model")  # pytype: disable=attribute-error
     except OSError as error:
       fail(f"--config: {error}")
+    try:
+      model_flags.apply(flag_values["config"].value, model_overrides)
+    except ValueError as error:
+      fail(str(error))
+  elif model_overrides:
+    fail("--config.model_overrides.<field> needs a config (--config=<file>).")
   return remaining
 
 
@@ -94,6 +105,38 @@ def report_user_errors(main: Callable[[list[str]], Any]) -> Callable[[list[str]]
            "checkpoint).", INTERRUPTED_STATUS)
 
   return wrapped
+
+
+def parse_eval_flags(argv: list[str]) -> list[str]:
+  """Like `parse_flags`; without --config, the config is DIR/config.json.
+
+  `--workdir=DIR` alone then evaluates with the config the run saved, and
+  `--config.<field>=...` overrides it as it would a config file.
+  """
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  from lambda_networks.train import run_config  # pylint: disable=g-import-not-at-top
+  if any(arg == "--config" or arg.startswith("--config=") for arg in argv[1:]):
+    config_flags.DEFINE_config_file("config", None, "The run's config file.",
+                                    lock_config=True)
+    return parse_flags(argv)
+  workdir = _flag_value(argv, "workdir")
+  saved = run_config.load(workdir) if workdir else None
+  if saved is None:
+    fail(f"{workdir or '--workdir'} holds no {run_config.CONFIG_FILE} (runs "
+         "save it when training starts); pass the run's config with "
+         "--config=<file> and the same --config.<field> overrides.")
+  config_flags.DEFINE_config_dict("config", saved, "The run's saved config.",
+                                  lock_config=True)
+  return parse_flags(argv)
+
+
+def _flag_value(argv: list[str], name: str) -> str | None:
+  for index, arg in enumerate(argv):
+    if arg.startswith(f"--{name}="):
+      return arg.split("=", 1)[1]
+    if arg == f"--{name}" and index + 1 < len(argv):
+      return argv[index + 1]
+  return None
 
 
 def define_distributed_flags() -> None:

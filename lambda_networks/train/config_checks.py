@@ -57,7 +57,8 @@ _SYNTHETIC_NEUTRAL = (("image_size", synthetic.IMAGE_SIZE), ("data_dir", ""),
                       ("dataset_version", ""), ("randaugment_magnitude", 0.0))
 _SYNTHETIC_IGNORES = ("min_crop_area", "eval_crop_fraction", "randaugment_layers",
                       "normalization_mean", "normalization_stddev",
-                      "shuffle_buffer", "image_key", "label_key")
+                      "shuffle_buffer", "image_key", "label_key",
+                      "train_crop", "crop_padding")
 _TFDS_IGNORES = ("synthetic_train_examples", "synthetic_eval_examples")
 
 
@@ -149,9 +150,9 @@ def check(config: ml_collections.ConfigDict, given: Iterable[str] = ()) -> None:
   if not 0.0 <= config.label_smoothing < 1.0:
     raise ValueError(f"config.label_smoothing must be in [0, 1), got "
                      f"{config.label_smoothing}.")
-  for field in ("dtype", "param_dtype"):
-    if config[field] not in _DTYPES:
-      raise ValueError(f"config.{field}={config[field]!r} must be one of {_DTYPES}.")
+  for field, allowed in (("dtype", ("auto", *_DTYPES)), ("param_dtype", _DTYPES)):
+    if config[field] not in allowed:
+      raise ValueError(f"config.{field}={config[field]!r} must be one of {allowed}.")
   if config.keep_checkpoints < 1:
     raise ValueError("config.keep_checkpoints must be at least 1, got "
                      f"{config.keep_checkpoints}.")
@@ -163,5 +164,10 @@ def check(config: ml_collections.ConfigDict, given: Iterable[str] = ()) -> None:
   for field in ("dataset", "train_split", "eval_split"):
     if not str(config[field]).strip():
       raise UserError(f"config.{field} is empty; name one (see configs/default.py).")
+  if config.train_crop not in ("inception", "pad"):
+    raise ValueError(f"config.train_crop must be 'inception' or 'pad', got "
+                     f"{config.train_crop!r}.")
+  if config.crop_padding < 0:
+    raise ValueError(f"config.crop_padding must be >= 0, got {config.crop_padding}.")
   check_ranges(config)
   check_dataset_fields(config, given)

@@ -13,6 +13,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from absl import logging
 import ml_collections
 import optax
 
@@ -26,12 +27,36 @@ def learning_rate_schedule(config: ml_collections.ConfigDict,
                            steps_per_epoch: int,
                            total_steps: int) -> optax.Schedule:
   """Linear warm-up from 0 for warmup_epochs, then cosine decay to 0."""
-  warmup_steps = min(int(round(config.warmup_epochs * steps_per_epoch)),
-                     total_steps)
+  warmup_steps = warmup_length(config, steps_per_epoch, total_steps)
   return optax.warmup_cosine_decay_schedule(
       init_value=0.0, peak_value=peak_learning_rate(config),
       warmup_steps=warmup_steps, decay_steps=max(total_steps, warmup_steps + 1),
       end_value=0.0)
+
+
+# A warm-up may take at most this share of the run (see `warmup_length`).
+MAX_WARMUP_FRACTION = 0.2
+
+
+def warmup_length(config: ml_collections.ConfigDict, steps_per_epoch: int,
+                  total_steps: int) -> int:
+  """Warm-up steps: warmup_epochs, shortened to a fifth of the run if longer.
+
+  Recipes give the warm-up in epochs (5 for ImageNet); a short run of such a
+  recipe would otherwise end at its peak learning rate. Shortening (with a
+  warning) keeps the cosine decay that the recipe relies on.
+  """
+  asked = int(round(config.warmup_epochs * steps_per_epoch))
+  limit = int(MAX_WARMUP_FRACTION * total_steps)
+  if asked > limit:
+    logging.warning(
+        "config.warmup_epochs=%s is %d of the run's %d steps; shortened to "
+        "%d steps (a fifth of the run) so the learning rate still decays. "
+        "Set warmup_epochs to at most %.3g to silence this.",
+        config.warmup_epochs, asked, total_steps, limit,
+        limit / max(steps_per_epoch, 1))
+    return limit
+  return asked
 
 
 def decay_mask(params: Any) -> Any:

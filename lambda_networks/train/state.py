@@ -51,15 +51,24 @@ class ModelParts:
   num_classes: int
 
 
+def computation_dtype(dtype: str) -> str:
+  """config.dtype with 'auto' resolved: bfloat16 on TPU/GPU, float32 on CPU."""
+  if dtype != "auto":
+    return dtype
+  return "float32" if jax.default_backend() == "cpu" else "bfloat16"
+
+
 def model_overrides(config: ml_collections.ConfigDict,
                     info: DatasetInfo) -> dict[str, Any]:
   """Keyword overrides for `models.get_model`, from the config and dataset."""
   overrides = {field: value for field, value in config.model_overrides.to_dict().items()
                if value is not None}  # None: keep the model's default
+  overrides = {field: None if value == "none" else value  # "none": set None.
+               for field, value in overrides.items()}
   for field in ("dropout_rate", "stochastic_depth_rate"):
     if config[field] is not None:
       overrides.setdefault(field, config[field])
-  overrides.setdefault("dtype", config.dtype)
+  overrides.setdefault("dtype", computation_dtype(config.dtype))
   overrides.setdefault("param_dtype", config.param_dtype)
   overrides.setdefault("image_size", info.image_shape[0])
   overrides.setdefault("in_channels", info.image_shape[-1])

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from typing import Any
 
 import jax
@@ -34,6 +33,8 @@ from lambda_networks.train import distributed
 from lambda_networks.train import evaluation
 from lambda_networks.train import experiment as experiment_lib
 from lambda_networks.train import workdir as workdir_lib
+from lambda_networks.train import progress
+from lambda_networks.train import run_config
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -88,6 +89,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   """
   workdir = workdir_lib.resolve(workdir)
   config_checks.check(config)
+  run_config.resolve(config)  # "auto" eval split, statistics from the data.
   # One trainer per workdir (all processes of a run write, process 0 locks):
   # an existing workdir is locked before the (slow) build, a new one after
   # it, so that a config the build refuses leaves no empty workdir behind.
@@ -176,6 +178,10 @@ def _train(exp: experiment_lib.Experiment, workdir: str) -> dict[str, Any]:
   elif jax.process_index() == 0:
     writer.write_hparams({key: str(value) for key, value in
                           config.to_dict().items()})
+  if jax.process_index() == 0:
+    for change in run_config.record(config, workdir, start_step):
+      console(f"WARNING: this resumed run's config differs from the one that "
+              f"trained steps 1-{start_step} (kept in the workdir): {change}")
 
   # A lone signal is acted on only by single-process runs: with several
   # processes they must agree on the step, which JAX's preemption service
@@ -188,7 +194,7 @@ def _train(exp: experiment_lib.Experiment, workdir: str) -> dict[str, Any]:
       size=config.prefetch_batches)
   pending = None  # (step, metrics) of the step before the one just dispatched.
   window: list[dict[str, float]] = []
-  window_start = time.time()
+  meter = progress.Meter()
   last_eval: dict[str, Any] = {}
   step = start_step
   try:
@@ -196,6 +202,7 @@ def _train(exp: experiment_lib.Experiment, workdir: str) -> dict[str, Any]:
       _maybe_profile(config, step, workdir)
       batch = distributed.global_batch(next(batches), exp.mesh)
       state, metrics = exp.train_step(state, batch)
+      meter.step_dispatched()
       if pending is not None:
         window.append(_check_finite(*pending, manager))
       pending = (step + 1, metrics)
@@ -211,14 +218,14 @@ def _train(exp: experiment_lib.Experiment, workdir: str) -> dict[str, Any]:
         window.append(_check_finite(*pending, manager))
         pending = None
       if logging_now and window:
-        _log_train(writer, step, window, time.time() - window_start, total,
+        _log_train(writer, step, window, meter.report(), total,
                    config.global_batch_size)
-        window, window_start = [], time.time()
+        window = []
       if saving or preempted:
         checkpointing.save(manager, state, exp.record, force=preempted or step == total)
       if evaluating:
-        last_eval = _evaluate(exp, state, step, writer)
-        window_start = time.time()
+        with meter.paused():
+          last_eval = _evaluate(exp, state, step, writer)
       if preempted:
         manager.wait_until_finished()
         name = stop.received.name if stop.received else "a preemption notice"
@@ -252,18 +259,21 @@ def _check_finite(step: int, metrics: Any, manager) -> dict[str, float]:
   return values
 
 
-def _log_train(writer, step: int, window: list[dict[str, float]], seconds: float,
-               total: int, batch_size: int) -> None:
+def _log_train(writer, step: int, window: list[dict[str, float]],
+               speed: progress.Speed, total: int, batch_size: int) -> None:
   means = {key: float(np.mean([m[key] for m in window])) for key in window[0]}
-  step_time = seconds / len(window)
-  means.update(examples_per_second=batch_size / step_time, step_time=step_time)
+  step_time = speed.step_time
+  means.update(examples_per_second=speed.examples_per_second(batch_size),
+               step_time=step_time)
   writer.write_scalars(step, {f"train/{key}": value for key, value in means.items()})
   eta = (total - step) * step_time
   console(
       f"step {step}/{total}  loss {means['loss']:.4f}  accuracy "
       f"{means['accuracy']:.3f}  lr {means['learning_rate']:.4g}  "
       f"{means['examples_per_second']:.1f} examples/s  "
-      f"{step_time * 1000:.0f} ms/step  ETA {_duration(eta)}")
+      f"{step_time * 1000:.0f} ms/step  ETA {_duration(eta)}"
+      + ("" if speed.compile_seconds is None else
+         f"  (compilation {speed.compile_seconds:.0f} s not counted)"))
 
 
 def _evaluate(exp: experiment_lib.Experiment, state, step: int,
@@ -271,7 +281,7 @@ def _evaluate(exp: experiment_lib.Experiment, state, step: int,
   params, weights = evaluation.eval_weights(state, exp.config.eval_use_ema)
   result = evaluation.evaluate(exp.eval_step, params, state.batch_stats,
                                exp.source, exp.mesh)
-  result.update(step=step, weights=weights, split=exp.config.eval_split)
+  result.update(run_config.describe(exp.config), step=step, weights=weights)
   writer.write_scalars(step, {f"eval/{key}": result[key]
                               for key in ("top1", "top5", "loss")})
   writer.flush()

@@ -1,0 +1,69 @@
+"""Training speed that leaves out compilation and evaluation.
+
+The first call of the jitted train step compiles it before it dispatches, so
+the clock restarts when that call returns; evaluations run inside `paused()`.
+The steps of a window are counted from their dispatch, and the progress line
+that closes the window syncs with the device, so the window's time covers the
+execution of exactly its steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from typing import Callable, Iterator
+
+
+@dataclasses.dataclass(frozen=True)
+class Speed:
+  steps: int
+  seconds: float  # Training time of the window (no compile, no eval).
+  compile_seconds: float | None  # Set in the first window only.
+
+  @property
+  def step_time(self) -> float:
+    return self.seconds / max(self.steps, 1)
+
+  def examples_per_second(self, batch_size: int) -> float:
+    return batch_size / max(self.step_time, 1e-12)
+
+
+class Meter:
+  """Counts dispatched steps and the time they took, between progress lines."""
+
+  def __init__(self, clock: Callable[[], float] = time.monotonic):
+    self._clock = clock
+    self._window_start = clock()
+    self._paused_seconds = 0.0
+    self._steps = 0
+    self._compiled = False
+    self._compile_seconds: float | None = None
+
+  def step_dispatched(self) -> None:
+    """Call right after each train-step call returns."""
+    self._steps += 1
+    if not self._compiled:  # That call compiled: start the clock now.
+      self._compiled = True
+      now = self._clock()
+      self._compile_seconds = now - self._window_start - self._paused_seconds
+      self._window_start, self._paused_seconds = now, 0.0
+
+  @contextlib.contextmanager
+  def paused(self) -> Iterator[None]:
+    """Time spent inside (evaluation) is not training time."""
+    start = self._clock()
+    try:
+      yield
+    finally:
+      self._paused_seconds += self._clock() - start
+
+  def report(self) -> Speed:
+    """The window since the last report; starts the next one."""
+    now = self._clock()
+    speed = Speed(steps=self._steps,
+                  seconds=max(now - self._window_start - self._paused_seconds, 0.0),
+                  compile_seconds=self._compile_seconds)
+    self._window_start, self._paused_seconds = now, 0.0
+    self._steps, self._compile_seconds = 0, None
+    return speed

@@ -1,0 +1,54 @@
+"""Tests of lambda_networks.train.run_config: the workdir's config.json."""
+
+import json
+
+from configs import quickstart
+from configs import small_images
+from lambda_networks.train import run_config
+
+
+def test_config_round_trips_through_the_workdir(tmp_path):
+  config = small_images.get_config("mnist")
+  config.normalization_mean, config.normalization_stddev = (33.3,), (78.6,)
+  assert run_config.record(config, str(tmp_path), start_step=0) == []
+  saved = json.loads((tmp_path / "config.json").read_text())
+  assert saved["model_overrides"]["receptive_field"] == "global"
+  loaded = run_config.load(str(tmp_path))
+  assert loaded.model_overrides.stage_depths == (1, 1, 1, 1)  # Tuples again.
+  assert loaded.normalization_mean == (33.3,)
+  assert run_config.differences(config, loaded) == []
+  assert run_config.load(str(tmp_path / "nothing_here")) is None
+
+
+def test_resumed_run_reports_changes_that_change_the_result(tmp_path):
+  config = quickstart.get_config()
+  run_config.record(config, str(tmp_path), start_step=0)
+  config.log_every_steps = 7  # Bookkeeping: not reported.
+  config.label_smoothing = 0.1
+  config.model_overrides.receptive_field = "none"
+  changes = run_config.record(config, str(tmp_path), start_step=300)
+  assert changes == ["label_smoothing: 0.0 -> 0.1",
+                     "model_overrides.receptive_field: 'global' -> 'none'"]
+  assert (tmp_path / "config_before_step300.json").exists()
+  assert run_config.load(str(tmp_path)).label_smoothing == 0.1
+  assert run_config.record(config, str(tmp_path), start_step=600) == []
+
+
+def test_metrics_say_which_model_and_data_made_them():
+  config = quickstart.get_config()
+  config.model_overrides.stage_mixers = "CC"
+  described = run_config.describe(config)
+  assert described["model"] == "resnet26"
+  assert described["model_overrides"]["stage_mixers"] == "CC"
+  assert described["model_overrides"]["stage_widths"] == [16, 32]
+  assert described["dataset"] == "synthetic_far_marks"
+  assert described["split"] == "test" and described["image_size"] == 32
+  assert described["dtype"] == "float32"
+  json.dumps(described)  # Serialisable as is.
+
+
+def test_synthetic_task_resolves_without_a_dataset():
+  config = quickstart.get_config()
+  config.eval_split, config.image_size = "auto", 0
+  run_config.resolve(config)
+  assert config.eval_split == "test" and config.image_size == 32

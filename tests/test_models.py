@@ -21,7 +21,8 @@ from lambda_networks.models import get_config
 from lambda_networks.models import get_model
 
 TINY = dict(width_multiplier=1 / 16)
-ONE_BLOCK = dict(TINY, stage_depths=(1, 1, 1, 1), attention_heads=2)
+ONE_BLOCK = dict(TINY, stage_depths=(1, 1, 1, 1), attention_heads=2,
+                 mixer_block_indices=None)
 
 
 def _rngs(seed=0):

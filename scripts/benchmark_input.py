@@ -1,7 +1,7 @@
 """Images per second of the training input pipeline, per host core.
 
 Builds (once, cached under --data-dir) an ImageNet-like TFDS dataset of
-generated JPEGs (scripts/jpeg_dataset.py: ImageNet's sizes, natural-image
+generated JPEGs (lambda_networks/benchmarks/jpeg_dataset.py: ImageNet's sizes, natural-image
 statistics, quality 90), then runs the project's own training pipeline on it
 end to end — TFDS read, shuffle, decode fused with the inception crop, resize,
 flip, RandAugment, normalise, batch — exactly as `train.py` builds it
@@ -14,8 +14,8 @@ Writes <out>/input.csv (augment, image_size, cores, images_per_s,
 images_per_s_per_core, plus the setting and machine) and <out>/input.md.
 `--profile` adds <out>/profile.md: the cost of each stage on one core.
 
-  python scripts/benchmark_input.py                     # ~5 min on 2 cores
-  python scripts/benchmark_input.py --image-sizes 224 --augments off 2x15 \\
+  python -m scripts.benchmark_input                     # ~5 min on 2 cores
+  python -m scripts.benchmark_input --image-sizes 224 --augments off 2x15 \\
       --cores 1 --images 256
 """
 
@@ -25,17 +25,13 @@ import argparse
 import json
 import os
 import pathlib
-import platform
 import resource
 import subprocess
 import sys
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-
-import jpeg_dataset  # noqa: E402  pylint: disable=g-import-not-at-top
-import reporting  # noqa: E402  pylint: disable=g-import-not-at-top
+from lambda_networks.benchmarks import jpeg_dataset
+from scripts import reporting
 
 FIELDS = ("augment", "image_size", "cores", "images_per_s",
           "images_per_s_per_core", "images_per_cpu_s", "images", "batch_size",
@@ -105,7 +101,7 @@ def measure(args: argparse.Namespace, augment: str, image_size: int,
               images_per_cpu_s=round(count / cpu_seconds, 1), images=count,
               batch_size=args.batch, seconds=round(seconds, 2),
               cpu_seconds=round(cpu_seconds, 2),
-              load_average_1min=os.getloadavg()[0], host_cpu=_cpu_name(),
+              load_average_1min=os.getloadavg()[0], host_cpu=reporting.cpu_name(),
               host_cpus=os.cpu_count(), tensorflow=tf.__version__,
               date=time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime()))
 
@@ -122,10 +118,11 @@ def worker(args: argparse.Namespace) -> None:
 def run_workers(args: argparse.Namespace) -> list[dict]:
   rows = []
   for cores in args.cores:
-    command = [sys.executable, __file__, *args.argv, "--worker-cores",
-               str(cores)]
+    command = [sys.executable, "-m", "scripts.benchmark_input", *args.argv,
+               "--worker-cores", str(cores)]
     process = subprocess.run(command, capture_output=True, text=True,
-                             check=False)
+                             check=False, env=dict(os.environ, PYTHONPATH=str(
+                                 reporting.REPO_ROOT)))
     if process.returncode:
       raise RuntimeError(f"worker on {cores} cores failed:\n{process.stderr[-3000:]}")
     for line in process.stdout.splitlines():
@@ -227,21 +224,8 @@ def _cpu_seconds() -> float:
   return usage.ru_utime + usage.ru_stime
 
 
-def _cpu_name() -> str:
-  try:
-    for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-      if line.startswith("model name"):
-        return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or platform.machine()
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(
-      description=__doc__.split("\n\n")[0],
-      formatter_class=argparse.RawDescriptionHelpFormatter,
-      epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+  parser = reporting.parser(__doc__)
   parser.add_argument("--data-dir", type=pathlib.Path,
                       default=pathlib.Path("results/input/tfds"))
   parser.add_argument("--num-train", type=int, default=2048,

@@ -58,14 +58,13 @@ done
 "$PYTHON" - "$OUT" "$BATCH" <<'EOF'
 import pathlib, sys
 import jax
-sys.path.insert(0, "scripts")
-import benchmarking
+from lambda_networks.benchmarks import steps
 out, batch = pathlib.Path(sys.argv[1]), int(sys.argv[2])
-step = benchmarking.build_step("lambda_resnet50", {"dtype": "bfloat16"},
-                               image_size=160, batch_size=batch, mode="train")
-benchmarking.time_step(step, "train", warmup=3, repeats=1, max_seconds=60)
+step = steps.build_step("lambda_resnet50", {"dtype": "bfloat16"},
+                        image_size=160, batch_size=batch, mode="train")
+steps.time_step(step, "train", warmup=3, repeats=1, max_seconds=60)
 with jax.profiler.trace(str(out / "profile_lambda_resnet50")):
-  benchmarking.time_step(step, "train", warmup=0, repeats=10, max_seconds=60)
+  steps.time_step(step, "train", warmup=0, repeats=10, max_seconds=60)
 print(f"trace in {out}/profile_lambda_resnet50")
 EOF
 echo "done: docs/*_${DEVICE}.* and lambda_networks/pair_cost.json (this platform's table)"

@@ -200,10 +200,7 @@ def profile(args: argparse.Namespace, image_size: int) -> str:
       "uint8 image + RandAugment 2×10": lambda image: augment(image, 10.0),
       "uint8 image + RandAugment 2×15": lambda image: augment(image, 15.0),
   }
-  lines = [f"Per-image cost on 1 core, {image_size} px, {args.images} images "
-           "(cumulative stages, each a parallel tf.data map; CPU time of the "
-           "process):", "",
-           "| stage | images per CPU-second | CPU ms per image |", "|---|---|---|"]
+  rows = []
   for name, function in stages.items():
     ds = records.map(lambda ex, f=function: f(ex["image"]),
                      num_parallel_calls=tf.data.AUTOTUNE)
@@ -213,9 +210,13 @@ def profile(args: argparse.Namespace, image_size: int) -> str:
     start = _cpu_seconds()
     count = sum(1 for _ in ds)
     rate = count / (_cpu_seconds() - start)
-    lines.append(f"| {name} | {rate:.0f} | {1000 / rate:.2f} |")
-    print(lines[-1], flush=True)
-  return "\n".join(lines) + "\n"
+    rows.append([name, f"{rate:.0f}", f"{1000 / rate:.2f}"])
+    print(*rows[-1], sep="  ", flush=True)
+  return "\n".join([
+      f"Per-image cost on 1 core, {image_size} px, {args.images} images "
+      "(cumulative stages, each a parallel tf.data map; CPU time of the "
+      "process):", "", reporting.markdown_table(
+          ["stage", "images per CPU-second", "CPU ms per image"], rows)]) + "\n"
 
 
 def _cpu_seconds() -> float:
@@ -251,9 +252,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                       default=pathlib.Path("results/input"))
   parser.add_argument("--worker-cores", type=int, default=0,
                       help=argparse.SUPPRESS)
-  args = parser.parse_args(argv)
+  args = reporting.parse(parser, argv)
   args.cores = list(dict.fromkeys(args.cores))
-  args.argv = list(sys.argv[1:] if argv is None else argv)
   return args
 
 

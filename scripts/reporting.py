@@ -9,6 +9,7 @@ import os
 import pathlib
 import platform
 import subprocess
+import sys
 from typing import Any, Iterable, Sequence
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -19,6 +20,14 @@ def parser(doc: str) -> argparse.ArgumentParser:
   return argparse.ArgumentParser(
       description=doc.split("\n\n")[0], epilog="\n\n".join(doc.split("\n\n")[1:]),
       formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def parse(parser: argparse.ArgumentParser,
+          argv: Sequence[str] | None) -> argparse.Namespace:
+  """Parses `argv` (default: the command line), kept as `args.argv`."""
+  args = parser.parse_args(argv)
+  args.argv = list(sys.argv[1:] if argv is None else argv)
+  return args
 
 
 def command_line(script: str, argv: Sequence[str]) -> str:

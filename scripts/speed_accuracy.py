@@ -365,9 +365,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   parser.add_argument("--out", type=pathlib.Path,
                       default=pathlib.Path("results/speed_accuracy"),
                       help="output prefix: PREFIX.md, PREFIX.csv, PREFIX.png")
-  args = parser.parse_args(argv)
-  args.argv = list(sys.argv[1:] if argv is None else argv)
-  return args
+  return reporting.parse(parser, argv)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

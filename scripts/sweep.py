@@ -359,20 +359,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                       help="extra arguments for the launcher script, one string")
   parser.add_argument("--python", default="python",
                       help="interpreter for local commands")
-  parser.add_argument("--with-eval", action="store_true",
-                      help="also run eval.py after each train.py")
   mode = parser.add_mutually_exclusive_group()
-  mode.add_argument("--dry-run", action="store_true",
-                    help="show the runs and commands; write and run nothing")
-  mode.add_argument("--print", action="store_true",
-                    help="write the manifest and print one command per line "
-                    "(for a cluster); run nothing")
-  parser.add_argument("--rerun", action="store_true",
-                      help="also run runs whose workdir has final_metrics.json")
-  parser.add_argument("--keep-going", action="store_true",
-                      help="go on after a failed run")
-  parser.add_argument("--no-validate", action="store_true",
-                      help="do not load the configs to check the fields")
+  for flag, text in (
+      ("--dry-run", "show the runs and commands; write and run nothing"),
+      ("--print", "write the manifest and print one command per line (for a "
+       "cluster); run nothing")):
+    mode.add_argument(flag, action="store_true", help=text)
+  for flag, text in (
+      ("--with-eval", "also run eval.py after each train.py"),
+      ("--rerun", "also run runs whose workdir has final_metrics.json"),
+      ("--keep-going", "go on after a failed run"),
+      ("--no-validate", "do not load the configs to check the fields")):
+    parser.add_argument(flag, action="store_true", help=text)
   return parser.parse_args(argv)
 
 
@@ -385,18 +383,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   path = manifest_path(manifest, args.manifest)
   if args.dry_run:
     print(f"# dry run: {len(manifest['runs'])} runs; the manifest would be {path}")
+  else:
+    write_manifest(manifest, path)
+  if args.dry_run or args.print:
     for run in manifest["runs"]:
-      print(f"# [{run['index']}] {run['name']} ({run['status']}): model "
-            f"{run['model']}, image size {run['image_size']}")
-      for line in run["command_lines"]:
-        print(line)
-    return manifest
-  write_manifest(manifest, path)
-  if args.print:
-    for run in manifest["runs"]:
-      for line in run["command_lines"]:
-        print(line)
-    print(f"# manifest: {path}", file=sys.stderr)
+      if args.dry_run:
+        print(f"# [{run['index']}] {run['name']} ({run['status']}): model "
+              f"{run['model']}, image size {run['image_size']}")
+      print(*run["command_lines"], sep="\n")
+    if args.print:
+      print(f"# manifest: {path}", file=sys.stderr)
     return manifest
   print(f"manifest: {path}")
   failures = run_locally(manifest, path, rerun=args.rerun,

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import pathlib
-import sys
 from typing import Any
 
 from lambda_networks import models
@@ -181,9 +180,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   parser.add_argument("--out", type=pathlib.Path,
                       default=pathlib.Path("results/table4/table4"),
                       help="output prefix: writes PREFIX.csv and PREFIX.md")
-  args = parser.parse_args(argv)
-  args.argv = list(sys.argv[1:] if argv is None else argv)
-  return args
+  return reporting.parse(parser, argv)
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:

@@ -69,13 +69,10 @@ def pipeline_config(args: argparse.Namespace, augment: str, image_size: int):
   from configs import default  # pylint: disable=g-import-not-at-top
   config = default.get_config()
   layers, magnitude = parse_augment(augment)
-  config.dataset = jpeg_dataset.DATASET_NAME
-  config.data_dir = str(args.data_dir)
-  config.image_size = image_size
-  config.randaugment_layers = layers
-  config.randaugment_magnitude = magnitude
-  config.global_batch_size = args.batch
-  config.seed = args.seed
+  config.update(dataset=jpeg_dataset.DATASET_NAME, data_dir=str(args.data_dir),
+                image_size=image_size, randaugment_layers=layers,
+                randaugment_magnitude=magnitude, global_batch_size=args.batch,
+                seed=args.seed)
   return config
 
 
@@ -101,8 +98,8 @@ def measure(args: argparse.Namespace, augment: str, image_size: int,
               images_per_cpu_s=round(count / cpu_seconds, 1), images=count,
               batch_size=args.batch, seconds=round(seconds, 2),
               cpu_seconds=round(cpu_seconds, 2),
-              load_average_1min=os.getloadavg()[0], host_cpu=reporting.cpu_name(),
-              host_cpus=os.cpu_count(), tensorflow=tf.__version__,
+              load_average_1min=os.getloadavg()[0],
+              host_cpu=reporting.cpu_name(), host_cpus=os.cpu_count(), tensorflow=tf.__version__,
               date=time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime()))
 
 

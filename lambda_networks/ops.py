@@ -112,13 +112,12 @@ def lambda_interactions(
 
   if embeddings is not None:
     table = _crop_table(embeddings, spatial_shape)
-    if method == "auto":
-      method = choose_method(spatial_shape, table.shape[:-2])
+    method = resolved_method(spatial_shape, embeddings.shape[:-2], method)
     if method == "einsum":
       position = _position_lambdas_einsum(values, table, causal)
-    elif method == "row_conv" and len(spatial_shape) == 2:
+    elif method == "row_conv":
       position = _position_lambdas_row_conv(values, table)
-    else:  # on one axis the row convolution is the convolution
+    else:
       position = _position_lambdas_conv(values, table, causal)
     lambdas = lambdas + position.reshape(batch, num_positions, depth, value_depth)
 
@@ -130,6 +129,22 @@ def lambda_interactions(
       preferred_element_type=_accumulation_dtype(queries.dtype),
   )
   return out.reshape(*queries.shape[:-1], value_depth).astype(queries.dtype)
+
+
+def resolved_method(spatial_shape: tuple[int, ...],
+                    table_shape: tuple[int, ...], method: Method = "auto"
+                    ) -> Literal["einsum", "conv", "row_conv"]:
+  """The execution `lambda_interactions` runs for these shapes.
+
+  `table_shape` is the embedding table's spatial shape before cropping to
+  the map; "auto" resolves through `choose_method`, and on one spatial axis
+  the row convolution is the convolution.
+  """
+  cropped = tuple(min(width, 2 * size - 1)
+                  for size, width in zip(spatial_shape, table_shape))
+  if method == "auto":
+    method = choose_method(spatial_shape, cropped)
+  return "conv" if method == "row_conv" and len(spatial_shape) != 2 else method
 
 
 def choose_method(

@@ -21,7 +21,7 @@ mkdir -p "$OUT"
 # 1. Layers: 256 channels, 14²–64², batch 32–128, fp32 and bf16; calibrate.
 for dtype in float32 bfloat16; do
   for batch in 32 128; do
-    "$PYTHON" scripts/benchmark_layers.py --sizes 14 28 56 64 --batch "$batch" \
+    "$PYTHON" -m scripts.benchmark_layers --sizes 14 28 56 64 --batch "$batch" \
         --channels 256 --dtype "$dtype" --out "$OUT/layers_${dtype}_b${batch}"
   done
 done
@@ -36,21 +36,21 @@ with open(out / "layers_bfloat16.csv", "w", newline="") as handle:
   writer.writeheader()
   writer.writerows(rows)
 EOF
-"$PYTHON" scripts/calibrate_pair_cost.py "$OUT/layers_bfloat16.csv"
+"$PYTHON" -m scripts.calibrate_pair_cost "$OUT/layers_bfloat16.csv"
 for dtype in float32 bfloat16; do
   cp "$OUT/layers_${dtype}_b${BATCH}/benchmark_layers.csv" "docs/benchmark_layers_${DEVICE}_${dtype}.csv"
   cp "$OUT/layers_${dtype}_b${BATCH}/benchmark_layers.md" "docs/benchmark_layers_${DEVICE}_${dtype}.md"
 done
 
 # 2. Table 4 (inference, as the paper) at batch 128, bf16.
-"$PYTHON" scripts/table4.py --batch 128 --dtype bfloat16 --out "docs/table4_${DEVICE}"
+"$PYTHON" -m scripts.table4 --batch 128 --dtype bfloat16 --out "docs/table4_${DEVICE}"
 
 # 3. Speed–accuracy: training steps and inference, bf16, paper sizes.
-"$PYTHON" scripts/benchmark_models.py --dtype bfloat16 --batch-sizes "$BATCH" \
+"$PYTHON" -m scripts.benchmark_models --dtype bfloat16 --batch-sizes "$BATCH" \
     --image-sizes paper --models lambda_resnet50 lambda_resnet101 lambda_resnet152 \
     resnet50 resnet50_lambda efficientnet_b0 efficientnet_b1 efficientnet_b2 \
     efficientnet_b3 efficientnet_b4 --out "docs/benchmarks_${DEVICE}.csv"
-"$PYTHON" scripts/speed_accuracy.py --benchmarks "docs/benchmarks_${DEVICE}.csv" \
+"$PYTHON" -m scripts.speed_accuracy --benchmarks "docs/benchmarks_${DEVICE}.csv" \
     --out "docs/speed_accuracy_${DEVICE}"
 
 # 4. A profile of the lambda_resnet50 training step (open with TensorBoard or
@@ -58,14 +58,13 @@ done
 "$PYTHON" - "$OUT" "$BATCH" <<'EOF'
 import pathlib, sys
 import jax
-sys.path.insert(0, "scripts")
-import benchmarking
+from lambda_networks.benchmarks import steps
 out, batch = pathlib.Path(sys.argv[1]), int(sys.argv[2])
-step = benchmarking.build_step("lambda_resnet50", {"dtype": "bfloat16"},
-                               image_size=160, batch_size=batch, mode="train")
-benchmarking.time_step(step, "train", warmup=3, repeats=1, max_seconds=60)
+step = steps.build_step("lambda_resnet50", {"dtype": "bfloat16"},
+                        image_size=160, batch_size=batch, mode="train")
+steps.time_step(step, "train", warmup=3, repeats=1, max_seconds=60)
 with jax.profiler.trace(str(out / "profile_lambda_resnet50")):
-  benchmarking.time_step(step, "train", warmup=0, repeats=10, max_seconds=60)
+  steps.time_step(step, "train", warmup=0, repeats=10, max_seconds=60)
 print(f"trace in {out}/profile_lambda_resnet50")
 EOF
 echo "done: docs/*_${DEVICE}.* and lambda_networks/pair_cost.json (this platform's table)"

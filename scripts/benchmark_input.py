@@ -1,7 +1,7 @@
 """Images per second of the training input pipeline, per host core.
 
 Builds (once, cached under --data-dir) an ImageNet-like TFDS dataset of
-generated JPEGs (scripts/jpeg_dataset.py: ImageNet's sizes, natural-image
+generated JPEGs (lambda_networks/benchmarks/jpeg_dataset.py: ImageNet's sizes, natural-image
 statistics, quality 90), then runs the project's own training pipeline on it
 end to end — TFDS read, shuffle, decode fused with the inception crop, resize,
 flip, RandAugment, normalise, batch — exactly as `train.py` builds it
@@ -14,8 +14,8 @@ Writes <out>/input.csv (augment, image_size, cores, images_per_s,
 images_per_s_per_core, plus the setting and machine) and <out>/input.md.
 `--profile` adds <out>/profile.md: the cost of each stage on one core.
 
-  python scripts/benchmark_input.py                     # ~5 min on 2 cores
-  python scripts/benchmark_input.py --image-sizes 224 --augments off 2x15 \\
+  python -m scripts.benchmark_input                     # ~5 min on 2 cores
+  python -m scripts.benchmark_input --image-sizes 224 --augments off 2x15 \\
       --cores 1 --images 256
 """
 
@@ -25,17 +25,13 @@ import argparse
 import json
 import os
 import pathlib
-import platform
 import resource
 import subprocess
 import sys
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-
-import jpeg_dataset  # noqa: E402  pylint: disable=g-import-not-at-top
-import reporting  # noqa: E402  pylint: disable=g-import-not-at-top
+from lambda_networks.benchmarks import jpeg_dataset
+from scripts import reporting
 
 FIELDS = ("augment", "image_size", "cores", "images_per_s",
           "images_per_s_per_core", "images_per_cpu_s", "images", "batch_size",
@@ -73,13 +69,10 @@ def pipeline_config(args: argparse.Namespace, augment: str, image_size: int):
   from configs import default  # pylint: disable=g-import-not-at-top
   config = default.get_config()
   layers, magnitude = parse_augment(augment)
-  config.dataset = jpeg_dataset.DATASET_NAME
-  config.data_dir = str(args.data_dir)
-  config.image_size = image_size
-  config.randaugment_layers = layers
-  config.randaugment_magnitude = magnitude
-  config.global_batch_size = args.batch
-  config.seed = args.seed
+  config.update(dataset=jpeg_dataset.DATASET_NAME, data_dir=str(args.data_dir),
+                image_size=image_size, randaugment_layers=layers,
+                randaugment_magnitude=magnitude, global_batch_size=args.batch,
+                seed=args.seed)
   return config
 
 
@@ -105,8 +98,8 @@ def measure(args: argparse.Namespace, augment: str, image_size: int,
               images_per_cpu_s=round(count / cpu_seconds, 1), images=count,
               batch_size=args.batch, seconds=round(seconds, 2),
               cpu_seconds=round(cpu_seconds, 2),
-              load_average_1min=os.getloadavg()[0], host_cpu=_cpu_name(),
-              host_cpus=os.cpu_count(), tensorflow=tf.__version__,
+              load_average_1min=os.getloadavg()[0],
+              host_cpu=reporting.cpu_name(), host_cpus=os.cpu_count(), tensorflow=tf.__version__,
               date=time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime()))
 
 
@@ -122,10 +115,11 @@ def worker(args: argparse.Namespace) -> None:
 def run_workers(args: argparse.Namespace) -> list[dict]:
   rows = []
   for cores in args.cores:
-    command = [sys.executable, __file__, *args.argv, "--worker-cores",
-               str(cores)]
+    command = [sys.executable, "-m", "scripts.benchmark_input", *args.argv,
+               "--worker-cores", str(cores)]
     process = subprocess.run(command, capture_output=True, text=True,
-                             check=False)
+                             check=False, env=dict(os.environ, PYTHONPATH=str(
+                                 reporting.REPO_ROOT)))
     if process.returncode:
       raise RuntimeError(f"worker on {cores} cores failed:\n{process.stderr[-3000:]}")
     for line in process.stdout.splitlines():
@@ -203,10 +197,7 @@ def profile(args: argparse.Namespace, image_size: int) -> str:
       "uint8 image + RandAugment 2×10": lambda image: augment(image, 10.0),
       "uint8 image + RandAugment 2×15": lambda image: augment(image, 15.0),
   }
-  lines = [f"Per-image cost on 1 core, {image_size} px, {args.images} images "
-           "(cumulative stages, each a parallel tf.data map; CPU time of the "
-           "process):", "",
-           "| stage | images per CPU-second | CPU ms per image |", "|---|---|---|"]
+  rows = []
   for name, function in stages.items():
     ds = records.map(lambda ex, f=function: f(ex["image"]),
                      num_parallel_calls=tf.data.AUTOTUNE)
@@ -216,9 +207,13 @@ def profile(args: argparse.Namespace, image_size: int) -> str:
     start = _cpu_seconds()
     count = sum(1 for _ in ds)
     rate = count / (_cpu_seconds() - start)
-    lines.append(f"| {name} | {rate:.0f} | {1000 / rate:.2f} |")
-    print(lines[-1], flush=True)
-  return "\n".join(lines) + "\n"
+    rows.append([name, f"{rate:.0f}", f"{1000 / rate:.2f}"])
+    print(*rows[-1], sep="  ", flush=True)
+  return "\n".join([
+      f"Per-image cost on 1 core, {image_size} px, {args.images} images "
+      "(cumulative stages, each a parallel tf.data map; CPU time of the "
+      "process):", "", reporting.markdown_table(
+          ["stage", "images per CPU-second", "CPU ms per image"], rows)]) + "\n"
 
 
 def _cpu_seconds() -> float:
@@ -227,21 +222,8 @@ def _cpu_seconds() -> float:
   return usage.ru_utime + usage.ru_stime
 
 
-def _cpu_name() -> str:
-  try:
-    for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-      if line.startswith("model name"):
-        return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or platform.machine()
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(
-      description=__doc__.split("\n\n")[0],
-      formatter_class=argparse.RawDescriptionHelpFormatter,
-      epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+  parser = reporting.parser(__doc__)
   parser.add_argument("--data-dir", type=pathlib.Path,
                       default=pathlib.Path("results/input/tfds"))
   parser.add_argument("--num-train", type=int, default=2048,
@@ -267,9 +249,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                       default=pathlib.Path("results/input"))
   parser.add_argument("--worker-cores", type=int, default=0,
                       help=argparse.SUPPRESS)
-  args = parser.parse_args(argv)
+  args = reporting.parse(parser, argv)
   args.cores = list(dict.fromkeys(args.cores))
-  args.argv = list(sys.argv[1:] if argv is None else argv)
   return args
 
 

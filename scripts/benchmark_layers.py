@@ -5,66 +5,50 @@ CSV, a markdown table and a plot. Memory is XLA's buffer assignment for the
 compiled forward+backward step (arguments + outputs + temporaries − aliased),
 which is the peak the step needs on any backend.
 
-  python scripts/benchmark_layers.py                       # defaults, ~5 min on 2 CPU cores
-  python scripts/benchmark_layers.py --sizes 14 28 --batch 32 --channels 256
+  python -m scripts.benchmark_layers                    # defaults, ~5 min on 2 CPU cores
+  python -m scripts.benchmark_layers --sizes 14 28 --batch 32 --channels 256
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import pathlib
 import platform
 import statistics
-import sys
 import time
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from benchmarking import pair_cost_note  # noqa: E402
-from lambda_networks import ops  # noqa: E402
-from lambda_networks.layers import LambdaLayer, MultiHeadSelfAttention  # noqa: E402
+from lambda_networks import ops
+from lambda_networks.benchmarks import steps
+from lambda_networks.layers import LambdaLayer, MultiHeadSelfAttention
+from scripts import benchmarking
+from scripts import reporting
 
-# name -> how to build the layer for a given map size.
+# name -> the LambdaLayer's options (None: self-attention).
 VARIANTS = {
-    "lambda_local_r23_auto": dict(receptive_field=23, method="auto"),
-    "lambda_local_r23_einsum": dict(receptive_field=23, method="einsum"),
-    "lambda_local_r23_conv": dict(receptive_field=23, method="conv"),
-    "lambda_local_r23_row_conv": dict(receptive_field=23, method="row_conv"),
-    "lambda_global_auto": dict(receptive_field="global", method="auto"),
-    "lambda_global_einsum": dict(receptive_field="global", method="einsum"),
-    "lambda_global_conv": dict(receptive_field="global", method="conv"),
-    "lambda_global_row_conv": dict(receptive_field="global", method="row_conv"),
-    "self_attention": None,
-}
-
-
+    f"lambda_{scope}_{method}": dict(receptive_field=field, method=method)
+    for scope, field in (("local_r23", 23), ("global", "global"))
+    for method in ("auto", "einsum", "conv", "row_conv")
+} | {"self_attention": None}
+FIELDS = ("variant", "size", "positions", "batch", "channels", "dtype", "backend",
+          "device", "method", "peak_memory_mib", "timed_steps", "time_ms",
+          "status")
+METRICS = (("time_ms", "ms, forward+backward"), ("peak_memory_mib", "MiB"))
 # Executions that take minutes per step on a CPU at large sizes (a global
 # table as a convolution kernel): skipped above this size unless --all.
 SLOW_VARIANT_MAX_SIZE = {"lambda_global_conv": 28, "lambda_global_row_conv": 28}
 
 
-def build(variant: str, size: int, channels: int, heads: int, dtype) -> nnx.Module:
-  options = VARIANTS[variant]
-  rngs = nnx.Rngs(0)
+def build(variant: str, size: int, args: argparse.Namespace) -> nnx.Module:
+  options, dtype, rngs = VARIANTS[variant], jnp.dtype(args.dtype), nnx.Rngs(0)
   if options is None:
-    return MultiHeadSelfAttention(channels, channels, heads=heads, dtype=dtype, rngs=rngs)
-  return LambdaLayer(channels, channels, heads=heads, input_size=size, dtype=dtype,
-                     rngs=rngs, **options)
-
-
-def executed_method(layer: nnx.Module, size: int) -> str:
-  """The position-term execution a layer runs at this size ('auto' resolved)."""
-  if not isinstance(layer, LambdaLayer):
-    return "attention"
-  if layer.method != "auto":
-    return layer.method
-  table = tuple(min(width, 2 * size - 1) for width in layer.table_shape)
-  return ops.choose_method((size, size), table)
+    return MultiHeadSelfAttention(args.channels, args.channels, heads=args.heads,
+                                  dtype=dtype, rngs=rngs)
+  return LambdaLayer(args.channels, args.channels, heads=args.heads,
+                     input_size=size, dtype=dtype, rngs=rngs, **options)
 
 
 def compile_step(layer: nnx.Module, inputs: jax.Array):
@@ -77,102 +61,87 @@ def compile_step(layer: nnx.Module, inputs: jax.Array):
     return value, nnx.state(model, nnx.Not(nnx.Param))
 
   step = jax.jit(jax.value_and_grad(loss, argnums=(0, 2), has_aux=True))
-  compiled = step.lower(params, rest, inputs).compile()
-  return compiled, (params, rest, inputs)
+  return step.lower(params, rest, inputs).compile(), (params, rest, inputs)
 
 
-def peak_bytes(compiled) -> int | None:
-  analysis = compiled.memory_analysis()
-  if analysis is None:
-    return None
-  return (analysis.argument_size_in_bytes + analysis.output_size_in_bytes
-          + analysis.temp_size_in_bytes - analysis.alias_size_in_bytes)
-
-
-def measure(variant, size, args) -> dict:
+def measure(variant: str, size: int, args: argparse.Namespace) -> dict:
   row = dict(variant=variant, size=size, positions=size * size, batch=args.batch,
              channels=args.channels, dtype=args.dtype, backend=jax.default_backend(),
-             device=jax.devices()[0].device_kind)
+             device=jax.devices()[0].device_kind, method="",
+             peak_memory_mib=float("nan"), timed_steps=0, time_ms=float("nan"))
   if not args.all and size > SLOW_VARIANT_MAX_SIZE.get(variant, size):
-    return row | dict(method="", peak_memory_mb=float("nan"), timed_steps=0,
-                      time_ms=float("nan"), status="skipped (slow; --all runs it)")
-  dtype = jnp.dtype(args.dtype)
+    return row | dict(status="skipped (slow; --all runs it)")
   try:
-    layer = build(variant, size, args.channels, args.heads, dtype)
-    inputs = jax.random.normal(jax.random.key(0), (args.batch, size, size, args.channels),
-                               dtype)
-    row["method"] = executed_method(layer, size)
+    layer = build(variant, size, args)
+    inputs = jax.random.normal(jax.random.key(0), (args.batch, size, size,
+                                                   args.channels), args.dtype)
+    row["method"] = (ops.resolved_method((size, size), layer.table_shape,
+                                         layer.method)
+                     if isinstance(layer, LambdaLayer) else "attention")
     compiled, step_args = compile_step(layer, inputs)
-    row["peak_memory_mb"] = round((peak_bytes(compiled) or float("nan")) / 2**20, 2)
-    start = time.perf_counter()
-    jax.block_until_ready(compiled(*step_args))  # warm-up (compiled already)
-    times = [time.perf_counter() - start]
-    if times[0] < args.slow_seconds:  # a very slow step is timed once only
-      times = []
-      for _ in range(args.repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(compiled(*step_args))
-        times.append(time.perf_counter() - start)
-    row["timed_steps"] = len(times)
-    row["time_ms"] = round(1000 * statistics.median(times), 3)
-    row["status"] = "ok"
-  except Exception as error:  # an out-of-memory is a result, not a crash
-    row.update(time_ms=float("nan"), timed_steps=0, peak_memory_mb=row.get("peak_memory_mb", float("nan")),
-               status="oom" if "memory" in str(error).lower() else f"error: {error}"[:120])
-  return row
+    row["peak_memory_mib"] = round(
+        (steps.peak_bytes(compiled) or float("nan")) / benchmarking.MIB, 2)
+
+    def timed() -> float:
+      start = time.perf_counter()
+      jax.block_until_ready(compiled(*step_args))
+      return time.perf_counter() - start
+
+    times = [timed()]  # Warm-up; a very slow step is timed once only.
+    if times[0] < args.slow_seconds:
+      times = [timed() for _ in range(args.repeats)]
+  except Exception as error:  # pylint: disable=broad-except  # OOM is a result.
+    return row | dict(status=benchmarking.error_status(error))
+  return row | dict(timed_steps=len(times), status="ok",
+                    time_ms=round(1000 * statistics.median(times), 3))
 
 
-def write_markdown(rows, path: pathlib.Path, header: str) -> str:
+def write_markdown(rows: list[dict], path: pathlib.Path, header: str) -> str:
   sizes = sorted({r["size"] for r in rows})
   variants = list(dict.fromkeys(r["variant"] for r in rows))
   lookup = {(r["variant"], r["size"]): r for r in rows}
+
+  def cell(variant, size, metric):
+    row = lookup.get((variant, size))
+    return None if row is None else (
+        f"{row[metric]:g}" if row["status"] == "ok" else row["status"])
+
   lines = [header, ""]
-  for metric, unit in (("time_ms", "ms, forward+backward"), ("peak_memory_mb", "MiB")):
-    lines += [f"**{metric}** ({unit})", "",
-              "| variant | " + " | ".join(f"{s}×{s}" for s in sizes) + " |",
-              "|---|" + "---|" * len(sizes)]
-    for variant in variants:
-      cells = []
-      for size in sizes:
-        row = lookup.get((variant, size))
-        ok = row is not None and row["status"] == "ok"
-        cells.append(f"{row[metric]:g}" if ok else "—" if row is None else row["status"])
-      lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+  for metric, unit in METRICS:
+    lines += [f"**{metric}** ({unit})", "", reporting.markdown_table(
+        ["variant", *(f"{s}×{s}" for s in sizes)],
+        [[v, *(cell(v, s, metric) for s in sizes)] for v in variants])]
     if metric == "time_ms":
       lines.append("")
-      for variant in (v for v in variants if v.endswith("_auto")):
-        choices = [lookup.get((variant, size), {}).get("method", "?") for size in sizes]
-        lines.append(f"- {variant} ran " + ", ".join(
-            f"{choice} at {size}×{size}" for size, choice in zip(sizes, choices)))
+      lines += [f"- {v} ran " + ", ".join(
+          f"{lookup.get((v, s), {}).get('method', '?')} at {s}×{s}" for s in sizes)
+                for v in variants if v.endswith("_auto")]
     lines.append("")
   text = "\n".join(lines)
   path.write_text(text)
   return text
 
 
-def plot(rows, path: pathlib.Path) -> None:
-  import matplotlib
+def plot(rows: list[dict], path: pathlib.Path) -> None:
+  import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   figure, axes = plt.subplots(1, 2, figsize=(11, 4))
   for variant in dict.fromkeys(r["variant"] for r in rows):
     points = [r for r in rows if r["variant"] == variant and r["status"] == "ok"]
-    xs = [r["positions"] for r in points]
-    axes[0].plot(xs, [r["time_ms"] for r in points], marker="o", label=variant)
-    axes[1].plot(xs, [r["peak_memory_mb"] for r in points], marker="o", label=variant)
+    for axis, (metric, _) in zip(axes, METRICS):
+      axis.plot([r["positions"] for r in points], [r[metric] for r in points],
+                marker="o", label=variant)
   for axis, label in zip(axes, ("forward+backward time (ms)", "peak memory (MiB)")):
-    axis.set_xscale("log")
-    axis.set_yscale("log")
-    axis.set_xlabel("positions (H·W)")
-    axis.set_ylabel(label)
+    axis.set(xscale="log", yscale="log", xlabel="positions (H·W)", ylabel=label)
     axis.grid(True, which="both", alpha=0.3)
   axes[0].legend(fontsize=7)
   figure.tight_layout()
   figure.savefig(path, dpi=120)
 
 
-def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+  parser = reporting.parser(__doc__)
   parser.add_argument("--sizes", type=int, nargs="+", default=[14, 28, 56, 64])
   parser.add_argument("--batch", type=int, default=4)
   parser.add_argument("--channels", type=int, default=64)
@@ -184,33 +153,33 @@ def main() -> None:
                       help="a step slower than this is timed once, not --repeats times")
   parser.add_argument("--all", action="store_true",
                       help=f"also run {sorted(SLOW_VARIANT_MAX_SIZE)} above "
-                           f"{max(SLOW_VARIANT_MAX_SIZE.values())}×{max(SLOW_VARIANT_MAX_SIZE.values())}")
-  parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+                      f"{max(SLOW_VARIANT_MAX_SIZE.values())} px")
+  parser.add_argument("--variants", nargs="+", default=list(VARIANTS),
+                      choices=list(VARIANTS))
   parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("results/layers"))
-  args = parser.parse_args()
-  args.out.mkdir(parents=True, exist_ok=True)
+  return parser.parse_args(argv)
 
+
+def main(argv: list[str] | None = None) -> list[dict]:
+  args = parse_args(argv)
   header = (f"Lambda layer vs self-attention, batch {args.batch}, {args.channels} channels, "
             f"{args.heads} heads, {args.dtype}, on {jax.devices()[0].device_kind} "
             f"({jax.default_backend()}, {platform.processor() or platform.machine()}), "
             f"jax {jax.__version__}")
-  print(header, flush=True)
-  print(pair_cost_note(), flush=True)
+  print(header, benchmarking.pair_cost_note(), sep="\n", flush=True)
+  writer = reporting.CsvWriter(args.out / "benchmark_layers.csv", FIELDS)
   rows = []
   for size in args.sizes:
     for variant in args.variants:
-      row = measure(variant, size, args)
-      rows.append(row)
-      print(f"{variant:26s} {size:3d}×{size:<3d} time {row['time_ms']:>10} ms  "
-            f"memory {row['peak_memory_mb']:>10} MiB  {row['status']}", flush=True)
-
-  with open(args.out / "benchmark_layers.csv", "w", newline="") as handle:
-    writer = csv.DictWriter(handle, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
-    writer.writeheader()
-    writer.writerows(rows)
+      rows.append(measure(variant, size, args))
+      writer.write(rows[-1])
+      print(f"{variant:26s} {size:3d}×{size:<3d} time {rows[-1]['time_ms']:>10} ms  "
+            f"memory {rows[-1]['peak_memory_mib']:>10} MiB  {rows[-1]['status']}",
+            flush=True)
   print(write_markdown(rows, args.out / "benchmark_layers.md", header))
   plot(rows, args.out / "benchmark_layers.png")
   print(f"wrote {args.out}/benchmark_layers.{{csv,md,png}}")
+  return rows
 
 
 if __name__ == "__main__":

@@ -16,13 +16,13 @@ input pipeline, EMA or metrics).
 
 Each row also carries the step's FLOPs per example (XLA's cost analysis of
 the compiled step, 2 FLOPs per multiply-add), the achieved TFLOP/s and, for
-devices whose peak is known (scripts/peak_flops.py: TPU v3–v6e, A100, H100,
+devices whose peak is known (lambda_networks/benchmarks/peak_flops.py: TPU v3–v6e, A100, H100,
 H200, dense bf16), the model FLOPs utilisation (MFU) against that peak.
 
-  python scripts/benchmark_models.py --models lambda_resnet50 efficientnet_b0 \\
+  python -m scripts.benchmark_models --models lambda_resnet50 efficientnet_b0 \\
       --image-sizes paper --batch-sizes 8 --out results/benchmarks/models.csv
   # tiny models for a smoke test:
-  python scripts/benchmark_models.py --models resnet26 --image-sizes 32 \\
+  python -m scripts.benchmark_models --models resnet26 --image-sizes 32 \\
       --batch-sizes 2 --override width_multiplier=0.0625 --repeats 2
 """
 
@@ -30,13 +30,11 @@ from __future__ import annotations
 
 import argparse
 import pathlib
-import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-
-import benchmarking  # noqa: E402  pylint: disable=g-import-not-at-top
-from lambda_networks import models  # noqa: E402  pylint: disable=g-import-not-at-top
+from lambda_networks import models
+from lambda_networks.benchmarks import steps
+from scripts import benchmarking
+from scripts import reporting
 
 RESULT_FIELDS = (
     "model", "overrides", "image_size", "batch_size", "mode", "dtype",
@@ -62,38 +60,21 @@ def image_sizes_for(name: str, sizes: list[str]) -> list[int]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(
-      description=__doc__.split("\n\n")[0],
-      formatter_class=argparse.RawDescriptionHelpFormatter,
-      epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+  parser = reporting.parser(__doc__)
   parser.add_argument("--models", nargs="+", required=True,
                       help="registry names (lambda_networks.models.available_models())")
   parser.add_argument("--image-sizes", nargs="+", default=["paper"],
                       help="ints, or 'paper' for the sizes the paper uses per model")
   parser.add_argument("--batch-sizes", nargs="+", type=int, default=[8],
                       help="global batch sizes (split over the devices)")
-  parser.add_argument("--modes", nargs="+", default=list(benchmarking.MODES),
-                      choices=benchmarking.MODES)
-  parser.add_argument("--dtype", default="float32",
-                      help="computation dtype of the models, e.g. bfloat16")
+  parser.add_argument("--modes", nargs="+", default=list(steps.MODES),
+                      choices=steps.MODES)
   parser.add_argument("--override", action="append", default=[],
                       metavar="FIELD=VALUE",
                       help="model config override for every model (repeatable), "
                       "e.g. width_multiplier=0.0625 or stage_depths=(1,1,1,1)")
   parser.add_argument("--num-classes", type=int, default=1000)
-  parser.add_argument("--num-devices", type=int, default=None,
-                      help="devices to split the batch over (default: all local)")
-  parser.add_argument("--warmup", type=int, default=2, help="untimed steps")
-  parser.add_argument("--repeats", type=int, default=5,
-                      help="timed steps (the median is reported)")
-  parser.add_argument("--max-seconds", type=float, default=60.0,
-                      help="stop timing a point after this long (≥ 1 timed step)")
-  parser.add_argument("--memory-limit-gib", type=float, default=None,
-                      help="report steps needing more as out of memory without "
-                      "running them (default: the device's memory; on CPU the "
-                      "available RAM)")
-  parser.add_argument("--compile-only", action="store_true",
-                      help="compile and report memory, do not run")
+  benchmarking.add_step_flags(parser, warmup=2, repeats=5)
   parser.add_argument("--out", type=pathlib.Path,
                       default=pathlib.Path("results/benchmarks/models.csv"))
   args = parser.parse_args(argv)
@@ -110,14 +91,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
   for name in args.models:  # Clear errors for bad overrides, before any work.
     for size in image_sizes_for(name, args.image_sizes):
       models.get_config(name, image_size=size, **overrides)
-  limit = (int(args.memory_limit_gib * benchmarking.GIB)
-           if args.memory_limit_gib is not None
-           else benchmarking.device_memory_bytes())
+  limit = benchmarking.memory_limit(args)
   env = benchmarking.environment()
   print(f"{env['device_count']} × {env['device_kind']} ({env['backend']}, "
         f"{env['host_cpu']}), jax {env['jax']}, flax {env['flax']}", flush=True)
   print(benchmarking.pair_cost_note(), flush=True)
-  writer = benchmarking.CsvWriter(args.out, FIELDS)
+  writer = reporting.CsvWriter(args.out, FIELDS)
   rows = []
   for name in args.models:
     for size in image_sizes_for(name, args.image_sizes):
@@ -133,12 +112,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
           writer.write(row)
           rows.append(row)
           print(f"{name:22s} {size:4d}px batch {batch:5d} {mode:9s} "
-                f"{row['step_time_ms'] or '—':>10} ms/step "
-                f"{row['examples_per_s'] or '—':>10} ex/s "
-                f"{row['peak_memory_mib'] or '—':>10} MiB "
-                f"{row['gflops_per_example'] or '—':>8} GFLOP/ex "
-                f"MFU {row['mfu'] if row['mfu'] is not None else '—'} "
-                f"compile {row['compile_s'] or '—'} s  {row['status']}",
+                f"{row.get('step_time_ms') or '—':>10} ms/step "
+                f"{row.get('examples_per_s') or '—':>10} ex/s "
+                f"{row.get('peak_memory_mib') or '—':>10} MiB "
+                f"{row.get('gflops_per_example') or '—':>8} GFLOP/ex "
+                f"MFU {row.get('mfu') or '—'} "
+                f"compile {row.get('compile_s') or '—'} s  {row['status']}",
                 flush=True)
   print(f"wrote {args.out}")
   return rows

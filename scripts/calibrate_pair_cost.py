@@ -12,30 +12,25 @@ and channels. The costs, relative to the einsum's, are written under the
 CSV's backend in lambda_networks/pair_cost.json, which `ops.choose_method`
 reads — so after
 
-  python scripts/benchmark_layers.py --sizes 14 28 56 64 --batch 32 \\
+  python -m scripts.benchmark_layers --sizes 14 28 56 64 --batch 32 \\
       --channels 256 --out results/layers
-  python scripts/calibrate_pair_cost.py results/layers/benchmark_layers.csv
+  python -m scripts.calibrate_pair_cost results/layers/benchmark_layers.csv
 
 `auto` on that platform uses the measured table. `--dry-run` only prints it.
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import pathlib
 import re
-import sys
 
 import numpy as np
 from scipy import optimize
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-
-import reporting  # noqa: E402  pylint: disable=g-import-not-at-top
-from lambda_networks import ops  # noqa: E402  pylint: disable=g-import-not-at-top
+from lambda_networks import ops
+from scripts import reporting
 
 METHODS = ("einsum", "conv", "row_conv")
 
@@ -67,7 +62,7 @@ def fit_costs(rows: list[dict]) -> tuple[dict[str, float], list[dict]]:
   if missing:
     raise ValueError(
         f"no successful rows of the fixed-method lambda variants for "
-        f"{missing}; run scripts/benchmark_layers.py with its default "
+        f"{missing}; run scripts.benchmark_layers with its default "
         "--variants (the *_einsum, *_conv and *_row_conv ones).")
   groups = sorted({p["group"] for p in points})
   design = np.zeros((len(points), len(groups) + len(METHODS)))
@@ -98,10 +93,7 @@ def write_table(path: pathlib.Path, platform: str, costs: dict[str, float],
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-  parser = argparse.ArgumentParser(
-      description=__doc__.split("\n\n")[0],
-      formatter_class=argparse.RawDescriptionHelpFormatter,
-      epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+  parser = reporting.parser(__doc__)
   parser.add_argument("csv", type=pathlib.Path,
                       help="benchmark_layers.csv of one backend")
   parser.add_argument("--platform", default=None,
@@ -122,7 +114,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
           f"{point['time']:10.2f} ms measured {point['predicted_ms']:10.2f} "
           "ms fitted")
   devices = sorted({r.get("device", "") for r in rows})
-  source = (f"scripts/calibrate_pair_cost.py {args.csv.name} ({', '.join(devices)}, "
+  source = (f"scripts.calibrate_pair_cost {args.csv.name} ({', '.join(devices)}, "
             f"batch {sorted({r['batch'] for r in rows})}, channels "
             f"{sorted({r['channels'] for r in rows})}, dtype "
             f"{sorted({r['dtype'] for r in rows})}), "

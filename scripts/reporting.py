@@ -1,19 +1,77 @@
-"""CSV and markdown helpers shared by the scripts (no JAX, so they load fast)."""
+"""What every script shares: its parser, values, CSV and markdown (no JAX)."""
 
 from __future__ import annotations
 
+import argparse
+import ast
 import csv
 import os
 import pathlib
+import platform
+import subprocess
+import sys
 from typing import Any, Iterable, Sequence
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
+def parser(doc: str) -> argparse.ArgumentParser:
+  """A parser whose help is the script's docstring (first paragraph on top)."""
+  return argparse.ArgumentParser(
+      description=doc.split("\n\n")[0], epilog="\n\n".join(doc.split("\n\n")[1:]),
+      formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def parse(parser: argparse.ArgumentParser,
+          argv: Sequence[str] | None) -> argparse.Namespace:
+  """Parses `argv` (default: the command line), kept as `args.argv`."""
+  args = parser.parse_args(argv)
+  args.argv = list(sys.argv[1:] if argv is None else argv)
+  return args
+
+
+def command_line(script: str, argv: Sequence[str]) -> str:
+  """How a script was run, for the tables it writes."""
+  return " ".join(["python -m", f"scripts.{script}", *argv])
+
+
+def parse_value(text: str) -> Any:
+  """'8' -> 8, '0.5' -> 0.5, '(1,1)' -> (1, 1), 'True' -> True, else the text."""
+  try:
+    value = ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return text
+  return tuple(value) if isinstance(value, list) else value
+
+
+def git_commit(short: bool = True) -> str:
+  """HEAD's commit ('+dirty' when tracked files changed), or 'unknown'."""
+  def git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True,
+                          text=True, check=True, timeout=10).stdout.strip()
+  try:
+    commit = git("rev-parse", *(["--short"] if short else []), "HEAD")
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+  except (OSError, subprocess.SubprocessError):
+    return "unknown"
+  return commit + ("+dirty" if dirty else "")
+
+
+def cpu_name() -> str:
+  """The host processor's model name."""
+  try:
+    for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+      if line.startswith("model name"):
+        return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
+
+
 class CsvWriter:
   """Writes rows as they come (a crash keeps what was measured)."""
 
-  def __init__(self, path: pathlib.Path, fields: Sequence[str]):
+  def __init__(self, path: str | os.PathLike, fields: Sequence[str]):
     self.path = pathlib.Path(path)
     self.path.parent.mkdir(parents=True, exist_ok=True)
     self.fields = list(fields)
@@ -34,10 +92,11 @@ def read_csv(paths: Iterable[str | os.PathLike]) -> list[dict[str, str]]:
   return rows
 
 
-def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]],
+                   empty: str = "—") -> str:
   def cell(value):
     if value is None or value == "":
-      return "—"
+      return empty
     return str(value).replace("|", "\\|")
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
   lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]

@@ -10,7 +10,7 @@ a typo fails here, not hours later on a cluster.
 From the command line (values split on commas outside brackets, or on
 semicolons when there are any, e.g. for config arguments that hold commas):
 
-  python scripts/sweep.py --config=configs/resnet50_90ep.py:resnet50_lambda \\
+  python -m scripts.sweep --config=configs/resnet50_90ep.py:resnet50_lambda \\
       --grid model_overrides.query_depth=8,16 --grid image_size=160,224 \\
       --set num_train_steps=100 --root=/tmp/sweeps --name=qd --dry-run
 
@@ -25,7 +25,7 @@ key may be set per run; `name` names a run):
              "model_overrides.intra_depth": 4,
              "model_overrides.receptive_field": 7, "name": "lambda_u4_r7"}]}
 
-  python scripts/sweep.py --file=sweep.json --print --launcher=slurm \\
+  python -m scripts.sweep --file=sweep.json --print --launcher=slurm \\
       --launcher-args="--nodes 4 --gpus-per-node 8"
 
 Launchers wrap each command: `local` runs `python train.py ...`; `slurm`
@@ -36,7 +36,6 @@ same train.py arguments after `--`.
 from __future__ import annotations
 
 import argparse
-import ast
 import copy
 import datetime
 import importlib.util
@@ -51,7 +50,9 @@ from typing import Any
 
 import ml_collections
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+from scripts import reporting
+
+REPO_ROOT = reporting.REPO_ROOT
 LAUNCHERS = {
     "local": None,
     "slurm": "scripts/launch_slurm.sh",
@@ -113,15 +114,6 @@ def format_value(value: Any) -> str:
   if isinstance(value, (list, tuple)):
     return "(" + ",".join(format_value(v) for v in value) + ("," if len(value) == 1 else "") + ")"
   return str(value)
-
-
-def literal(text: str) -> Any:
-  """'8' -> 8, '(1,1)' -> (1, 1), 'True' -> True, else the text itself."""
-  try:
-    value = ast.literal_eval(text)
-  except (ValueError, SyntaxError):
-    return text
-  return tuple(value) if isinstance(value, list) else value
 
 
 def spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -215,8 +207,6 @@ def load_config(config_arg: str) -> ml_collections.ConfigDict:
   if not path.exists():
     raise SweepError(f"config file {path_text!r} does not exist (relative to "
                      f"the repository root {REPO_ROOT}).")
-  if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
   spec = importlib.util.spec_from_file_location(f"_sweep_config_{path.stem}", path)
   module = importlib.util.module_from_spec(spec)
   try:
@@ -233,29 +223,25 @@ def resolve(run: dict[str, Any], cache: dict[str, ml_collections.ConfigDict]
   if run["config"] not in cache:
     cache[run["config"]] = load_config(run["config"])
   config = copy.deepcopy(cache[run["config"]])
+  config.lock()  # Unknown fields raise KeyError, values of the wrong type TypeError.
   for key, value in run["overrides"].items():
-    *parents, leaf = key.split(".")
-    node = config
-    for part in parents:
-      if not isinstance(node, ml_collections.ConfigDict) or part not in node:
-        raise SweepError(_unknown(key, run, node))
-      node = node[part]
-    if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
-      raise SweepError(_unknown(key, run, node))
-    parsed = literal(value) if isinstance(value, str) else value
     try:
-      node[leaf] = parsed
+      config.update_from_flattened_dict(
+          {key: reporting.parse_value(value) if isinstance(value, str) else value})
+    except KeyError:
+      node = config
+      for part in key.split(".")[:-1]:
+        if not (isinstance(node.get(part), ml_collections.ConfigDict)):
+          break
+        node = node[part]
+      raise SweepError(
+          f"run {run['name']!r}: {run['config']} has no field {key!r} "
+          f"(--config.{key} would fail in train.py). Fields there: "
+          f"{', '.join(sorted(node.keys()))}.") from None
     except (TypeError, ValueError) as error:
       raise SweepError(f"run {run['name']!r}: cannot set {key}={value!r}: "
                        f"{error}") from None
   return config
-
-
-def _unknown(key: str, run: dict[str, Any], node: Any) -> str:
-  known = sorted(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
-  return (f"run {run['name']!r}: {run['config']} has no field {key!r} "
-          f"(--config.{key} would fail in train.py). Fields there: "
-          f"{', '.join(known)}.")
 
 
 # ---------------------------------------------------------------- commands
@@ -315,16 +301,8 @@ def build_manifest(spec: dict[str, Any], args: argparse.Namespace
       name=spec["name"], root=root, launcher=args.launcher,
       created=datetime.datetime.now(datetime.timezone.utc).strftime(
           "%Y-%m-%dT%H:%M:%SZ"),
-      git_commit=_git_commit(), spec=spec, runs=runs)
-
-
-def _git_commit() -> str:
-  try:
-    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT,
-                          capture_output=True, text=True, check=True,
-                          timeout=10).stdout.strip()
-  except (OSError, subprocess.SubprocessError):
-    return "unknown"
+      git_commit=reporting.git_commit(short=False), spec=spec,
+      runs=runs)
 
 
 def manifest_path(manifest: dict[str, Any], override: str | None) -> pathlib.Path:
@@ -364,10 +342,7 @@ def run_locally(manifest: dict[str, Any], path: pathlib.Path, *,
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(
-      description=__doc__.split("\n\n")[0],
-      formatter_class=argparse.RawDescriptionHelpFormatter,
-      epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+  parser = reporting.parser(__doc__)
   parser.add_argument("--config", help="configs/<file>.py[:arg], as for train.py")
   parser.add_argument("--file", help="a JSON sweep file (see above)")
   parser.add_argument("--grid", action="append", default=[],
@@ -384,20 +359,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                       help="extra arguments for the launcher script, one string")
   parser.add_argument("--python", default="python",
                       help="interpreter for local commands")
-  parser.add_argument("--with-eval", action="store_true",
-                      help="also run eval.py after each train.py")
   mode = parser.add_mutually_exclusive_group()
-  mode.add_argument("--dry-run", action="store_true",
-                    help="show the runs and commands; write and run nothing")
-  mode.add_argument("--print", action="store_true",
-                    help="write the manifest and print one command per line "
-                    "(for a cluster); run nothing")
-  parser.add_argument("--rerun", action="store_true",
-                      help="also run runs whose workdir has final_metrics.json")
-  parser.add_argument("--keep-going", action="store_true",
-                      help="go on after a failed run")
-  parser.add_argument("--no-validate", action="store_true",
-                      help="do not load the configs to check the fields")
+  for flag, text in (
+      ("--dry-run", "show the runs and commands; write and run nothing"),
+      ("--print", "write the manifest and print one command per line (for a "
+       "cluster); run nothing")):
+    mode.add_argument(flag, action="store_true", help=text)
+  for flag, text in (
+      ("--with-eval", "also run eval.py after each train.py"),
+      ("--rerun", "also run runs whose workdir has final_metrics.json"),
+      ("--keep-going", "go on after a failed run"),
+      ("--no-validate", "do not load the configs to check the fields")):
+    parser.add_argument(flag, action="store_true", help=text)
   return parser.parse_args(argv)
 
 
@@ -406,22 +379,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   try:
     manifest = build_manifest(spec_from_args(args), args)
   except SweepError as error:
-    raise SystemExit(f"sweep.py: {error}") from None
+    raise SystemExit(f"sweep: {error}") from None
   path = manifest_path(manifest, args.manifest)
   if args.dry_run:
     print(f"# dry run: {len(manifest['runs'])} runs; the manifest would be {path}")
+  else:
+    write_manifest(manifest, path)
+  if args.dry_run or args.print:
     for run in manifest["runs"]:
-      print(f"# [{run['index']}] {run['name']} ({run['status']}): model "
-            f"{run['model']}, image size {run['image_size']}")
-      for line in run["command_lines"]:
-        print(line)
-    return manifest
-  write_manifest(manifest, path)
-  if args.print:
-    for run in manifest["runs"]:
-      for line in run["command_lines"]:
-        print(line)
-    print(f"# manifest: {path}", file=sys.stderr)
+      if args.dry_run:
+        print(f"# [{run['index']}] {run['name']} ({run['status']}): model "
+              f"{run['model']}, image size {run['image_size']}")
+      print(*run["command_lines"], sep="\n")
+    if args.print:
+      print(f"# manifest: {path}", file=sys.stderr)
     return manifest
   print(f"manifest: {path}")
   failures = run_locally(manifest, path, rerun=args.rerun,

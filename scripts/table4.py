@@ -22,27 +22,22 @@ shared embeddings, and the 7×7 lambda convolution. For each:
   that needs more memory than the device has is reported as out of memory
   (predicted by XLA before running), not a crash.
 
-  python scripts/table4.py                           # paper setting, batch 128
-  python scripts/table4.py --batch 2 --out docs/table4_cpu   # small CPU run
-  python scripts/table4.py --analytic-only           # no compilation (seconds)
+  python -m scripts.table4                           # paper setting, batch 128
+  python -m scripts.table4 --batch 2 --out docs/table4_cpu   # small CPU run
+  python -m scripts.table4 --analytic-only           # no compilation (seconds)
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import pathlib
-import sys
 from typing import Any
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-
-import benchmarking  # noqa: E402  pylint: disable=g-import-not-at-top
-from lambda_networks import models  # noqa: E402  pylint: disable=g-import-not-at-top
-from lambda_networks import ops  # noqa: E402  pylint: disable=g-import-not-at-top
-from lambda_networks import paper  # noqa: E402  pylint: disable=g-import-not-at-top
-from lambda_networks.models import common  # noqa: E402  pylint: disable=g-import-not-at-top
+from lambda_networks import models
+from lambda_networks import paper
+from lambda_networks.benchmarks import memory
+from scripts import benchmarking
+from scripts import reporting
 
 REFERENCE = paper.REFERENCE
 BASELINE = ("conv (baseline)", "resnet50", "")  # Hybrids table, C C C C.
@@ -57,94 +52,9 @@ FIELDS = (
     "device_kind", "host_cpu", "jax", "flax", "git_commit", "date")
 
 
-@dataclasses.dataclass(frozen=True)
-class MixerSite:
-  """One spatial mixer of a ResNet: where it runs and on what."""
-
-  stage: int
-  mixer: str
-  input_hw: tuple[int, int]  # The resolution the mixer runs at.
-  output_hw: tuple[int, int]  # Its block's output resolution.
-  width: int
-
-
-def mixer_sites(config: models.ResNetConfig) -> list[MixerSite]:
-  """Every block's mixer, with the sizes `ResNet.__init__` gives it."""
-  size = tuple(common.downsampled(common.downsampled(s, 2), 2)
-               for s in config.image_hw)  # Stem: stride-2 conv, stride-2 pool.
-  sites = []
-  for stage, (width, names) in enumerate(zip(config.widths(),
-                                             config.block_mixers())):
-    for block, mixer in enumerate(names):
-      strides = 2 if stage > 0 and block == 0 else 1
-      output = tuple(common.downsampled(s, strides) for s in size)
-      sites.append(MixerSite(stage, mixer, size, output, width))
-      size = output
-  return sites
-
-
-def _pairs_per_query(config: models.ResNetConfig, hw: tuple[int, int]) -> int:
-  """Context positions m per query that a lambda layer's embeddings cover."""
-  if config.receptive_field == "global":
-    return hw[0] * hw[1]
-  return config.receptive_field ** 2
-
-
-def analytic_floats(config: models.ResNetConfig, batch: int, *,
-                    convention: str, shared_embeddings: bool = False) -> int:
-  """Floats of attention maps / lambda embeddings summed over the model.
-
-  Args:
-    config: the ResNet's config.
-    batch: batch size b (the lambda embeddings do not depend on it).
-    convention: 'paper' (the paper's Table 4 space complexities, each layer
-      at its block's output resolution) or 'as_run' (what this
-      implementation materialises, each mixer at its input resolution).
-    shared_embeddings: 'paper' only: one lambda embedding table per stage.
-  """
-  if convention not in ("paper", "as_run"):
-    raise ValueError(f"convention must be 'paper' or 'as_run', got {convention!r}.")
-  total = 0
-  shared: dict[int, int] = {}
-  for site in mixer_sites(config):
-    hw = site.output_hw if convention == "paper" else site.input_hw
-    n = hw[0] * hw[1]
-    heads = config.attention_heads
-    if site.mixer == "attention":
-      total += batch * heads * n * n
-    elif site.mixer == "axial_attention":
-      total += batch * heads * n * (hw[0] + hw[1])
-    elif site.mixer == "local_attention":
-      total += batch * heads * n * config.attention_window ** 2
-    elif site.mixer == "lambda":
-      k, u = config.query_depth, config.intra_depth
-      if convention == "paper":
-        m = (config.receptive_field ** 2 if config.lambda_method == "conv"
-             and isinstance(config.receptive_field, int) else n)
-        if shared_embeddings:
-          shared[site.stage] = max(shared.get(site.stage, 0), k * u * n * m)
-        else:
-          total += k * u * n * m
-      else:
-        value_depth = site.width // config.heads
-        total += batch * n * k * value_depth  # Position lambdas.
-        if config.receptive_field is not None and _lambda_method(config, hw) == "einsum":
-          total += k * u * n * n  # Gathered per-pair embeddings [n, n, k, u].
-  return total + sum(shared.values())
-
-
-def _lambda_method(config: models.ResNetConfig, hw: tuple[int, int]) -> str:
-  if config.lambda_method != "auto":
-    return config.lambda_method
-  width = (config.receptive_field if isinstance(config.receptive_field, int)
-           else None)
-  table = tuple(min(width or 2 * s - 1, 2 * s - 1) for s in hw)
-  return ops.choose_method(hw, table)
-
-
 def reference_rows(path: pathlib.Path = REFERENCE) -> list[dict[str, str]]:
   """The conv baseline, then the paper's Table 4 rows, from the data file."""
-  rows = benchmarking.read_csv([path])
+  rows = reporting.read_csv([path])
   baseline = [dict(r, row=BASELINE[0]) for r in rows
               if r["table"] == "hybrids" and r["model"] == BASELINE[1]
               and r["overrides"] == BASELINE[2]]
@@ -171,10 +81,10 @@ def table_row(reference: dict[str, str], args: argparse.Namespace,
       paper_top1=reference["top1"] or None,
       **{key: env[key] for key in FIELDS if key in env})
   config = models.get_config(name, image_size=args.image_size, **overrides)
-  row["analytic_paper_convention_gib"] = _gib(analytic_floats(
+  row["analytic_paper_convention_gib"] = _gib(memory.analytic_floats(
       config, args.analytic_batch, convention="paper",
       shared_embeddings=config.share_lambda_embeddings))
-  row["analytic_as_run_gib"] = _gib(analytic_floats(
+  row["analytic_as_run_gib"] = _gib(memory.analytic_floats(
       config, args.batch, convention="as_run"))
   if args.analytic_only:
     row["status"] = "analytic only"
@@ -187,7 +97,7 @@ def table_row(reference: dict[str, str], args: argparse.Namespace,
   for key in ("status", "peak_memory_mib", "examples_per_s", "step_time_ms",
               "compile_s", "params", "gflops_per_example", "achieved_tflops",
               "peak_tflops", "mfu"):
-    row[key] = measured[key]
+    row[key] = measured.get(key)
   return row
 
 
@@ -222,10 +132,10 @@ def write_markdown(rows: list[dict[str, Any]], path: pathlib.Path,
   text = "\n".join([
       f"# Table 4: ResNet-50 at {args.image_size} with each spatial mixer",
       "",
-      f"Measured on {measured_on}. {how} Generated by `python "
-      f"scripts/table4.py {' '.join(args.argv)}`.",
+      f"Measured on {measured_on}. {how} Generated by "
+      f"`{reporting.command_line('table4', args.argv)}`.",
       "",
-      benchmarking.markdown_table(header, body),
+      reporting.markdown_table(header, body),
       "",
       "- **paper** columns: paper-reported (PAPER.md §2, [likely]); the "
       "paper measured on 8 TPUv3 cores at batch 128.",
@@ -245,7 +155,7 @@ def write_markdown(rows: list[dict[str, Any]], path: pathlib.Path,
       "(as a training step keeps them for the backward pass).",
       "- **GFLOPs/example**: XLA's cost analysis of the compiled inference "
       "step per image (2 FLOPs per multiply-add); **MFU**: achieved FLOP/s "
-      "over the devices' dense bf16 peak (scripts/peak_flops.py; none for "
+      "over the devices' dense bf16 peak (lambda_networks/benchmarks/peak_flops.py; none for "
       "CPUs).",
       "- A status `oom: …` means XLA's plan needs more memory than the device "
       "has; the step was not run.",
@@ -255,35 +165,22 @@ def write_markdown(rows: list[dict[str, Any]], path: pathlib.Path,
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(
-      description=__doc__.split("\n\n")[0],
-      formatter_class=argparse.RawDescriptionHelpFormatter,
-      epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+  parser = reporting.parser(__doc__)
   parser.add_argument("--batch", type=int, default=PAPER_BATCH,
                       help="measured inference batch (split over the devices)")
   parser.add_argument("--analytic-batch", type=int, default=PAPER_BATCH,
                       help="batch of the paper-convention analytic column")
   parser.add_argument("--image-size", type=int, default=224)
-  parser.add_argument("--dtype", default="float32")
   parser.add_argument("--rows", nargs="+", default=None,
                       help="only these layer names (default: all)")
-  parser.add_argument("--warmup", type=int, default=1)
-  parser.add_argument("--repeats", type=int, default=3)
-  parser.add_argument("--max-seconds", type=float, default=60.0)
-  parser.add_argument("--num-devices", type=int, default=None)
-  parser.add_argument("--memory-limit-gib", type=float, default=None,
-                      help="default: the device's memory (CPU: available RAM)")
+  benchmarking.add_step_flags(parser, warmup=1, repeats=3)
   parser.add_argument("--analytic-only", action="store_true",
                       help="analytic memory only: nothing compiled or run")
-  parser.add_argument("--compile-only", action="store_true",
-                      help="compile and read XLA's memory plan, do not run")
   parser.add_argument("--reference", type=pathlib.Path, default=REFERENCE)
   parser.add_argument("--out", type=pathlib.Path,
                       default=pathlib.Path("results/table4/table4"),
                       help="output prefix: writes PREFIX.csv and PREFIX.md")
-  args = parser.parse_args(argv)
-  args.argv = list(sys.argv[1:] if argv is None else argv)
-  return args
+  return reporting.parse(parser, argv)
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
@@ -295,12 +192,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
       raise SystemExit(f"unknown --rows {unknown}; choose from "
                        f"{[r['row'] for r in references]}.")
     references = [r for r in references if r["row"] in args.rows]
-  limit = (int(args.memory_limit_gib * benchmarking.GIB)
-           if args.memory_limit_gib is not None
-           else benchmarking.device_memory_bytes())
+  limit = benchmarking.memory_limit(args)
   env = benchmarking.environment()
   args.out.parent.mkdir(parents=True, exist_ok=True)
-  writer = benchmarking.CsvWriter(args.out.with_suffix(".csv"), FIELDS)
+  writer = reporting.CsvWriter(args.out.with_suffix(".csv"), FIELDS)
   rows = []
   for reference in references:
     row = table_row(reference, args, env, limit)

@@ -1,17 +1,14 @@
-"""scripts/benchmark_models.py and scripts/table4.py on tiny models (no timings asserted)."""
+"""scripts.benchmark_models and scripts.table4 on tiny models (no timings asserted)."""
 
 import csv
-import pathlib
-import sys
 
 import jax
 import pytest
 
-SCRIPTS = pathlib.Path(__file__).resolve().parents[1] / "scripts"
-sys.path.insert(0, str(SCRIPTS))
-
-import benchmark_models  # noqa: E402  pylint: disable=g-import-not-at-top
-import table4  # noqa: E402  pylint: disable=g-import-not-at-top
+from lambda_networks import models
+from lambda_networks.benchmarks import memory as analytic_memory
+from scripts import benchmark_models
+from scripts import table4
 
 # One conv block of 4 channels: compiles in seconds.
 TINY = ["--override", "stage_depths=(1,)", "--override", "stage_widths=(4,)",
@@ -102,12 +99,12 @@ def test_table4_analytic_memory_reproduces_the_paper(tmp_path):
     assert memory[layer] == pytest.approx(paper, rel=0.03), layer
   assert memory["conv (baseline)"] == 0
   # Lambda memory does not grow with the batch; attention maps do.
-  config = table4.models.get_config("resnet50_lambda")
-  assert (table4.analytic_floats(config, 1, convention="paper")
-          == table4.analytic_floats(config, 512, convention="paper"))
-  config = table4.models.get_config("resnet50_attention")
-  assert (table4.analytic_floats(config, 2, convention="as_run")
-          == 2 * table4.analytic_floats(config, 1, convention="as_run"))
+  config = models.get_config("resnet50_lambda")
+  assert (analytic_memory.analytic_floats(config, 1, convention="paper")
+          == analytic_memory.analytic_floats(config, 512, convention="paper"))
+  config = models.get_config("resnet50_attention")
+  assert (analytic_memory.analytic_floats(config, 2, convention="as_run")
+          == 2 * analytic_memory.analytic_floats(config, 1, convention="as_run"))
   text = (tmp_path / "t4.md").read_text()
   assert "| global self-attention | 120 |" in text
   fields, written = read(tmp_path / "t4.csv")
@@ -115,7 +112,7 @@ def test_table4_analytic_memory_reproduces_the_paper(tmp_path):
 
 
 def test_mixer_sites_follow_the_resnet_layout():
-  sites = table4.mixer_sites(table4.models.get_config("resnet50_lambda"))
+  sites = analytic_memory.mixer_sites(models.get_config("resnet50_lambda"))
   assert len(sites) == 16
   first_c3 = sites[3]
   # Strided blocks run the mixer at full resolution, then pool.
@@ -132,8 +129,15 @@ def test_table4_out_of_memory_is_a_status(tmp_path):
   assert "oom: XLA needs" in (tmp_path / "t4.md").read_text()
 
 
-@pytest.mark.parametrize("module", [benchmark_models, table4])
-def test_help(module, capsys):
+@pytest.mark.parametrize("module, flags", [
+    (benchmark_models, ("--models", "--image-sizes", "--override",
+                        "--memory-limit-gib", "--compile-only")),
+    (table4, ("--rows", "--analytic-only", "--analytic-batch",
+              "--memory-limit-gib", "--compile-only"))])
+def test_help_names_the_flags_and_the_module_command(module, flags, capsys):
   with pytest.raises(SystemExit) as exit_info:
     module.parse_args(["--help"])
-  assert exit_info.value.code == 0 and "usage:" in capsys.readouterr().out
+  out = capsys.readouterr().out
+  assert exit_info.value.code == 0 and "usage:" in out
+  assert all(flag in out for flag in flags), out
+  assert f"python -m scripts.{module.__name__.split('.')[-1]}" in out

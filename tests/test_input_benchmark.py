@@ -1,16 +1,14 @@
-"""The generated JPEG dataset and scripts/benchmark_input.py (no timings asserted)."""
+"""The generated JPEG dataset and scripts.benchmark_input (no timings asserted)."""
 
 import csv
 import pathlib
-import sys
 
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "scripts"))
-import benchmark_input  # noqa: E402  pylint: disable=g-import-not-at-top
-import jpeg_dataset  # noqa: E402  pylint: disable=g-import-not-at-top
+from lambda_networks.benchmarks import jpeg_dataset
+from scripts import benchmark_input
 
 LONG_SIDE = 64
 

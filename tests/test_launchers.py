@@ -131,9 +131,14 @@ def test_shell_help(script):
   assert "--dry-run" in result.stdout and "set -euo" not in result.stdout
 
 
-def test_python_scripts_have_help():
-  for script in ("sweep.py", "speed_accuracy.py"):  # No JAX import: fast.
-    result = subprocess.run([sys.executable, str(SCRIPTS / script), "--help"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=60,
-                            check=False)
-    assert result.returncode == 0 and "usage:" in result.stdout, result.stderr
+@pytest.mark.parametrize("module, flags", [
+    ("sweep", ("--file", "--grid", "--launcher", "--dry-run")),
+    ("speed_accuracy", ("--benchmarks", "--metrics", "--manifest"))])
+def test_python_scripts_run_as_modules(module, flags):
+  """`python -m scripts.NAME --help` works (no JAX import: fast)."""
+  result = subprocess.run([sys.executable, "-m", f"scripts.{module}", "--help"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          check=False)
+  assert result.returncode == 0 and "usage:" in result.stdout, result.stderr
+  assert all(flag in result.stdout for flag in flags), result.stdout
+  assert f"python -m scripts.{module}" in result.stdout  # The docstring's examples.

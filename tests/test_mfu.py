@@ -1,15 +1,11 @@
 """FLOPs from XLA's cost analysis, device peaks and the MFU of the benchmarks."""
 
-import pathlib
-import sys
-
 import jax
 import jax.numpy as jnp
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "scripts"))
-import benchmarking  # noqa: E402  pylint: disable=g-import-not-at-top
-import peak_flops  # noqa: E402  pylint: disable=g-import-not-at-top
+from lambda_networks.benchmarks import peak_flops
+from lambda_networks.benchmarks import steps
 
 
 def test_cost_analysis_counts_two_flops_per_multiply_add():
@@ -17,7 +13,7 @@ def test_cost_analysis_counts_two_flops_per_multiply_add():
   compiled = jax.jit(jnp.matmul).lower(
       jax.ShapeDtypeStruct((rows, depth), jnp.float32),
       jax.ShapeDtypeStruct((depth, cols), jnp.float32)).compile()
-  assert benchmarking.compiled_flops(compiled) == 2 * rows * depth * cols
+  assert steps.compiled_flops(compiled) == 2 * rows * depth * cols
 
 
 def test_mfu_of_a_matmul_of_known_flops():

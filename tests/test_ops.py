@@ -130,6 +130,36 @@ def test_auto_avoids_quadratic_einsum_for_small_tables_on_large_inputs():
   assert ops.choose_method((8,), (15,)) == "einsum"
 
 
+def _executed_method(inputs, method) -> str:
+  """Which position execution the traced lambda_interactions contains."""
+  def convolutions(jaxpr):
+    for eqn in jaxpr.eqns:
+      if eqn.primitive.name == "conv_general_dilated":
+        yield eqn.invars[0].aval.ndim - 2  # Spatial axes of the convolution.
+      for param in eqn.params.values():
+        inner = getattr(param, "jaxpr", param)
+        if hasattr(inner, "eqns"):
+          yield from convolutions(inner)
+  found = list(convolutions(jax.make_jaxpr(
+      lambda *x: lambda_interactions(*x, method=method))(*inputs).jaxpr))
+  if not found:
+    return "einsum"
+  spatial = inputs[0].ndim - 3
+  return "row_conv" if spatial == 2 and found == [1] else "conv"
+
+
+@pytest.mark.parametrize("spatial,table", [
+    ((9,), (5,)), ((7,), (13,)), ((5, 7), (3, 5)), ((5, 7), (9, 13)),
+    ((4, 3), (11, 11)), ((64, 64), (23, 23)), ((16, 16), (7, 7)),
+    ((12, 12), (55, 55))])
+@pytest.mark.parametrize("method", ALL_METHODS)
+def test_resolved_method_is_what_runs(spatial, table, method):
+  inputs = random_inputs(spatial, table=table, batch=1)
+  expected = ops.resolved_method(spatial, table, method)
+  assert expected in ("einsum", "conv", "row_conv")
+  assert _executed_method(inputs, method) == expected
+
+
 @pytest.mark.parametrize("method", ALL_METHODS)
 def test_translation_equivariance_1d(method):
   """Rolling the input rolls the output wherever the scope sees no seam."""

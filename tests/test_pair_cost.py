@@ -2,16 +2,13 @@
 
 import csv
 import json
-import pathlib
-import sys
 
 import jax
 import pytest
 
 from lambda_networks import ops
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "scripts"))
-import calibrate_pair_cost  # noqa: E402  pylint: disable=g-import-not-at-top
+from scripts import calibrate_pair_cost
 
 CPU_COSTS = {"einsum": 1.0, "conv": 2.0, "row_conv": 0.3}
 CONV_FRIENDLY = {"einsum": 1.0, "conv": 0.01, "row_conv": 5.0}

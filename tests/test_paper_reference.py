@@ -2,20 +2,16 @@
 
 import io
 import pathlib
-import sys
 import tokenize
 
 import pytest
 
 from lambda_networks import paper
 from lambda_networks.models import get_spec
+from scripts import model_table
+from scripts import table4
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
-
-import model_table  # noqa: E402  pylint: disable=g-import-not-at-top
-import table4  # noqa: E402  pylint: disable=g-import-not-at-top
-
 CODE_DIRS = ("lambda_networks", "scripts", "configs", "train.py", "eval.py")
 
 

@@ -1,17 +1,12 @@
-"""scripts/speed_accuracy.py on fixture CSV/JSON: table, PNG, speed-up at equal accuracy."""
+"""scripts.speed_accuracy on fixture CSV/JSON: table, PNG, speed-up at equal accuracy."""
 
 import csv
 import json
 import math
-import pathlib
-import sys
 
 import pytest
 
-SCRIPTS = pathlib.Path(__file__).resolve().parents[1] / "scripts"
-sys.path.insert(0, str(SCRIPTS))
-
-import speed_accuracy  # noqa: E402  pylint: disable=g-import-not-at-top
+from scripts import speed_accuracy
 
 FIELDS = ("model", "overrides", "image_size", "batch_size", "mode", "dtype",
           "status", "step_time_ms", "examples_per_s", "backend", "device_kind")
@@ -67,7 +62,7 @@ def test_table_png_and_speedup(inputs):
   assert result["batch"] == 4
   png = out.with_suffix(".png").read_bytes()
   assert png.startswith(b"\x89PNG") and len(png) > 10_000
-  points = {(p.model, p.image_size): p for p in result["points"]}
+  points = {(p.model, p.image_size): p for p in result["points"].itertuples()}
   assert set(points) == {(m, s) for m, s, _ in TRAIN}
   measured = points[("lambda_resnet50", 160)]
   assert measured.top1 == pytest.approx(78.1) and measured.top1_source == "measured"
@@ -75,7 +70,7 @@ def test_table_png_and_speedup(inputs):
   assert points[("lambda_resnet50", 128)].top1 == 77.4
   # L50@128 (77.4, paper) sits between B0 (77.1, 0.4 s) and B1 (79.1, 0.8 s):
   # log-linear interpolation gives 0.4·2^0.15 s against its 0.1 s.
-  ratios = {r["point"].image_size: r["ratio"] for r in result["ratios"]}
+  ratios = dict(zip(result["ratios"]["image_size"], result["ratios"]["ratio"]))
   assert ratios[128] == pytest.approx(0.4 * 2 ** 0.15 / 0.1)
   assert ratios[160] == pytest.approx(0.4 * math.sqrt(2) / 0.2)  # 78.1, measured.
   assert result["speedup"] == pytest.approx((ratios[160], ratios[128]))

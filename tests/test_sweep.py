@@ -1,15 +1,11 @@
-"""scripts/sweep.py: expansion, workdirs, commands, manifest, validation, local runs."""
+"""scripts.sweep: expansion, workdirs, commands, manifest, validation, local runs."""
 
 import json
-import pathlib
-import sys
 
 import pytest
 
-SCRIPTS = pathlib.Path(__file__).resolve().parents[1] / "scripts"
-sys.path.insert(0, str(SCRIPTS))
-
-import sweep  # noqa: E402  pylint: disable=g-import-not-at-top
+from scripts import reporting
+from scripts import sweep
 
 CONFIG = "configs/resnet50_90ep.py:resnet50_lambda"
 
@@ -134,7 +130,7 @@ def test_a_failed_run_stops_the_sweep(tmp_path):
 
 @pytest.mark.parametrize("name, runs", [("table3", 9), ("lambda_resnet_family", 11)])
 def test_committed_sweep_files_expand(name, runs, capsys):
-  path = SCRIPTS.parent / "docs" / "sweeps" / f"{name}.json"
+  path = reporting.REPO_ROOT / "docs" / "sweeps" / f"{name}.json"
   manifest = sweep.main([f"--file={path}", "--dry-run"])
   assert len(manifest["runs"]) == runs
   assert all(r["model"] and r["image_size"] for r in manifest["runs"])

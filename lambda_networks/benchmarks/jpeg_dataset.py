@@ -86,6 +86,9 @@ def build(data_dir: str | pathlib.Path, *, num_train: int, num_eval: int,
   class GeneratedJpegImagenet(tfds.core.GeneratorBasedBuilder,
                               skip_registration=True):
     """The generated dataset, as a TFDS builder."""
+    # TFDS finds the code of a builder defined in a package through
+    # importlib_resources (not a dependency here); a plain module name skips it.
+    __module__ = DATASET_NAME
     name = DATASET_NAME
     VERSION = tfds.core.Version(VERSION)
     RELEASE_NOTES = {str(VERSION): "Initial release."}

@@ -1,0 +1,1 @@
+"""Measuring models: compiled steps, their memory and FLOPs, device peaks, data."""

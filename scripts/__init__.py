@@ -1,0 +1,1 @@
+"""Benchmarks, tables, sweeps and launchers; run each as `python -m scripts.NAME`."""

@@ -1,6 +1,6 @@
 """Writes `shapes28`, a small 28×28 grayscale TFDS dataset, to try small-image runs.
 
-    python scripts/make_shapes_dataset.py --data_dir=/tmp/tfds [--train=20000 --test=4000]
+    python -m scripts.make_shapes_dataset --data_dir=/tmp/tfds [--train=20000 --test=4000]
 
 Ten classes of anti-aliased shapes (disk, ring, square, square outline, plus,
 diagonal cross, horizontal stripes, vertical stripes, triangle up, triangle

@@ -2,8 +2,11 @@
 
 import json
 
+import pytest
+
 from configs import quickstart
 from configs import small_images
+from lambda_networks.train import config_checks
 from lambda_networks.train import run_config
 
 
@@ -52,3 +55,12 @@ def test_synthetic_task_resolves_without_a_dataset():
   config.eval_split, config.image_size = "auto", 0
   run_config.resolve(config)
   assert config.eval_split == "test" and config.image_size == 32
+
+
+def test_small_image_recipe_passes_the_up_front_checks():
+  """Its image_size=0, eval_split='auto' and empty statistics mean "from the data"."""
+  config = small_images.get_config("fashion_mnist")
+  config_checks.check(config)
+  config.image_size = -1
+  with pytest.raises(ValueError, match="image_size"):
+    config_checks.check(config)

@@ -25,7 +25,7 @@ _DTYPES = ("float32", "bfloat16", "float16")
 # for numeric fields; None: no bound. Written so that NaN fails every range.
 _RANGES = (
     ("num_classes", 0, None, True, True, "0 takes it from the dataset"),
-    ("image_size", 1, None, True, True, "pixels"),
+    ("image_size", 0, None, True, True, "pixels; 0: the dataset's own size"),
     ("randaugment_layers", 0, None, True, True, "operations per image"),
     ("randaugment_magnitude", 0.0, None, True, True, "0 turns RandAugment off"),
     ("shuffle_buffer", 0, None, True, True, "examples; 0 or 1: no shuffle"),

@@ -36,8 +36,11 @@ def divisible(heads: int, **features) -> None:
 
 def odd(name: str, value, alternatives: str = "") -> None:
   """value must be an odd int ≥ 1, so a window of that width is centred."""
-  if (isinstance(value, bool) or not isinstance(value, int) or value < 1
-      or value % 2 == 0):
+  try:
+    odd_int = not isinstance(value, bool) and operator.index(value) % 2 == 1
+  except TypeError:
+    odd_int = False
+  if not odd_int or value < 1:
     raise ValueError(
         f"{name} must be odd and positive so it is centred on the query"
         f"{alternatives}, got {value!r}.")

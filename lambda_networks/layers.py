@@ -88,10 +88,8 @@ class LambdaLayer(nnx.Module):
     checks.divisible(heads, out_features=out_features)
     checks.layout(spatial_dims, causal)
     checks.one_of("method", method, ops.METHODS)
-    self.in_features = in_features
-    self.out_features = out_features
+    self.in_features, self.out_features, self.heads = in_features, out_features, heads
     self.query_depth = query_depth
-    self.heads = heads
     self.intra_depth = intra_depth
     self.value_depth = out_features // heads
     self.spatial_dims = spatial_dims
@@ -155,27 +153,16 @@ class MultiHeadSelfAttention(nnx.Module):
   cost the lambda layer avoids. Content-only (no position term).
   """
 
-  def __init__(
-      self,
-      in_features: int,
-      out_features: int,
-      *,
-      heads: int = 4,
-      key_depth: int | None = None,
-      spatial_dims: int = 2,
-      causal: bool = False,
-      dtype: jnp.dtype | None = None,
-      param_dtype: jnp.dtype = jnp.float32,
-      rngs: nnx.Rngs,
-  ):
+  def __init__(self, in_features: int, out_features: int, *, heads: int = 4,
+               key_depth: int | None = None, spatial_dims: int = 2,
+               causal: bool = False, dtype: jnp.dtype | None = None,
+               param_dtype: jnp.dtype = jnp.float32, rngs: nnx.Rngs):
     """Creates the layer; key_depth defaults to out_features / heads."""
     checks.positive(in_features=in_features, out_features=out_features,
                     heads=heads, key_depth=key_depth)
     checks.divisible(heads, out_features=out_features)
     checks.layout(spatial_dims, causal)
-    self.in_features = in_features
-    self.out_features = out_features
-    self.heads = heads
+    self.in_features, self.out_features, self.heads = in_features, out_features, heads
     self.key_depth = key_depth or out_features // heads
     self.value_depth = out_features // heads
     self.spatial_dims = spatial_dims
@@ -214,21 +201,12 @@ class RelativeSelfAttention(nnx.Module):
   local self-attention; positions outside the map are masked out).
   """
 
-  def __init__(
-      self,
-      in_features: int,
-      out_features: int,
-      *,
-      heads: int = 8,
-      window: int | None = None,
-      input_size: int | tuple[int, int] | None = None,
-      relative_positions: bool = True,
-      dtype: jnp.dtype | None = None,
-      param_dtype: jnp.dtype = jnp.float32,
-      rngs: nnx.Rngs,
-      key_features: int | None = None,
-      output_projection: bool = False,
-  ):
+  def __init__(self, in_features: int, out_features: int, *, heads: int = 8,
+               window: int | None = None,
+               input_size: int | tuple[int, int] | None = None,
+               relative_positions: bool = True, dtype: jnp.dtype | None = None,
+               param_dtype: jnp.dtype = jnp.float32, rngs: nnx.Rngs,
+               key_features: int | None = None, output_projection: bool = False):
     """Creates the layer.
 
     The value depth per head is out_features / heads; the query/key depth per
@@ -242,9 +220,7 @@ class RelativeSelfAttention(nnx.Module):
     checks.divisible(heads, out_features=out_features, key_features=key_features)
     if window is not None:
       checks.odd("window", window)
-    self.in_features = in_features
-    self.out_features = out_features
-    self.heads = heads
+    self.in_features, self.out_features, self.heads = in_features, out_features, heads
     self.key_depth = key_features // heads
     self.value_depth = out_features // heads
     self.window = window
@@ -295,24 +271,14 @@ class AxialSelfAttention(nnx.Module):
   cover 2·size − 1 offsets per axis and so need `input_size`.
   """
 
-  def __init__(
-      self,
-      in_features: int,
-      out_features: int,
-      *,
-      heads: int = 8,
-      input_size: int | tuple[int, int] | None = None,
-      relative_positions: bool = True,
-      dtype: jnp.dtype | None = None,
-      param_dtype: jnp.dtype = jnp.float32,
-      rngs: nnx.Rngs,
-  ):
+  def __init__(self, in_features: int, out_features: int, *, heads: int = 8,
+               input_size: int | tuple[int, int] | None = None,
+               relative_positions: bool = True, dtype: jnp.dtype | None = None,
+               param_dtype: jnp.dtype = jnp.float32, rngs: nnx.Rngs):
     """Creates the layer; the key and value depth per head is out/heads."""
     checks.positive(in_features=in_features, out_features=out_features, heads=heads)
     checks.divisible(heads, out_features=out_features)
-    self.in_features = in_features
-    self.out_features = out_features
-    self.heads = heads
+    self.in_features, self.out_features, self.heads = in_features, out_features, heads
     self.key_depth = out_features // heads
     self.dtype = dtype
     self.max_size = None

@@ -188,32 +188,30 @@ def relative_embeddings(table: jax.Array, spatial_shape: tuple[int, ...]) -> jax
   Entry [n, m] is table[m − n + R//2] (per axis), or zero where that offset is
   outside the table.
   """
-  index = []
-  valid = True
-  for size, width in zip(spatial_shape, table.shape[: len(spatial_shape)]):
-    pos = jnp.arange(size)
-    offset = pos[None, :] - pos[:, None] + width // 2  # [n, m]
-    inside = (offset >= 0) & (offset < width)
-    index.append(jnp.clip(offset, 0, width - 1))
-    valid = valid & _outer_axis(inside, len(index) - 1, len(spatial_shape))
-  # Broadcast the per-axis [n_i, m_i] indices to [n_1, .., m_1, ..] grids.
-  grids = [
-      _outer_axis(idx, axis, len(spatial_shape)) for axis, idx in enumerate(index)
-  ]
-  grids = jnp.broadcast_arrays(*grids)
-  gathered = table[tuple(grids)]  # [n_1, n_2, m_1, m_2, K, U] or [n, m, K, U]
-  gathered = jnp.where(jnp.broadcast_to(valid, grids[0].shape)[..., None, None],
-                       gathered, 0)
+  num_axes = len(spatial_shape)
+  gathered = table
+  for axis, size in enumerate(spatial_shape):  # R_i -> [n_i, m_i] in place.
+    gathered = gather_offsets(gathered, size, axis=2 * axis)
+  # [n_1, m_1, n_2, m_2, K, U] -> [n_1, n_2, m_1, m_2, K, U]
+  order = [*range(0, 2 * num_axes, 2), *range(1, 2 * num_axes, 2)]
+  gathered = jnp.transpose(gathered, (*order, *range(2 * num_axes, gathered.ndim)))
   num_positions = math.prod(spatial_shape)
-  return gathered.reshape(num_positions, num_positions, *table.shape[-2:])
+  return gathered.reshape(num_positions, num_positions, *table.shape[num_axes:])
 
 
-def _outer_axis(pairs: jax.Array, axis: int, num_axes: int) -> jax.Array:
-  """Reshapes a per-axis [n_i, m_i] array to broadcast over [n_1.., m_1..]."""
-  shape = [1] * (2 * num_axes)
-  shape[axis] = pairs.shape[0]
-  shape[num_axes + axis] = pairs.shape[1]
-  return pairs.reshape(shape)
+def gather_offsets(table: jax.Array, size: int, axis: int = 0) -> jax.Array:
+  """The offset lookup: [.., n, m, ..] = table[.., m − n + R//2, ..] along `axis`.
+
+  The table axis of width R becomes the two axes [n, m] of `size` positions
+  each; entries whose offset falls outside the table are zero.
+  """
+  width = table.shape[axis]
+  pos = jnp.arange(size)
+  offset = pos[None, :] - pos[:, None] + width // 2  # [n, m]
+  inside = (offset >= 0) & (offset < width)
+  gathered = jnp.take(table, jnp.clip(offset, 0, width - 1), axis=axis)
+  inside = inside.reshape(inside.shape + (1,) * (table.ndim - axis - 1))
+  return jnp.where(inside, gathered, 0)
 
 
 def _accumulation_dtype(dtype) -> jnp.dtype:
@@ -331,12 +329,8 @@ def _position_lambdas_row_conv(values: jax.Array, table: jax.Array) -> jax.Array
   offset at once.
   """
   batch, height, width, value_depth, intra_depth = values.shape
-  rows, cols, depth, _ = table.shape
-  pos = jnp.arange(width)
-  offset = pos[None, :] - pos[:, None] + cols // 2  # [j, j']
-  inside = (offset >= 0) & (offset < cols)
-  kernel = table[:, jnp.clip(offset, 0, cols - 1)]  # [a, j, j', K, U]
-  kernel = jnp.where(inside[None, :, :, None, None], kernel, 0)
+  rows, _, depth, _ = table.shape
+  kernel = gather_offsets(table, width, axis=1)  # [a, j, j', K, U]
   kernel = jnp.transpose(kernel, (0, 2, 4, 1, 3)).reshape(
       rows, width * intra_depth, width * depth)  # [a, (j', u), (j, k)]
   # [B, H, W, V, U] -> [B·V, H, W·U]

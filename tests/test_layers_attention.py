@@ -121,6 +121,8 @@ def test_axial_attention_reaches_the_whole_map_with_positions():
 @pytest.mark.parametrize("kwargs, match", [
     (dict(window=4), "window must be odd"),
     (dict(heads=3), "divisible by heads"),
+    (dict(heads=2, key_features=5), r"key_features \(5\) must be divisible by heads"),
+    (dict(window=3.0), "window must be odd"),
     (dict(), "needs input_size"),
 ])
 def test_relative_attention_errors(kwargs, match):

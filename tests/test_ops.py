@@ -278,6 +278,18 @@ def test_relative_embeddings_depend_only_on_offset():
     assert embeddings[i * 4 + j, p * 4 + q, 0, 0] == expected
 
 
+@pytest.mark.parametrize("width", [3, 9])
+def test_gather_offsets_looks_up_each_offset_and_zeroes_the_rest(width):
+  """Along axis 1 of [2, R, 3]: [2, n, m, 3] = table[:, m − n + R//2] or 0."""
+  table = np.arange(1, 2 * width * 3 + 1, dtype=np.float32).reshape(2, width, 3)
+  got = np.asarray(ops.gather_offsets(jnp.asarray(table), 5, axis=1))
+  assert got.shape == (2, 5, 5, 3)
+  for n, m in itertools.product(range(5), repeat=2):
+    offset = m - n + width // 2
+    expected = table[:, offset] if 0 <= offset < width else np.zeros((2, 3))
+    np.testing.assert_array_equal(got[:, n, m], expected)
+
+
 @pytest.mark.parametrize("change,match", [
     (lambda q, k, v, e: (q[0, 0], k, v, e), "queries must have rank"),
     (lambda q, k, v, e: (q, k[:, :-1], v, e), "keys must have shape"),

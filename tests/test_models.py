@@ -21,8 +21,7 @@ from lambda_networks.models import get_config
 from lambda_networks.models import get_model
 
 TINY = dict(width_multiplier=1 / 16)
-ONE_BLOCK = dict(TINY, stage_depths=(1, 1, 1, 1), attention_heads=2,
-                 mixer_block_indices=None)
+ONE_BLOCK = dict(TINY, stage_depths=(1, 1, 1, 1), attention_heads=2)
 
 
 def _rngs(seed=0):
@@ -408,6 +407,18 @@ def test_lambda_layers_use_the_model_batch_norm_settings():
   assert isinstance(mixer, layers.LambdaLayer)
   for norm in (mixer.query_norm, mixer.value_norm):
     assert (norm.momentum, norm.epsilon) == (0.99, 1e-3)
+
+
+def test_family_with_other_depths_places_its_lambda_blocks_evenly():
+  config = get_config("lambda_resnet101", stage_depths=(1, 2, 6, 1))
+  assert config.mixer_block_indices is None
+  assert config.block_mixers()[2] == ("conv", "lambda") * 3  # Blocks 1, 3, 5.
+  assert config.block_mixers()[3] == ("lambda",)
+  # Given explicitly, positions are kept (and checked against the depths).
+  with pytest.raises(ValueError, match="mixer_block_indices"):
+    get_config("lambda_resnet101", stage_depths=(1, 2, 6, 1),
+               mixer_block_indices=(None, None, (6, 14, 22), None))
+  assert get_config("lambda_resnet101").mixer_block_indices[2] == (6, 14, 22)
 
 
 def test_explicit_mixer_block_indices():

@@ -178,6 +178,12 @@ def get_config(name: str, **overrides: Any) -> ResNetConfig | EfficientNetConfig
     raise ValueError(
         f"unknown override(s) {unknown} for model {name!r} "
         f"({type(config).__name__}); valid overrides: {', '.join(fields)}.")
+  if ("stage_depths" in overrides and "mixer_block_indices" not in overrides
+      and getattr(config, "mixer_block_indices", None) is not None
+      and tuple(overrides["stage_depths"]) != tuple(config.stage_depths)):
+    # The model's block positions belong to its own depths: with others,
+    # its mixer_blocks are placed evenly instead.
+    overrides = dict(overrides, mixer_block_indices=None)
   return dataclasses.replace(config, **overrides)
 
 

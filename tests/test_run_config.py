@@ -6,6 +6,7 @@ import pytest
 
 from configs import quickstart
 from configs import small_images
+from lambda_networks import models
 from lambda_networks.train import config_checks
 from lambda_networks.train import run_config
 
@@ -61,6 +62,9 @@ def test_small_image_recipe_passes_the_up_front_checks():
   """Its image_size=0, eval_split='auto' and empty statistics mean "from the data"."""
   config = small_images.get_config("fashion_mnist")
   config_checks.check(config)
+  model_config = models.get_config(config.model, **config.model_overrides)
+  assert model_config.stem == "small"
+  assert [m.count("lambda") for m in model_config.block_mixers()] == [0, 0, 1, 1]
   config.image_size = -1
   with pytest.raises(ValueError, match="image_size"):
     config_checks.check(config)

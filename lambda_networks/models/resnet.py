@@ -425,7 +425,6 @@ class ResNet(nnx.Module):
         in_features = out_features
       stages.append(nnx.List(blocks))
     self.stages = nnx.List(stages)
-    self.num_features = in_features
     self.sized_for_image = any(
         (m in mixers.GLOBAL_MIXERS and cfg.attention_relative)
         or (m == "lambda" and cfg.receptive_field == "global")

@@ -26,6 +26,7 @@ from clu import metric_writers
 from etils import epath
 
 from lambda_networks import data
+from lambda_networks import models
 from lambda_networks.errors import UserError
 from lambda_networks.train import checkpointing
 from lambda_networks.train import config_checks
@@ -172,7 +173,7 @@ def _train(exp: experiment_lib.Experiment, workdir: str) -> dict[str, Any]:
       f"{total} steps of {config.global_batch_size} "
       f"({exp.steps_per_epoch} per epoch), {jax.device_count()} devices in "
       f"{jax.process_count()} process(es), "
-      f"{sum(np.size(p) for p in jax.tree.leaves(state.params)):,} parameters.")
+      f"{models.count_parameters(state.params):,} parameters.")
   if start_step:
     console(f"Resumed from step {start_step} in {checkpointing.checkpoint_dir(workdir)}.")
   elif jax.process_index() == 0:

@@ -76,6 +76,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.checkpoint_every_steps = 1000
   config.keep_checkpoints = 3  # The newest ones.
   config.keep_checkpoint_period = 0  # Also keep every N-th step (0: none).
+  # The same intervals in epochs (0: use the step fields above); resolved to
+  # steps from the dataset size by `experiment.resolve_epoch_intervals`.
+  config.eval_every_epochs = 0.0
+  config.keep_checkpoint_every_epochs = 0.0
   config.async_checkpointing = True
   config.profile_start_step = 10  # Profiler trace of steps [start, start + num).
   config.profile_num_steps = 0  # 0: no trace.

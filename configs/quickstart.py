@@ -26,18 +26,13 @@ def get_config():
       stage_mixers="LL", receptive_field="global", query_depth=8, heads=2)
   config.dtype = "float32"
   config.dataset = "synthetic_far_marks"
-  config.train_split = "train"
   config.eval_split = "test"
   config.image_size = 32
-  config.synthetic_train_examples = 50_000
-  config.synthetic_eval_examples = 2_000
   config.global_batch_size = 64
   config.num_train_steps = 1200
   config.warmup_epochs = 0.1
   config.base_learning_rate = 0.4
-  config.weight_decay = 1e-4
   config.label_smoothing = 0.0
-  config.log_every_steps = 100
   config.eval_every_steps = 600
   config.checkpoint_every_steps = 300
   return config

@@ -5,7 +5,7 @@
 The argument is the model (default resnet50): resnet50, resnet50_se,
 resnet50_attention, resnet50_augmented, resnet50_local_attention,
 resnet50_axial, resnet50_lambda, resnet50_lambda_shared. Recipe (PAPER.md
-§3): batch 4096, SGD momentum 0.9, lr 0.1·batch/256 with 5 warm-up epochs
+§3; all of it the defaults of configs/default.py): batch 4096, SGD momentum 0.9, lr 0.1·batch/256 with 5 warm-up epochs
 then cosine, weight decay 1e-4 (kernels only), label smoothing 0.1,
 inception crop + flip at 224, bfloat16 ("auto": bfloat16 on TPU/GPU,
 float32 on CPU). Needs imagenet2012 prepared in TFDS.
@@ -32,19 +32,5 @@ def get_config(model: str = "resnet50"):
   config.model_overrides = dict(
       query_depth=16, heads=4, intra_depth=1, receptive_field=23,
       stage_mixers=config_dict.placeholder(str))
-  config.dataset = "imagenet2012"
-  config.image_size = 224
-  config.global_batch_size = 4096
-  config.num_epochs = 90.0
-  config.warmup_epochs = 5.0
-  config.base_learning_rate = 0.1
-  config.momentum = 0.9
-  config.weight_decay = 1e-4
-  config.label_smoothing = 0.1
-  config.ema_decay = 0.0
-  config.randaugment_magnitude = 0.0
-  config.dtype = "auto"  # bfloat16 on TPU/GPU.
-  config.log_every_steps = 100
-  config.eval_every_steps = 3128  # About every 10 epochs at batch 4096.
-  config.checkpoint_every_steps = 1000
+  config.eval_every_epochs = 10.0
   return config

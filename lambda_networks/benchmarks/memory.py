@@ -27,16 +27,13 @@ class MixerSite:
 
 def mixer_sites(config: models.ResNetConfig) -> list[MixerSite]:
   """Every block's mixer, with the sizes `ResNet.__init__` gives it."""
-  size = tuple(common.downsampled(common.downsampled(s, 2), 2)
-               for s in config.image_hw)  # Stem: stride-2 conv, stride-2 pool.
   sites = []
-  for stage, (width, names) in enumerate(zip(config.widths(),
-                                             config.block_mixers())):
-    for block, mixer in enumerate(names):
-      strides = 2 if stage > 0 and block == 0 else 1
-      output = tuple(common.downsampled(s, strides) for s in size)
+  for stage, (width, names, sizes, strides) in enumerate(zip(
+      config.widths(), config.block_mixers(), config.block_input_sizes(),
+      config.block_strides())):
+    for mixer, size, stride in zip(names, sizes, strides):
+      output = tuple(common.downsampled(s, stride) for s in size)
       sites.append(MixerSite(stage, mixer, size, output, width))
-      size = output
   return sites
 
 

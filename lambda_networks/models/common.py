@@ -136,14 +136,15 @@ def check_images(images: jax.Array, in_channels: int) -> None:
         "count (e.g. in_channels=1 for grayscale).")
 
 
-def count_parameters(model: nnx.Module) -> int:
+def count_parameters(model: nnx.Module | Any) -> int:
   """Trainable parameters (nnx.Param); batch-norm statistics are excluded.
 
-  Works on abstract models from nnx.eval_shape, so full-size models can be
-  counted without allocating or compiling them.
+  Takes a model (abstract ones from nnx.eval_shape too, so full-size models
+  can be counted without allocating or compiling them) or a pytree of
+  parameter arrays (e.g. a TrainState's `params`).
   """
-  return sum(math.prod(leaf.shape)
-             for leaf in jax.tree.leaves(nnx.state(model, nnx.Param)))
+  tree = nnx.state(model, nnx.Param) if isinstance(model, nnx.Module) else model
+  return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(tree))
 
 
 def as_dtype(value: Any) -> Any:

@@ -159,7 +159,6 @@ class EfficientNet(nnx.Module):
     head = cfg.filters(HEAD_FILTERS)
     self.head_conv = common.conv(plan[-1][1], head, 1, **kwargs)
     self.head_bn = common.batch_norm(head, **norm)
-    self.num_features = head
     self.dropout, self.head = common.classifier_head(
         head, num_classes, cfg.dropout_rate, dtype=cfg.dtype,
         param_dtype=cfg.param_dtype, rngs=rngs)

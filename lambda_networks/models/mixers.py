@@ -1,6 +1,7 @@
 """The spatial mixer of a bottleneck block: 3×3 conv, lambda layer or attention.
 
-A ResNet config names one mixer per stage, by letter or by name:
+A ResNet config names one mixer per stage, by name or, as a command-line
+shorthand, by letter (stage_mixers='CCLL'):
 
   C  conv              3×3 convolution (the ResNet baseline)
   L  lambda            `layers.LambdaLayer` (k, h, u, r from the config)
@@ -19,7 +20,7 @@ them with a 3×3 stride-2 average pool.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +28,9 @@ from flax import nnx
 
 from lambda_networks import layers
 from lambda_networks.models import common
+
+if TYPE_CHECKING:
+  from lambda_networks.models.resnet import ResNetConfig
 
 MIXER_LETTERS = {
     "C": "conv",
@@ -133,61 +137,48 @@ def build_mixer(
     *,
     strides: int,
     input_size: tuple[int, int],
-    query_depth: int,
-    heads: int,
-    intra_depth: int,
-    receptive_field: int | str | None,
-    lambda_method: str,
-    attention_heads: int,
-    attention_window: int,
-    attention_relative: bool,
-    dtype: Any,
-    param_dtype: Any,
+    config: ResNetConfig,
     rngs: nnx.Rngs,
-    augmented_attention_fraction: float = 0.25,
     lambda_embeddings: nnx.Param | None = None,
-    norm_momentum: float = 0.9,
-    norm_epsilon: float = 1e-5,
-    augmented_key_fraction: float | None = None,
-    augmented_output_projection: bool = False,
 ) -> nnx.Module:
   """Builds the mixer features→features for a block whose input is input_size.
 
-  `lambda_embeddings`, if given, is the position table a lambda mixer shares.
-  `norm_momentum` and `norm_epsilon` configure the lambda layer's batch
-  norms. The augmented mixer's key channels are augmented_key_fraction·
-  features (None: the same as its attention channels).
+  The mixer's options (lambda k, h, u, r and method; attention heads, window
+  and relative logits; the augmented mixer's fractions; batch-norm settings
+  and dtypes) come from `config`. `lambda_embeddings`, if given, is the
+  position table a lambda mixer shares.
   """
-  kwargs = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+  cfg = config
+  kwargs = dict(dtype=cfg.dtype, param_dtype=cfg.param_dtype, rngs=rngs)
+  attention = dict(heads=cfg.attention_heads,
+                   relative_positions=cfg.attention_relative, **kwargs)
   if name == "conv":
     return common.conv(features, features, 3, strides=strides, **kwargs)
   if name == "lambda":
+    rf = cfg.receptive_field
     return layers.LambdaLayer(
-        features, features, query_depth=query_depth, heads=heads,
-        intra_depth=intra_depth, receptive_field=receptive_field,
-        input_size=input_size if receptive_field == "global" else None,
-        method=lambda_method, embeddings=lambda_embeddings,
-        norm_momentum=norm_momentum, norm_epsilon=norm_epsilon, **kwargs)
+        features, features, query_depth=cfg.query_depth, heads=cfg.heads,
+        intra_depth=cfg.intra_depth, receptive_field=rf,
+        input_size=input_size if rf == "global" else None,
+        method=cfg.lambda_method, embeddings=lambda_embeddings,
+        norm_momentum=cfg.bn_momentum, norm_epsilon=cfg.bn_epsilon, **kwargs)
   if name == "augmented":
+    heads = cfg.attention_heads
+    key_fraction = cfg.augmented_key_fraction
     return AugmentedConv(
         features, augmented_attention_features(
-            features, augmented_attention_fraction, attention_heads),
-        heads=attention_heads, input_size=input_size,
-        relative_positions=attention_relative,
-        key_features=(None if augmented_key_fraction is None else
-                      augmented_key_features(features, augmented_key_fraction,
-                                             attention_heads)),
-        output_projection=augmented_output_projection, **kwargs)
+            features, cfg.augmented_attention_fraction, heads),
+        input_size=input_size,
+        key_features=(None if key_fraction is None else
+                      augmented_key_features(features, key_fraction, heads)),
+        output_projection=cfg.augmented_output_projection, **attention)
   if name == "attention":
     return layers.RelativeSelfAttention(
-        features, features, heads=attention_heads, window=None,
-        input_size=input_size, relative_positions=attention_relative, **kwargs)
+        features, features, window=None, input_size=input_size, **attention)
   if name == "local_attention":
     return layers.RelativeSelfAttention(
-        features, features, heads=attention_heads, window=attention_window,
-        relative_positions=attention_relative, **kwargs)
+        features, features, window=cfg.attention_window, **attention)
   if name == "axial_attention":
     return layers.AxialSelfAttention(
-        features, features, heads=attention_heads, input_size=input_size,
-        relative_positions=attention_relative, **kwargs)
+        features, features, input_size=input_size, **attention)
   raise ValueError(f"unknown mixer {name!r}; expected one of {MIXER_NAMES}.")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import warnings
 
-from lambda_networks.models import common
 from lambda_networks.models.resnet import ResNetConfig
 
 # Warn when a table is this many times wider than the offsets a map has.
@@ -21,14 +20,12 @@ OVERSIZE_FACTOR = 2
 
 def lambda_map_sizes(config: ResNetConfig) -> dict[int, tuple[int, int]]:
   """Stage index -> largest map (H, W) a lambda layer of that stage sees."""
-  size = tuple(common.downsampled(s, config.stem_stride) for s in config.image_hw)
   found = {}
-  for stage, names in enumerate(config.block_mixers()):
-    for block, mixer in enumerate(names):
+  for stage, (names, sizes) in enumerate(zip(config.block_mixers(),
+                                             config.block_input_sizes())):
+    for mixer, size in zip(names, sizes):
       if mixer == "lambda":
         found.setdefault(stage, size)  # The first block sees the largest map.
-      if stage > 0 and block == 0:
-        size = tuple(common.downsampled(s, 2) for s in size)
   return found
 
 

@@ -88,11 +88,10 @@ EFFICIENTNET_SCALING = {
 }
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
-  """A named model: its class, default config and description."""
+  """A named model: its class and default config."""
 
   model_class: Callable[..., nnx.Module]
   config: ResNetConfig | EfficientNetConfig
-  description: str
   name: str = ""
 
   @property
@@ -105,47 +104,40 @@ class ModelSpec:
 def _build_registry() -> dict[str, ModelSpec]:
   specs = {}
   for depth, blocks in RESNET_DEPTHS.items():
-    specs[f"resnet{depth}"] = ModelSpec(
-        ResNet, ResNetConfig(stage_depths=blocks), f"ResNet-{depth} v1.5")
+    specs[f"resnet{depth}"] = ModelSpec(ResNet, ResNetConfig(stage_depths=blocks))
   resnet50 = specs["resnet50"].config
-  for suffix, changes, what in (
-      ("se", dict(se_ratio=1 / 16), "with squeeze-excitation (SENet, 1/16)"),
-      ("lambda", dict(stage_mixers="LLLL"), "with every 3×3 conv a lambda layer"),
-      ("lambda_shared", dict(stage_mixers="LLLL", share_lambda_embeddings=True),
-       "with every 3×3 conv a lambda layer, one position table per stage"),
-      ("attention", dict(stage_mixers="AAAA"),
-       "with every 3×3 conv global relative self-attention"),
-      ("augmented", dict(stage_mixers="GGGG", augmented_attention_fraction=0.1,
+  # ResNet-50 with every 3×3 conv replaced by one mixer (SENet: SE 1/16).
+  for suffix, changes in (
+      ("se", dict(se_ratio=1 / 16)),
+      ("lambda", dict(stage_mixers="lambda")),
+      ("lambda_shared", dict(stage_mixers="lambda", share_lambda_embeddings=True)),
+      ("attention", dict(stage_mixers="attention")),
+      ("augmented", dict(stage_mixers="augmented", augmented_attention_fraction=0.1,
                          augmented_key_fraction=0.2,
-                         augmented_output_projection=True),
-       "with every 3×3 conv attention-augmented (conv + relative "
-       "self-attention)"),
-      ("local_attention", dict(stage_mixers="WWWW"),
-       "with every 3×3 conv 7×7 local relative self-attention (SASA)"),
-      ("axial", dict(stage_mixers="XXXX"),
-       "with every 3×3 conv axial self-attention"),
+                         augmented_output_projection=True)),
+      ("local_attention", dict(stage_mixers="local_attention")),
+      ("axial", dict(stage_mixers="axial_attention")),
   ):
     specs[f"resnet50_{suffix}"] = ModelSpec(
-        ResNet, dataclasses.replace(resnet50, **changes), f"ResNet-50 {what}")
+        ResNet, dataclasses.replace(resnet50, **changes))
   for depth, blocks in RESNET_DEPTHS.items():
     size = resnet_rs.default_image_size(depth)
     regularisation = resnet_rs.recipe(depth, size)
     config = ResNetConfig(
         stage_depths=blocks, stem="deep", replace_stem_max_pool=True,
-        downsample="avg", se_ratio=0.25, stage_mixers="CCLL",
+        downsample="avg", se_ratio=0.25,
+        stage_mixers=("conv", "conv", "lambda", "lambda"),
         mixer_blocks=(0, 0, len(LAMBDA_C4_BLOCK_INDICES[depth]), None),
         mixer_block_indices=(None, None, LAMBDA_C4_BLOCK_INDICES[depth], None),
         dropout_rate=regularisation.dropout_rate,
         stochastic_depth_rate=regularisation.stochastic_depth_rate,
         stochastic_depth_schedule="per_stage", image_size=size)
-    specs[f"lambda_resnet{depth}"] = ModelSpec(
-        ResNet, config, f"LambdaResNet-{depth}")
+    specs[f"lambda_resnet{depth}"] = ModelSpec(ResNet, config)
   for variant, (width, depth, size, dropout) in EFFICIENTNET_SCALING.items():
     specs[f"efficientnet_{variant}"] = ModelSpec(
         EfficientNet,
         EfficientNetConfig(width_multiplier=width, depth_multiplier=depth,
-                           image_size=size, dropout_rate=dropout),
-        f"EfficientNet-{variant.upper()}")
+                           image_size=size, dropout_rate=dropout))
   return {name: dataclasses.replace(spec, name=name)
           for name, spec in specs.items()}
 

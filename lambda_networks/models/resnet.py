@@ -33,8 +33,9 @@ class ResNetConfig:
     width_multiplier: scales the stem and every stage width (tiny test
       models use e.g. 1/16).
     expansion: output / bottleneck width of a block.
-    stage_mixers: spatial mixer per stage, letters 'CLAWXG' or names (see
-      `mixers.py`), e.g. 'CCLL'.
+    stage_mixers: spatial mixer per stage: names (see `mixers.py`), e.g.
+      ('conv', 'conv', 'lambda', 'lambda'), one name for every stage, or
+      the letter shorthand 'CCLL'.
     mixer_blocks: per stage, how many blocks use the stage's mixer (the
       others use 3×3 convs), spread evenly: block j·N/n − 1 (j = 1..n) of
       a stage of N blocks, so the stage's last block is always one of them.
@@ -181,6 +182,28 @@ class ResNetConfig:
       layout.append(tuple(name if i in chosen else "conv" for i in range(depth)))
     return tuple(layout)
 
+  def block_strides(self) -> tuple[tuple[int, ...], ...]:
+    """Stride of every block, per stage: 2 in the first block from c3 on."""
+    return tuple(tuple(2 if stage > 0 and block == 0 else 1
+                       for block in range(depth))
+                 for stage, depth in enumerate(self.stage_depths))
+
+  def block_input_sizes(self) -> tuple[tuple[tuple[int, int], ...], ...]:
+    """Input map (H, W) of every block, per stage: what its mixer runs on.
+
+    A block's output is its input downsampled by its stride
+    (`common.downsampled`).
+    """
+    size = tuple(common.downsampled(s, self.stem_stride) for s in self.image_hw)
+    sizes = []
+    for strides in self.block_strides():
+      stage = []
+      for stride in strides:
+        stage.append(size)
+        size = tuple(common.downsampled(s, stride) for s in size)
+      sizes.append(tuple(stage))
+    return tuple(sizes)
+
   def block_drop_rates(self) -> tuple[tuple[float, ...], ...]:
     """Stochastic-depth drop rate of every block, per stage."""
     rate, stages = self.stochastic_depth_rate, self.num_stages
@@ -291,17 +314,8 @@ class Bottleneck(nnx.Module):
     self.conv1 = common.conv(in_features, width, 1, **kwargs)
     self.bn1 = common.batch_norm(width, **norm)
     self.mixer = mixers.build_mixer(
-        mixer, width, strides=strides, input_size=input_size,
-        query_depth=cfg.query_depth, heads=cfg.heads,
-        intra_depth=cfg.intra_depth, receptive_field=cfg.receptive_field,
-        lambda_method=cfg.lambda_method, attention_heads=cfg.attention_heads,
-        norm_momentum=cfg.bn_momentum, norm_epsilon=cfg.bn_epsilon,
-        attention_window=cfg.attention_window,
-        attention_relative=cfg.attention_relative,
-        augmented_attention_fraction=cfg.augmented_attention_fraction,
-        augmented_key_fraction=cfg.augmented_key_fraction,
-        augmented_output_projection=cfg.augmented_output_projection,
-        lambda_embeddings=lambda_embeddings, **kwargs)
+        mixer, width, strides=strides, input_size=input_size, config=cfg,
+        rngs=rngs, lambda_embeddings=lambda_embeddings)
     self.bn2 = common.batch_norm(width, **norm)
     self.conv3 = common.conv(width, out_features, 1, **kwargs)
     self.bn3 = common.batch_norm(out_features, zero_scale=cfg.zero_init_last_bn,
@@ -405,7 +419,8 @@ class ResNet(nnx.Module):
                  else Stem(cfg, rngs=rngs))
     layout = cfg.block_mixers()
     # Global layers size their tables from the feature map they see.
-    size = tuple(common.downsampled(s, cfg.stem_stride) for s in cfg.image_hw)
+    input_sizes = cfg.block_input_sizes()
+    all_strides = cfg.block_strides()
     drop_rates = cfg.block_drop_rates()
     in_features = self.stem.out_features
     stages = []
@@ -413,19 +428,18 @@ class ResNet(nnx.Module):
       blocks = []
       shared = None  # The stage's position table, once a lambda layer made it.
       for block, mixer in enumerate(names):
-        strides = 2 if stage > 0 and block == 0 else 1
         out_features = width * cfg.expansion
         blocks.append(Bottleneck(
-            in_features, width, out_features, strides=strides, mixer=mixer,
-            input_size=size, drop_rate=drop_rates[stage][block],
+            in_features, width, out_features,
+            strides=all_strides[stage][block], mixer=mixer,
+            input_size=input_sizes[stage][block],
+            drop_rate=drop_rates[stage][block],
             config=cfg, rngs=rngs, lambda_embeddings=shared))
         if cfg.share_lambda_embeddings and mixer == "lambda":
           shared = blocks[-1].mixer.embeddings
-        size = tuple(common.downsampled(s, strides) for s in size)
         in_features = out_features
       stages.append(nnx.List(blocks))
     self.stages = nnx.List(stages)
-    self.num_features = in_features
     self.sized_for_image = any(
         (m in mixers.GLOBAL_MIXERS and cfg.attention_relative)
         or (m == "lambda" and cfg.receptive_field == "global")

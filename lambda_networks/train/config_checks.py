@@ -45,6 +45,9 @@ _RANGES = (
     ("checkpoint_every_steps", 1, None, True, True,
      "steps between checkpoints"),
     ("keep_checkpoint_period", 0, None, True, True, "0 keeps no extra steps"),
+    ("eval_every_epochs", 0.0, None, True, True, "0 uses eval_every_steps"),
+    ("keep_checkpoint_every_epochs", 0.0, None, True, True,
+     "0 uses keep_checkpoint_period"),
     ("profile_start_step", 0, None, True, True, "first traced step"),
     ("profile_num_steps", 0, None, True, True, "0 traces nothing"),
 )
@@ -153,6 +156,11 @@ def check(config: ml_collections.ConfigDict, given: Iterable[str] = ()) -> None:
   for field, allowed in (("dtype", ("auto", *_DTYPES)), ("param_dtype", _DTYPES)):
     if config[field] not in allowed:
       raise ValueError(f"config.{field}={config[field]!r} must be one of {allowed}.")
+  for epochs, steps in (("eval_every_epochs", "eval_every_steps"),
+                        ("keep_checkpoint_every_epochs", "keep_checkpoint_period")):
+    if config[epochs] > 0 and config[steps] > 0:
+      raise ValueError(f"config.{epochs} and config.{steps} give the same "
+                       "interval; set one of them (the other to 0).")
   if config.keep_checkpoints < 1:
     raise ValueError("config.keep_checkpoints must be at least 1, got "
                      f"{config.keep_checkpoints}.")

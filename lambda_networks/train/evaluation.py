@@ -6,7 +6,6 @@ import time
 from typing import Any, Callable
 
 import jax
-import numpy as np
 from jax.sharding import Mesh
 
 from lambda_networks import data
@@ -43,7 +42,3 @@ def eval_weights(state: Any, use_ema: bool) -> tuple[Any, str]:
   if use_ema and state.ema_params:
     return state.ema_params, "ema"
   return state.params, "raw"
-
-
-def as_numpy(tree: Any) -> Any:
-  return jax.tree.map(np.asarray, jax.device_get(tree))

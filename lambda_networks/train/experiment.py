@@ -45,6 +45,23 @@ def total_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
   return max(1, int(round(config.num_epochs * steps_per_epoch)))
 
 
+def resolve_epoch_intervals(config: ml_collections.ConfigDict,
+                            steps_per_epoch: int) -> None:
+  """Sets the step intervals that the config gives in epochs, in place.
+
+  eval_every_epochs > 0 sets eval_every_steps; keep_checkpoint_every_epochs
+  > 0 sets keep_checkpoint_period, rounded to a multiple of
+  checkpoint_every_steps (only saved steps can be kept).
+  """
+  if config.eval_every_epochs > 0:
+    config.eval_every_steps = max(1, round(config.eval_every_epochs
+                                           * steps_per_epoch))
+  if config.keep_checkpoint_every_epochs > 0:
+    every = max(1, config.checkpoint_every_steps)
+    saves = round(config.keep_checkpoint_every_epochs * steps_per_epoch / every)
+    config.keep_checkpoint_period = every * max(1, saves)
+
+
 @errors.raise_as_user_errors(ValueError, FileNotFoundError)
 def build(config: ml_collections.ConfigDict) -> Experiment:
   """Checks the config and builds the mesh, data, model, state and steps.
@@ -62,6 +79,7 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
   source = data.create_source(config, shard)
   steps_per_epoch = max(1, source.info.num_train_examples // config.global_batch_size)
   num_steps = total_steps(config, steps_per_epoch)
+  resolve_epoch_intervals(config, steps_per_epoch)
   schedule = optimizer.learning_rate_schedule(config, steps_per_epoch, num_steps)
   tx = optimizer.create_optimizer(config, schedule)
   replicated = distributed.replicated(mesh)

@@ -76,14 +76,12 @@ def model_overrides(config: ml_collections.ConfigDict,
 
 
 def build_model(config: ml_collections.ConfigDict, info: DatasetInfo,
-                seed: int) -> tuple[nnx.Module, dict[str, Any], int]:
+                seed: int) -> nnx.Module:
   """The model named by config.model, initialised from `seed`."""
-  num_classes = config.num_classes or info.num_classes
-  overrides = model_overrides(config, info)
-  model = models.get_model(
-      config.model, num_classes=num_classes,
-      rngs=nnx.Rngs(params=seed, dropout=seed + 1), **overrides)
-  return model, overrides, num_classes
+  return models.get_model(
+      config.model, num_classes=config.num_classes or info.num_classes,
+      rngs=nnx.Rngs(params=seed, dropout=seed + 1),
+      **model_overrides(config, info))
 
 
 def create_train_state(config: ml_collections.ConfigDict, info: DatasetInfo,
@@ -96,7 +94,7 @@ def create_train_state(config: ml_collections.ConfigDict, info: DatasetInfo,
   """
 
   def init() -> tuple[TrainState, dict[str, Any]]:
-    model, _, _ = build_model(config, info, config.seed)
+    model = build_model(config, info, config.seed)
     _, params, batch_stats, rest = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
     params = nnx.to_pure_dict(params)
     state = TrainState(
@@ -105,7 +103,7 @@ def create_train_state(config: ml_collections.ConfigDict, info: DatasetInfo,
         ema_params=jax.tree.map(jnp.copy, params) if config.ema_decay > 0 else {})
     return state, nnx.to_pure_dict(rest)
 
-  abstract_model = nnx.eval_shape(lambda: build_model(config, info, config.seed)[0])
+  abstract_model = nnx.eval_shape(lambda: build_model(config, info, config.seed))
   graphdef = nnx.split(abstract_model, nnx.Param, nnx.BatchStat, ...)[0]
   lowered = jax.jit(init, out_shardings=sharding).lower()
   if jax.default_backend() == "cpu":

@@ -23,9 +23,11 @@ import ml_collections
 import numpy as np
 from absl import logging
 from clu import metric_writers
+from clu import periodic_actions
 from etils import epath
 
 from lambda_networks import data
+from lambda_networks import models
 from lambda_networks.errors import UserError
 from lambda_networks.train import checkpointing
 from lambda_networks.train import config_checks
@@ -172,7 +174,7 @@ def _train(exp: experiment_lib.Experiment, workdir: str) -> dict[str, Any]:
       f"{total} steps of {config.global_batch_size} "
       f"({exp.steps_per_epoch} per epoch), {jax.device_count()} devices in "
       f"{jax.process_count()} process(es), "
-      f"{sum(np.size(p) for p in jax.tree.leaves(state.params)):,} parameters.")
+      f"{models.count_parameters(state.params):,} parameters.")
   if start_step:
     console(f"Resumed from step {start_step} in {checkpointing.checkpoint_dir(workdir)}.")
   elif jax.process_index() == 0:
@@ -195,11 +197,13 @@ def _train(exp: experiment_lib.Experiment, workdir: str) -> dict[str, Any]:
   pending = None  # (step, metrics) of the step before the one just dispatched.
   window: list[dict[str, float]] = []
   meter = progress.Meter()
+  profile = _profiler(config, workdir)
   last_eval: dict[str, Any] = {}
   step = start_step
   try:
     while step < total:
-      _maybe_profile(config, step, workdir)
+      if profile is not None:
+        profile(step)  # Starts or stops the trace between steps.
       batch = distributed.global_batch(next(batches), exp.mesh)
       state, metrics = exp.train_step(state, batch)
       meter.step_dispatched()
@@ -234,7 +238,7 @@ def _train(exp: experiment_lib.Experiment, workdir: str) -> dict[str, Any]:
         return {"stopped_by": name, "step": step}
   finally:
     stop.restore()
-    _stop_profile(config, step)
+    _stop_profile(profile)
     manager.wait_until_finished()
     writer.flush()
 
@@ -291,21 +295,30 @@ def _evaluate(exp: experiment_lib.Experiment, state, step: int,
   return result
 
 
-def _maybe_profile(config: ml_collections.ConfigDict, step: int, workdir: str) -> None:
+def _profiler(config: ml_collections.ConfigDict,
+              workdir: str) -> periodic_actions.Profile | None:
+  """A trace of steps profile_start_step+1 … +profile_num_steps (process 0)."""
   if config.profile_num_steps <= 0 or jax.process_index() != 0:
+    return None
+  return periodic_actions.Profile(
+      logdir=str(epath.Path(workdir) / "profile"),
+      num_profile_steps=config.profile_num_steps, profile_duration_ms=None,
+      first_profile=config.profile_start_step, every_steps=None,
+      every_secs=None)
+
+
+def _stop_profile(profile: periodic_actions.Profile | None) -> None:
+  """Ends a trace that the run's end (or an error) interrupted.
+
+  clu's Profile stops a trace only when it is called after the last traced
+  step, which a run that ends or stops earlier never does.
+  """
+  if profile is None:
     return
-  if step == config.profile_start_step:
-    jax.profiler.start_trace(str(epath.Path(workdir) / "profile"))
-  elif step == config.profile_start_step + config.profile_num_steps:
+  try:
     jax.profiler.stop_trace()
-
-
-def _stop_profile(config: ml_collections.ConfigDict, step: int) -> None:
-  """Ends a trace that the run's end (or an error) interrupted."""
-  start = config.profile_start_step
-  if (config.profile_num_steps > 0 and jax.process_index() == 0
-      and start <= step < start + config.profile_num_steps):
-    jax.profiler.stop_trace()
+  except RuntimeError:
+    pass  # No trace running: none was started, or Profile ended it.
 
 
 def _duration(seconds: float) -> str:

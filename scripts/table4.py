@@ -42,7 +42,7 @@ FIELDS = (
 
 def reference_rows(path: pathlib.Path = REFERENCE) -> list[dict[str, str]]:
   """The conv baseline, then the paper's Table 4 rows, from the data file."""
-  rows = reporting.read_csv([path])
+  rows = paper.rows(path)
   baseline = [dict(r, row=BASELINE[0]) for r in rows
               if r["table"] == "hybrids" and r["model"] == BASELINE[1]
               and r["overrides"] == BASELINE[2]]

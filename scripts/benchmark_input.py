@@ -151,24 +151,18 @@ def profile(args: argparse.Namespace, image_size: int) -> str:
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   from lambda_networks.data import preprocessing  # pylint: disable=g-import-not-at-top
   from lambda_networks.data import tfds_source  # pylint: disable=g-import-not-at-top
-  builder = tfds.builder(jpeg_dataset.DATASET_NAME, data_dir=str(args.data_dir))
-  records = builder.as_dataset(
-      split="train", decoders={"image": tfds.decode.SkipDecoding()})
+  records = tfds.builder(jpeg_dataset.DATASET_NAME, data_dir=str(args.data_dir)
+                         ).as_dataset(split="train", decoders={
+                             "image": tfds.decode.SkipDecoding()})
   records = records.take(args.images).cache()
   for _ in records:  # Fill the cache: reading is timed on its own below.
     pass
   seed = tf.constant([1, 2], tf.int64)
-  common = dict(image_size=image_size, channels=3, min_area=0.08,
-                is_jpeg=True, randaugment_layers=2)
-
-  def crop(image):
-    return preprocessing.random_crop(image, seed, channels=3, min_area=0.08,
-                                     is_jpeg=True)
-
-  def augment(image, magnitude):
-    return preprocessing.train_image_uint8(image, seed, **common,
-                                           randaugment_magnitude=magnitude)
-
+  crop_args = dict(channels=3, min_area=0.08, is_jpeg=True)
+  crop = lambda image: preprocessing.random_crop(image, seed, **crop_args)
+  augment = lambda image, magnitude: preprocessing.train_image_uint8(
+      image, seed, image_size=image_size, randaugment_layers=2,
+      randaugment_magnitude=magnitude, **crop_args)
   mean, stddev = (127.0, 127.0, 127.0), (60.0, 60.0, 60.0)
   stages = {
       "read (cached records)": lambda image: tf.strings.length(image),
@@ -183,8 +177,8 @@ def profile(args: argparse.Namespace, image_size: int) -> str:
   rows = []
   for name, function in stages.items():
     ds = records.map(lambda ex, f=function: f(ex["image"]),
-                     num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.with_options(tfds_source.pipeline_options())
+                     num_parallel_calls=tf.data.AUTOTUNE).with_options(
+                         tfds_source.pipeline_options())
     for _ in ds.take(8):  # Warm-up: trace and start threads.
       pass
     start = _cpu_seconds()

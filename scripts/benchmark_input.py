@@ -208,6 +208,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   add("--long-side", type=int, default=500,
       help="long side of most generated images, px")
   add("--seed", type=int, default=0)
+  # --augments are checked here and kept as text (the CSV's `augment` column).
   add("--augments", nargs="+", type=lambda text: parse_augment(text) and text,
       default=["off", "2x10", "2x15"], help="'off' or RandAugment LAYERSxMAGNITUDE")
   add("--image-sizes", nargs="+", type=int, default=[128, 160, 224])

@@ -61,11 +61,12 @@ class SweepError(ValueError):
 
 def split_values(text: str) -> list[str]:
   """'8,16' -> ['8', '16']; '(1,1),(2,2)' -> ['(1,1)', '(2,2)']; 'a,b;c' -> ['a,b', 'c']."""
+  separator = ";" if ";" in text else ","
   values, depth = [""], 0
   for char in text:
-    if ";" not in text:
+    if separator == ",":
       depth += (char in "([{") - (char in ")]}")
-    if char == (";" if ";" in text else ",") and depth == 0:
+    if char == separator and depth == 0:
       values.append("")
     else:
       values[-1] += char

@@ -76,10 +76,8 @@ def table_row(reference: dict[str, str], args: argparse.Namespace,
     row["status"] = "analytic only"
     return row
   measured = benchmarking.measure(
-      name, overrides, image_size=args.image_size, batch_size=args.batch,
-      mode="inference", warmup=args.warmup, repeats=args.repeats,
-      max_seconds=args.max_seconds, memory_limit_bytes=limit,
-      num_devices=args.num_devices, run=not args.compile_only)
+      name, overrides, args, limit, image_size=args.image_size,
+      batch_size=args.batch, mode="inference")
   return row | {key: measured.get(key) for key in (
       "status", "peak_memory_mib", "examples_per_s", "step_time_ms", "compile_s",
       "params", "gflops_per_example", "achieved_tflops", "peak_tflops", "mfu")}

@@ -23,7 +23,7 @@ small-image practice, taken from the dataset where it can be:
 Budget: 5 epochs. On a 2-core CPU shared with other jobs we measured 3.3–8.9
 s a step (batch 128; the load varied) plus 78 s of compilation: the 390
 steps of a 10,000-image dataset took 40 minutes, and the test top-1 on
-`shapes28` (scripts/make_shapes_dataset.py) was 0.784. A 60,000-image
+`shapes28` (lambda_networks/data/shapes28.py) was 0.784. A 60,000-image
 dataset (MNIST, Fashion-MNIST) has six times as many steps: about 2–5 hours
 on such a CPU, minutes on a GPU.
 docs/training.md has the measured runs and published figures for the

@@ -1,18 +1,13 @@
 """Images per second of the training input pipeline, per host core.
 
-Builds (once, cached under --data-dir) an ImageNet-like TFDS dataset of
-generated JPEGs (lambda_networks/benchmarks/jpeg_dataset.py: ImageNet's sizes, natural-image
-statistics, quality 90), then runs the project's own training pipeline on it
-end to end — TFDS read, shuffle, decode fused with the inception crop, resize,
-flip, RandAugment, normalise, batch — exactly as `train.py` builds it
-(`lambda_networks.data.create_source` from configs/default.py). Each core
-count runs in its own process pinned to that many cores (sched_setaffinity),
-so TensorFlow sizes its thread pools as it would on such a host. The first
-batch (start-up, shuffle-buffer fill) is not timed.
-
-Writes <out>/input.csv (augment, image_size, cores, images_per_s,
-images_per_s_per_core, plus the setting and machine) and <out>/input.md.
-`--profile` adds <out>/profile.md: the cost of each stage on one core.
+Builds (once, under --data-dir) a TFDS dataset of generated ImageNet-like
+JPEGs (lambda_networks/benchmarks/jpeg_dataset.py), then runs the training
+pipeline on it exactly as train.py builds it (`data.create_source` from
+configs/default.py: read, shuffle, fused decode + inception crop, resize,
+flip, RandAugment, normalise, batch). Each core count runs in its own process
+pinned to that many cores, so TensorFlow sizes its thread pools as on such a
+host; the first batch is not timed. Writes <out>/input.csv and
+<out>/input.md; `--profile` adds <out>/profile.md, each stage's cost on one core.
 
   python -m scripts.benchmark_input                     # ~5 min on 2 cores
   python -m scripts.benchmark_input --image-sizes 224 --augments off 2x15 \\
@@ -48,11 +43,6 @@ def parse_augment(text: str) -> tuple[int, float]:
     raise argparse.ArgumentTypeError(
         f"augment {text!r} must be 'off' or LAYERSxMAGNITUDE, e.g. 2x15.")
   return int(layers), float(magnitude)
-
-
-def augment_name(text: str) -> str:
-  parse_augment(text)
-  return text
 
 
 def parse_cores(text: str) -> int:
@@ -138,15 +128,11 @@ def write_markdown(rows: list[dict], path: pathlib.Path, header: str) -> str:
   sizes = sorted({r["image_size"] for r in rows})
   keys = list(dict.fromkeys((r["augment"], r["cores"]) for r in rows))
   lookup = {(r["augment"], r["cores"], r["image_size"]): r for r in rows}
-  body = []
-  for augment, cores in keys:
-    cells = []
-    for size in sizes:
-      row = lookup.get((augment, cores, size))
-      cells.append(None if row is None else
-                   f"{row['images_per_s']:g} ({row['images_per_s_per_core']:g}) "
-                   f"· {row['images_per_cpu_s']:g}")
-    body.append([augment, cores, *cells])
+  cell = lambda row: row and (f"{row['images_per_s']:g} ("  # pylint: disable=g-long-lambda
+                              f"{row['images_per_s_per_core']:g}) · "
+                              f"{row['images_per_cpu_s']:g}")
+  body = [[augment, cores, *(cell(lookup.get((augment, cores, s))) for s in sizes)]
+          for augment, cores in keys]
   text = "\n".join([
       header, "", "Training pipeline, batch "
       f"{rows[0]['batch_size']}: wall-clock images/s (per core) · images per "
@@ -159,33 +145,24 @@ def write_markdown(rows: list[dict], path: pathlib.Path, header: str) -> str:
 
 
 def profile(args: argparse.Namespace, image_size: int) -> str:
-  """One core: images/s after each stage of the per-image work, cumulatively.
-
-  Pins this process to one core, so it runs last.
-  """
+  """Images per CPU-second after each stage, cumulatively (pins to one core)."""
   os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:1])
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   from lambda_networks.data import preprocessing  # pylint: disable=g-import-not-at-top
   from lambda_networks.data import tfds_source  # pylint: disable=g-import-not-at-top
-  builder = tfds.builder(jpeg_dataset.DATASET_NAME, data_dir=str(args.data_dir))
-  records = builder.as_dataset(
-      split="train", decoders={"image": tfds.decode.SkipDecoding()})
+  records = tfds.builder(jpeg_dataset.DATASET_NAME, data_dir=str(args.data_dir)
+                         ).as_dataset(split="train", decoders={
+                             "image": tfds.decode.SkipDecoding()})
   records = records.take(args.images).cache()
   for _ in records:  # Fill the cache: reading is timed on its own below.
     pass
   seed = tf.constant([1, 2], tf.int64)
-  common = dict(image_size=image_size, channels=3, min_area=0.08,
-                is_jpeg=True, randaugment_layers=2)
-
-  def crop(image):
-    return preprocessing.random_crop(image, seed, channels=3, min_area=0.08,
-                                     is_jpeg=True)
-
-  def augment(image, magnitude):
-    return preprocessing.train_image_uint8(image, seed, **common,
-                                           randaugment_magnitude=magnitude)
-
+  crop_args = dict(channels=3, min_area=0.08, is_jpeg=True)
+  crop = lambda image: preprocessing.random_crop(image, seed, **crop_args)
+  augment = lambda image, magnitude: preprocessing.train_image_uint8(
+      image, seed, image_size=image_size, randaugment_layers=2,
+      randaugment_magnitude=magnitude, **crop_args)
   mean, stddev = (127.0, 127.0, 127.0), (60.0, 60.0, 60.0)
   stages = {
       "read (cached records)": lambda image: tf.strings.length(image),
@@ -200,8 +177,8 @@ def profile(args: argparse.Namespace, image_size: int) -> str:
   rows = []
   for name, function in stages.items():
     ds = records.map(lambda ex, f=function: f(ex["image"]),
-                     num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.with_options(tfds_source.pipeline_options())
+                     num_parallel_calls=tf.data.AUTOTUNE).with_options(
+                         tfds_source.pipeline_options())
     for _ in ds.take(8):  # Warm-up: trace and start threads.
       pass
     start = _cpu_seconds()
@@ -218,37 +195,31 @@ def profile(args: argparse.Namespace, image_size: int) -> str:
 
 def _cpu_seconds() -> float:
   """CPU time of this process, all threads (user + system)."""
-  usage = resource.getrusage(resource.RUSAGE_SELF)
-  return usage.ru_utime + usage.ru_stime
+  return sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   parser = reporting.parser(__doc__)
-  parser.add_argument("--data-dir", type=pathlib.Path,
-                      default=pathlib.Path("results/input/tfds"))
-  parser.add_argument("--num-train", type=int, default=2048,
-                      help="generated training images (built once)")
-  parser.add_argument("--num-eval", type=int, default=64)
-  parser.add_argument("--long-side", type=int, default=500,
-                      help="long side of most generated images, px")
-  parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--augments", nargs="+", type=augment_name,
-                      default=["off", "2x10", "2x15"],
-                      help="'off' or RandAugment LAYERSxMAGNITUDE")
-  parser.add_argument("--image-sizes", nargs="+", type=int,
-                      default=[128, 160, 224])
-  parser.add_argument("--cores", nargs="+", type=parse_cores,
-                      default=[1, parse_cores("all")],
-                      help="core counts to pin the pipeline to ('all' allowed)")
-  parser.add_argument("--images", type=int, default=384,
-                      help="timed images per setting")
-  parser.add_argument("--batch", type=int, default=64)
-  parser.add_argument("--profile", action="store_true",
-                      help="also time each stage on one core (profile.md)")
-  parser.add_argument("--out", type=pathlib.Path,
-                      default=pathlib.Path("results/input"))
-  parser.add_argument("--worker-cores", type=int, default=0,
-                      help=argparse.SUPPRESS)
+  add = parser.add_argument
+  add("--data-dir", type=pathlib.Path, default=pathlib.Path("results/input/tfds"))
+  add("--num-train", type=int, default=2048,
+      help="generated training images (built once)")
+  add("--num-eval", type=int, default=64)
+  add("--long-side", type=int, default=500,
+      help="long side of most generated images, px")
+  add("--seed", type=int, default=0)
+  # --augments are checked here and kept as text (the CSV's `augment` column).
+  add("--augments", nargs="+", type=lambda text: parse_augment(text) and text,
+      default=["off", "2x10", "2x15"], help="'off' or RandAugment LAYERSxMAGNITUDE")
+  add("--image-sizes", nargs="+", type=int, default=[128, 160, 224])
+  add("--cores", nargs="+", type=parse_cores, default=[1, parse_cores("all")],
+      help="core counts to pin the pipeline to ('all' allowed)")
+  add("--images", type=int, default=384, help="timed images per setting")
+  add("--batch", type=int, default=64)
+  add("--profile", action="store_true",
+      help="also time each stage on one core (profile.md)")
+  add("--out", type=pathlib.Path, default=pathlib.Path("results/input"))
+  add("--worker-cores", type=int, default=0, help=argparse.SUPPRESS)
   args = reporting.parse(parser, argv)
   args.cores = list(dict.fromkeys(args.cores))
   return args

@@ -12,6 +12,7 @@ which is the peak the step needs on any backend.
 from __future__ import annotations
 
 import argparse
+import itertools
 import pathlib
 import platform
 import statistics
@@ -142,21 +143,19 @@ def plot(rows: list[dict], path: pathlib.Path) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   parser = reporting.parser(__doc__)
-  parser.add_argument("--sizes", type=int, nargs="+", default=[14, 28, 56, 64])
-  parser.add_argument("--batch", type=int, default=4)
-  parser.add_argument("--channels", type=int, default=64)
-  parser.add_argument("--heads", type=int, default=4)
-  parser.add_argument("--dtype", default="float32")
-  parser.add_argument("--repeats", type=int, default=5,
-                      help="timed steps per point (median reported)")
-  parser.add_argument("--slow-seconds", type=float, default=3.0,
-                      help="a step slower than this is timed once, not --repeats times")
-  parser.add_argument("--all", action="store_true",
-                      help=f"also run {sorted(SLOW_VARIANT_MAX_SIZE)} above "
-                      f"{max(SLOW_VARIANT_MAX_SIZE.values())} px")
-  parser.add_argument("--variants", nargs="+", default=list(VARIANTS),
-                      choices=list(VARIANTS))
-  parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("results/layers"))
+  add = parser.add_argument
+  add("--sizes", type=int, nargs="+", default=[14, 28, 56, 64])
+  add("--batch", type=int, default=4)
+  add("--channels", type=int, default=64)
+  add("--heads", type=int, default=4)
+  add("--dtype", default="float32")
+  add("--repeats", type=int, default=5, help="timed steps per point (median reported)")
+  add("--slow-seconds", type=float, default=3.0,
+      help="a step slower than this is timed once, not --repeats times")
+  add("--all", action="store_true", help=f"also run {sorted(SLOW_VARIANT_MAX_SIZE)} "
+      f"above {max(SLOW_VARIANT_MAX_SIZE.values())} px")
+  add("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+  add("--out", type=pathlib.Path, default=pathlib.Path("results/layers"))
   return parser.parse_args(argv)
 
 
@@ -169,13 +168,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
   print(header, benchmarking.pair_cost_note(), sep="\n", flush=True)
   writer = reporting.CsvWriter(args.out / "benchmark_layers.csv", FIELDS)
   rows = []
-  for size in args.sizes:
-    for variant in args.variants:
-      rows.append(measure(variant, size, args))
-      writer.write(rows[-1])
-      print(f"{variant:26s} {size:3d}×{size:<3d} time {rows[-1]['time_ms']:>10} ms  "
-            f"memory {rows[-1]['peak_memory_mib']:>10} MiB  {rows[-1]['status']}",
-            flush=True)
+  for size, variant in itertools.product(args.sizes, args.variants):
+    rows.append(row := measure(variant, size, args))
+    writer.write(row)
+    print(f"{variant:26s} {size:3d}×{size:<3d} time {row['time_ms']:>10} ms  "
+          f"memory {row['peak_memory_mib']:>10} MiB  {row['status']}", flush=True)
   print(write_markdown(rows, args.out / "benchmark_layers.md", header))
   plot(rows, args.out / "benchmark_layers.png")
   print(f"wrote {args.out}/benchmark_layers.{{csv,md,png}}")

@@ -1,23 +1,16 @@
 """Training and inference throughput, step time and peak memory of registry models.
 
-For every model × image size × batch size × mode (train, inference) the
-step is compiled for synthetic data (so the model alone is measured), run
-`--warmup` times untimed, then timed `--repeats` times; the median is
-reported. Compilation and warm-up are excluded. Peak memory is XLA's buffer
-assignment for the compiled step, per device (arguments + outputs +
-temporaries − aliased), read before anything runs: a step that needs more
-than the device has is reported as out of memory instead of crashing. The
-batch is split over all local devices. The same code runs on CPU, GPU and
-TPU; every row records the device and software versions.
-
-The train step is forward, softmax cross-entropy, backward and an
-SGD-momentum + weight-decay update (the trainer's optimiser, without the
-input pipeline, EMA or metrics).
-
-Each row also carries the step's FLOPs per example (XLA's cost analysis of
-the compiled step, 2 FLOPs per multiply-add), the achieved TFLOP/s and, for
-devices whose peak is known (lambda_networks/benchmarks/peak_flops.py: TPU v3–v6e, A100, H100,
-H200, dense bf16), the model FLOPs utilisation (MFU) against that peak.
+For every model × image size × batch size × mode, the step (train: forward,
+cross-entropy, backward and the trainer's SGD-momentum + weight-decay update;
+inference: forward) is compiled for synthetic data, run `--warmup` times,
+then timed `--repeats` times; the median is reported, compilation and
+warm-up excluded. Peak memory is XLA's buffer assignment for the compiled
+step, per device, read before anything runs: a step that needs more than the
+device has is reported as out of memory. The batch is split over all local
+devices; every row records the device and software versions, the step's
+FLOPs per example (XLA's cost analysis, 2 per multiply-add), the achieved
+TFLOP/s and, where the peak is known (lambda_networks/benchmarks/
+peak_flops.py), the model FLOPs utilisation (MFU).
 
   python -m scripts.benchmark_models --models lambda_resnet50 efficientnet_b0 \\
       --image-sizes paper --batch-sizes 8 --out results/benchmarks/models.csv
@@ -29,6 +22,7 @@ H200, dense bf16), the model FLOPs utilisation (MFU) against that peak.
 from __future__ import annotations
 
 import argparse
+import itertools
 import pathlib
 
 from lambda_networks import models
@@ -50,33 +44,27 @@ FIELDS = RESULT_FIELDS + ENVIRONMENT_FIELDS
 
 def image_sizes_for(name: str, sizes: list[str]) -> list[int]:
   """'paper' expands to the sizes the paper reports the model at."""
-  result = []
-  for size in sizes:
-    if size == "paper":
-      result.extend(models.get_spec(name).paper_image_sizes)
-    else:
-      result.append(int(size))
-  return list(dict.fromkeys(result))
+  return list(dict.fromkeys(itertools.chain.from_iterable(
+      models.get_spec(name).paper_image_sizes if size == "paper" else [int(size)]
+      for size in sizes)))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   parser = reporting.parser(__doc__)
-  parser.add_argument("--models", nargs="+", required=True,
-                      help="registry names (lambda_networks.models.available_models())")
-  parser.add_argument("--image-sizes", nargs="+", default=["paper"],
-                      help="ints, or 'paper' for the sizes the paper uses per model")
-  parser.add_argument("--batch-sizes", nargs="+", type=int, default=[8],
-                      help="global batch sizes (split over the devices)")
-  parser.add_argument("--modes", nargs="+", default=list(steps.MODES),
-                      choices=steps.MODES)
-  parser.add_argument("--override", action="append", default=[],
-                      metavar="FIELD=VALUE",
-                      help="model config override for every model (repeatable), "
-                      "e.g. width_multiplier=0.0625 or stage_depths=(1,1,1,1)")
-  parser.add_argument("--num-classes", type=int, default=1000)
+  add = parser.add_argument
+  add("--models", nargs="+", required=True,
+      help="registry names (lambda_networks.models.available_models())")
+  add("--image-sizes", nargs="+", default=["paper"],
+      help="ints, or 'paper' for the sizes the paper uses per model")
+  add("--batch-sizes", nargs="+", type=int, default=[8],
+      help="global batch sizes (split over the devices)")
+  add("--modes", nargs="+", default=list(steps.MODES), choices=steps.MODES)
+  add("--override", action="append", default=[], metavar="FIELD=VALUE",
+      help="model config override for every model (repeatable), e.g. "
+      "width_multiplier=0.0625 or stage_depths=(1,1,1,1)")
+  add("--num-classes", type=int, default=1000)
   benchmarking.add_step_flags(parser, warmup=2, repeats=5)
-  parser.add_argument("--out", type=pathlib.Path,
-                      default=pathlib.Path("results/benchmarks/models.csv"))
+  add("--out", type=pathlib.Path, default=pathlib.Path("results/benchmarks/models.csv"))
   args = parser.parse_args(argv)
   for name in args.models:
     models.get_spec(name)  # A clear error for unknown names, before any work.
@@ -88,37 +76,31 @@ def main(argv: list[str] | None = None) -> list[dict]:
   overrides = benchmarking.parse_overrides(args.override)
   if args.dtype != "float32":
     overrides.setdefault("dtype", args.dtype)
-  for name in args.models:  # Clear errors for bad overrides, before any work.
-    for size in image_sizes_for(name, args.image_sizes):
-      models.get_config(name, image_size=size, **overrides)
+  points = [(name, size, batch, mode) for name in args.models
+            for size in image_sizes_for(name, args.image_sizes)
+            for batch in args.batch_sizes for mode in args.modes]
+  for name, size, _, _ in points:  # Clear errors for bad overrides, up front.
+    models.get_config(name, image_size=size, **overrides)
   limit = benchmarking.memory_limit(args)
   env = benchmarking.environment()
   print(f"{env['device_count']} × {env['device_kind']} ({env['backend']}, "
-        f"{env['host_cpu']}), jax {env['jax']}, flax {env['flax']}", flush=True)
-  print(benchmarking.pair_cost_note(), flush=True)
+        f"{env['host_cpu']}), jax {env['jax']}, flax {env['flax']}",
+        benchmarking.pair_cost_note(), sep="\n", flush=True)
   writer = reporting.CsvWriter(args.out, FIELDS)
   rows = []
-  for name in args.models:
-    for size in image_sizes_for(name, args.image_sizes):
-      for batch in args.batch_sizes:
-        for mode in args.modes:
-          row = benchmarking.measure(
-              name, overrides, image_size=size, batch_size=batch, mode=mode,
-              warmup=args.warmup, repeats=args.repeats,
-              max_seconds=args.max_seconds, memory_limit_bytes=limit,
-              num_devices=args.num_devices, num_classes=args.num_classes,
-              run=not args.compile_only)
-          row.update(dtype=args.dtype, **env)
-          writer.write(row)
-          rows.append(row)
-          print(f"{name:22s} {size:4d}px batch {batch:5d} {mode:9s} "
-                f"{row.get('step_time_ms') or '—':>10} ms/step "
-                f"{row.get('examples_per_s') or '—':>10} ex/s "
-                f"{row.get('peak_memory_mib') or '—':>10} MiB "
-                f"{row.get('gflops_per_example') or '—':>8} GFLOP/ex "
-                f"MFU {row.get('mfu') or '—'} "
-                f"compile {row.get('compile_s') or '—'} s  {row['status']}",
-                flush=True)
+  for name, size, batch, mode in points:
+    row = benchmarking.measure(name, overrides, args, limit, image_size=size,
+                               batch_size=batch, mode=mode,
+                               num_classes=args.num_classes)
+    rows.append(row | dict(dtype=args.dtype, **env))
+    writer.write(rows[-1])
+    print(f"{name:22s} {size:4d}px batch {batch:5d} {mode:9s} "
+          f"{row.get('step_time_ms') or '—':>10} ms/step "
+          f"{row.get('examples_per_s') or '—':>10} ex/s "
+          f"{row.get('peak_memory_mib') or '—':>10} MiB "
+          f"{row.get('gflops_per_example') or '—':>8} GFLOP/ex "
+          f"MFU {row.get('mfu') or '—'} "
+          f"compile {row.get('compile_s') or '—'} s  {row['status']}", flush=True)
   print(f"wrote {args.out}")
   return rows
 

@@ -1,8 +1,8 @@
-"""The model benchmarks' shared flags, result rows and environment (not a script).
+"""The model benchmarks' shared flags, result row and environment (not a script).
 
 `measure` compiles a model step (lambda_networks.benchmarks.steps), refuses
-to run one that would not fit (reported as out of memory, not a crash),
-times it and returns one CSV row. Used by benchmark_models.py and table4.py.
+to run one that would not fit (out of memory is a status, not a crash),
+times it and returns one CSV row: for benchmark_models.py and table4.py.
 """
 
 from __future__ import annotations
@@ -30,21 +30,21 @@ MIB = 2**20
 def add_step_flags(parser: argparse.ArgumentParser, *, warmup: int,
                    repeats: int) -> None:
   """The flags of every model benchmark: dtype, timing, memory, output."""
-  parser.add_argument("--dtype", default="float32",
-                      help="computation dtype of the models, e.g. bfloat16")
-  parser.add_argument("--num-devices", type=int, default=None,
-                      help="devices to split the batch over (default: all local)")
-  parser.add_argument("--warmup", type=int, default=warmup, help="untimed steps")
-  parser.add_argument("--repeats", type=int, default=repeats,
-                      help="timed steps (the median is reported)")
-  parser.add_argument("--max-seconds", type=float, default=60.0,
-                      help="stop timing a point after this long (≥ 1 timed step)")
-  parser.add_argument("--memory-limit-gib", type=float, default=None,
-                      help="report steps needing more as out of memory without "
-                      "running them (default: the device's memory; on CPU the "
-                      "available RAM)")
-  parser.add_argument("--compile-only", action="store_true",
-                      help="compile and read XLA's memory plan, do not run")
+  add = parser.add_argument
+  add("--dtype", default="float32",
+      help="computation dtype of the models, e.g. bfloat16")
+  add("--num-devices", type=int,
+      help="devices to split the batch over (default: all local)")
+  add("--warmup", type=int, default=warmup, help="untimed steps")
+  add("--repeats", type=int, default=repeats,
+      help="timed steps (the median is reported)")
+  add("--max-seconds", type=float, default=60.0,
+      help="stop timing a point after this long (≥ 1 timed step)")
+  add("--memory-limit-gib", type=float, help="report steps needing more as out "
+      "of memory without running them (default: the device's memory; on CPU "
+      "the available RAM)")
+  add("--compile-only", action="store_true",
+      help="compile and read XLA's memory plan, do not run")
 
 
 def memory_limit(args: argparse.Namespace) -> int | None:
@@ -106,34 +106,27 @@ def error_status(error: BaseException) -> str:
   """'oom', or the error in one line."""
   if steps.is_out_of_memory(error):
     return "oom"
-  text = " ".join(str(error).split())
-  return f"error: {type(error).__name__}: {text}"[:200]
+  return f"error: {type(error).__name__}: {' '.join(str(error).split())}"[:200]
 
 
-def oom_status(peak: int | None, limit: int | None) -> str | None:
-  """A status when XLA's plan needs more than `limit` bytes, else None."""
-  if limit is None or peak is None or peak <= limit:
-    return None
-  return (f"oom: XLA needs {peak / GIB:.2f} GiB per device, "
-          f"{limit / GIB:.2f} GiB available")
+def measure(name: str, overrides: dict[str, Any], args: argparse.Namespace,
+            limit: int | None, *, image_size: int, batch_size: int, mode: str,
+            num_classes: int = 1000) -> dict[str, Any]:
+  """One benchmark row, timed as add_step_flags's `args` say.
 
-
-def measure(name: str, overrides: dict[str, Any], *, image_size: int,
-            batch_size: int, mode: str, warmup: int = 2, repeats: int = 5,
-            max_seconds: float = 60.0, memory_limit_bytes: int | None = None,
-            num_devices: int | None = None, num_classes: int = 1000,
-            run: bool = True) -> dict[str, Any]:
-  """One benchmark row; out of memory (predicted or real) is a status."""
-  devices = num_devices or jax.device_count()
+  A step whose XLA plan needs more than `limit` bytes per device is not run:
+  out of memory, predicted or real, is a status.
+  """
+  devices = args.num_devices or jax.device_count()
   row: dict[str, Any] = dict(
       model=name, overrides=format_overrides(overrides), image_size=image_size,
       batch_size=batch_size, mode=mode, num_devices=devices, status="ok",
-      memory_limit_mib=None if memory_limit_bytes is None else
-      round(memory_limit_bytes / MIB), timed_steps=0)
+      memory_limit_mib=None if limit is None else round(limit / MIB),
+      timed_steps=0)
   try:
     step = steps.build_step(name, overrides, image_size=image_size,
                             batch_size=batch_size, mode=mode,
-                            num_devices=num_devices, num_classes=num_classes)
+                            num_devices=args.num_devices, num_classes=num_classes)
   except Exception as error:  # pylint: disable=broad-except
     return row | dict(status=error_status(error))
   step_flops = None if step.flops is None else step.flops * devices
@@ -146,12 +139,14 @@ def measure(name: str, overrides: dict[str, Any], *, image_size: int,
              compile_s=round(step.compile_seconds, 2),
              peak_memory_mib=None if step.peak_bytes is None else
              round(step.peak_bytes / MIB, 3))
-  status = oom_status(step.peak_bytes, memory_limit_bytes)
-  if status or not run:
-    return row | dict(status=status or "compiled only")
+  if None not in (limit, step.peak_bytes) and step.peak_bytes > limit:
+    return row | dict(status=f"oom: XLA needs {step.peak_bytes / GIB:.2f} GiB "
+                      f"per device, {limit / GIB:.2f} GiB available")
+  if args.compile_only:
+    return row | dict(status="compiled only")
   try:
-    times = steps.time_step(step, mode, warmup=warmup, repeats=repeats,
-                            max_seconds=max_seconds)
+    times = steps.time_step(step, mode, warmup=args.warmup, repeats=args.repeats,
+                            max_seconds=args.max_seconds)
   except Exception as error:  # pylint: disable=broad-except
     return row | dict(status=error_status(error))
   median = statistics.median(times)

@@ -27,6 +27,7 @@ import pathlib
 import re
 
 import numpy as np
+import pandas as pd
 from scipy import optimize
 
 from lambda_networks import ops
@@ -42,46 +43,38 @@ def table_width(variant: str, size: int) -> int:
   return min(int(match.group(1)), full) if match else full
 
 
-def fit_costs(rows: list[dict]) -> tuple[dict[str, float], list[dict]]:
-  """Relative costs per pair (einsum = 1) and the rows used, with predictions."""
-  points = []
-  for row in rows:
-    method = row.get("method")
-    if (row.get("status") != "ok" or method not in METHODS
-        or row["variant"].endswith("_auto")
-        or not row["variant"].startswith("lambda_")):
-      continue
-    size = int(row["size"])
-    width = table_width(row["variant"], size)
-    pairs = ops.visited_pairs((size, size), (width, width))[method]
-    scale = int(row["batch"]) * int(row["channels"])
-    group = (row["batch"], row["channels"], row["dtype"], size)
-    points.append(dict(row, pairs=pairs * scale, group=group,
-                       time=float(row["time_ms"])))
-  missing = [m for m in METHODS if not any(p["method"] == m for p in points)]
-  if missing:
+def fit_costs(rows: pd.DataFrame) -> tuple[dict[str, float], pd.DataFrame]:
+  """Relative costs per pair (einsum = 1), and the rows fitted, with predictions."""
+  points = rows[(rows["status"] == "ok") & rows["method"].isin(METHODS)
+                & rows["variant"].str.startswith("lambda_")
+                & ~rows["variant"].str.endswith("_auto")]
+  if missing := [m for m in METHODS if m not in set(points["method"])]:
     raise ValueError(
         f"no successful rows of the fixed-method lambda variants for "
         f"{missing}; run scripts.benchmark_layers with its default "
         "--variants (the *_einsum, *_conv and *_row_conv ones).")
-  groups = sorted({p["group"] for p in points})
-  design = np.zeros((len(points), len(groups) + len(METHODS)))
-  for i, point in enumerate(points):
-    design[i, groups.index(point["group"])] = 1.0
-    design[i, len(groups) + METHODS.index(point["method"])] = point["pairs"]
-  times = np.array([p["time"] for p in points])
+  points = points.astype({"size": int, "batch": int, "channels": int,
+                          "time_ms": float})
+  pairs = [ops.visited_pairs((p.size, p.size), (table_width(p.variant, p.size),) * 2)
+           [p.method] * p.batch * p.channels for p in points.itertuples()]
+  # Columns: one overhead per (batch, channels, dtype, size), one cost per method.
+  groups = points[["batch", "channels", "dtype", "size"]].astype(str).agg(
+      "/".join, axis=1)
+  design = np.concatenate([
+      pd.get_dummies(groups, dtype=float).to_numpy(),
+      (points["method"].to_numpy()[:, None] == np.array(METHODS)) *
+      np.array(pairs, float)[:, None]], axis=1)
+  times = points["time_ms"].to_numpy()
   # Relative error matters, not absolute: weight each point by 1 / time.
   solution, _ = optimize.nnls(design / times[:, None], np.ones_like(times))
-  per_pair = dict(zip(METHODS, solution[len(groups):]))
+  per_pair = dict(zip(METHODS, solution[-len(METHODS):]))
   if not per_pair["einsum"] > 0:
     raise ValueError("the fit gives the einsum no cost per pair; measure "
                      "larger maps (--sizes 28 56 64) so the position term "
                      "dominates the layer's time.")
-  for point, predicted in zip(points, design @ solution):
-    point["predicted_ms"] = float(predicted)
   costs = {m: float(f"{max(per_pair[m], 1e-3 * per_pair['einsum']) / per_pair['einsum']:.2g}")
            for m in METHODS}
-  return costs, points
+  return costs, points.assign(predicted_ms=design @ solution)
 
 
 def write_table(path: pathlib.Path, platform: str, costs: dict[str, float],
@@ -103,22 +96,20 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
   parser.add_argument("--dry-run", action="store_true",
                       help="print the fitted table, write nothing")
   args = parser.parse_args(argv)
-  rows = reporting.read_csv([args.csv])
-  backends = sorted({r["backend"] for r in rows})
+  rows = pd.read_csv(args.csv, dtype=str)
+  backends = sorted(rows["backend"].unique())
   if args.platform is None and len(backends) != 1:
     raise SystemExit(f"{args.csv} mixes backends {backends}; pass --platform.")
   platform = args.platform or backends[0]
   costs, points = fit_costs(rows)
-  for point in points:
-    print(f"{point['variant']:28s} {int(point['size']):3d}² "
-          f"{point['time']:10.2f} ms measured {point['predicted_ms']:10.2f} "
-          "ms fitted")
-  devices = sorted({r.get("device", "") for r in rows})
-  source = (f"scripts.calibrate_pair_cost {args.csv.name} ({', '.join(devices)}, "
-            f"batch {sorted({r['batch'] for r in rows})}, channels "
-            f"{sorted({r['channels'] for r in rows})}, dtype "
-            f"{sorted({r['dtype'] for r in rows})}), "
-            f"{datetime.date.today().isoformat()}")
+  for p in points.itertuples():
+    print(f"{p.variant:28s} {p.size:3d}² {p.time_ms:10.2f} ms measured "
+          f"{p.predicted_ms:10.2f} ms fitted")
+  batch, channels, dtype = (sorted(rows[key].unique())
+                            for key in ("batch", "channels", "dtype"))
+  source = (f"scripts.calibrate_pair_cost {args.csv.name} ("
+            f"{', '.join(sorted(rows['device'].unique()))}, batch {batch}, "
+            f"channels {channels}, dtype {dtype}), {datetime.date.today()}")
   print(f"{platform}: {json.dumps(costs)}")
   if not args.dry_run:
     write_table(args.costs_file, platform, costs, source)

@@ -1,13 +1,10 @@
 """Parameters and GFLOPs of every registry model at its paper image size.
 
-Writes docs/model_table.md and docs/model_table.csv. Nothing is compiled or
-executed: models are built abstractly with `nnx.eval_shape`, parameters are
-the nnx.Param leaves (batch-norm statistics excluded), and FLOPs come from
-XLA's cost analysis of the lowered (not compiled) inference forward pass for
-one image — XLA counts 2 FLOPs per multiply-add and includes element-wise
-work, so conventional "FLOPs = multiply-adds" figures are about half of ours.
-The paper's numbers (docs/paper_reference.csv, read through
-`lambda_networks.paper`) sit beside ours where it has them.
+Writes docs/model_table.md and docs/model_table.csv without compiling or
+running anything: models are built with `nnx.eval_shape`, parameters are the
+nnx.Param leaves, and FLOPs are XLA's cost analysis of the lowered inference
+pass for one image (2 FLOPs per multiply-add, element-wise work included).
+The paper's numbers (`lambda_networks.paper`) sit beside ours.
 
   python -m scripts.model_table                      # all models (minutes)
   python -m scripts.model_table --models resnet50 resnet50_lambda
@@ -54,12 +51,10 @@ def measure(name: str, overrides: dict, image_size: int) -> tuple[int, float]:
 
 
 def rows_to_measure(selected: list[str] | None):
-  rows = []
-  for name in models.available_models():
-    for size in models.get_spec(name).paper_image_sizes:
-      rows.append((name, {}, size))
-    rows.extend((n, o, 224) for n, o in EXTRA_ROWS if n == name)
-  return [r for r in rows if not selected or r[0] in selected]
+  """(name, overrides, image size): the paper's sizes, then EXTRA_ROWS at 224."""
+  return [row for name in models.available_models() if not selected or name in selected
+          for row in [(name, {}, size) for size in models.get_spec(name).paper_image_sizes]
+          + [(n, o, 224) for n, o in EXTRA_ROWS if n == name]]
 
 
 def write_tables(results: list[dict], out_dir: pathlib.Path) -> None:

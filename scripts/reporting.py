@@ -8,6 +8,7 @@ import csv
 import os
 import pathlib
 import platform
+import re
 import subprocess
 import sys
 from typing import Any, Iterable, Sequence
@@ -46,12 +47,12 @@ def parse_value(text: str) -> Any:
 
 def git_commit(short: bool = True) -> str:
   """HEAD's commit ('+dirty' when tracked files changed), or 'unknown'."""
-  def git(*args: str) -> str:
-    return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True,
-                          text=True, check=True, timeout=10).stdout.strip()
   try:
-    commit = git("rev-parse", *(["--short"] if short else []), "HEAD")
-    dirty = git("status", "--porcelain", "--untracked-files=no")
+    commit, dirty = (subprocess.run(
+        ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
+        check=True, timeout=10).stdout.strip() for args in (
+            ["rev-parse", *(["--short"] if short else []), "HEAD"],
+            ["status", "--porcelain", "--untracked-files=no"]))
   except (OSError, subprocess.SubprocessError):
     return "unknown"
   return commit + ("+dirty" if dirty else "")
@@ -60,12 +61,11 @@ def git_commit(short: bool = True) -> str:
 def cpu_name() -> str:
   """The host processor's model name."""
   try:
-    for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-      if line.startswith("model name"):
-        return line.split(":", 1)[1].strip()
+    info = pathlib.Path("/proc/cpuinfo").read_text()
   except OSError:
-    pass
-  return platform.processor() or platform.machine()
+    info = ""
+  names = re.findall(r"^model name\s*:\s*(.*)$", info, flags=re.MULTILINE)
+  return names[0].strip() if names else platform.processor() or platform.machine()
 
 
 class CsvWriter:
@@ -82,14 +82,6 @@ class CsvWriter:
     with open(self.path, "a", newline="") as handle:
       csv.DictWriter(handle, fieldnames=self.fields,
                      extrasaction="ignore").writerow(row)
-
-
-def read_csv(paths: Iterable[str | os.PathLike]) -> list[dict[str, str]]:
-  rows = []
-  for path in paths:
-    with open(path, newline="") as handle:
-      rows.extend(csv.DictReader(handle))
-  return rows
 
 
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]],

@@ -1,25 +1,16 @@
 """Speed–accuracy: LambdaResNets against EfficientNets, as a table and a plot.
 
-Joins benchmark CSVs (scripts/benchmark_models.py), the metrics JSONs that
-eval.py writes (eval_<split>_step<N>.json) and the paper's reference numbers
-(docs/paper_reference.csv, every one marked paper-reported) into
+Joins benchmark CSVs (scripts/benchmark_models.py: measured step times), the
+metrics JSONs that eval.py writes and the paper's numbers
+(docs/paper_reference.csv, marked paper-reported) into PREFIX.md (the table
+and the speed-up at equal accuracy), PREFIX.csv and PREFIX.png (accuracy
+against step time; hollow markers: paper-reported accuracies). The speed-up
+of a LambdaResNet is the EfficientNet step time at its accuracy, interpolated
+log-linearly between the two EfficientNets that bracket it, over its own.
 
-  PREFIX.md   the table, and the speed-up at equal accuracy;
-  PREFIX.csv  the same rows;
-  PREFIX.png  accuracy against training time per step: filled markers are
-              accuracies measured here, hollow markers paper-reported ones.
-
-Step times always come from the benchmark CSVs (measured); the paper gives
-no per-model step times. The speed-up at equal accuracy ("3.2–4.4× faster
-than EfficientNets" in the paper) is computed from whatever was measured: for
-each LambdaResNet point, the EfficientNet step time at the same accuracy,
-interpolated (log-linearly in time) between the two EfficientNets that
-bracket it, divided by the LambdaResNet's step time.
-
-Metrics JSONs need the model and image size: taken from the JSON's `model`
-and `image_size` fields, from a sweep manifest (`--manifest`, see
-scripts/sweep.py), or given after the path: `PATH#model=NAME,image_size=160`.
-A workdir in place of a JSON means its newest eval_*.json.
+A metrics JSON names its model and image size in its fields, in a sweep
+manifest (`--manifest`), or after the path: `PATH#model=NAME,image_size=160`;
+a workdir stands for its newest eval_*.json.
 
   python -m scripts.speed_accuracy --benchmarks results/benchmarks/models.csv \\
       --metrics runs/l50_160#model=lambda_resnet50,image_size=160 \\
@@ -80,9 +71,6 @@ def label(model: str, image_size: int) -> str:
   return f"{short.upper() if family_of(model) == EFFICIENT else short}@{image_size}"
 
 
-# ---------------------------------------------------------------- inputs
-
-
 def select_benchmarks(paths: list[pathlib.Path], *, dtype: str | None,
                       device: str | None, include_overrides: bool
                       ) -> pd.DataFrame:
@@ -105,47 +93,34 @@ def select_benchmarks(paths: list[pathlib.Path], *, dtype: str | None,
           .groupby([*KEY, "mode"]).tail(1))
 
 
-def parse_metrics_spec(spec: str) -> tuple[pathlib.Path, dict[str, Any]]:
-  """'PATH#model=x,image_size=160' -> (PATH, {'model': 'x', 'image_size': 160})."""
-  path, _, labels = spec.partition("#")
-  given: dict[str, Any] = {}
-  for item in filter(None, labels.split(",")):
-    key, sep, value = item.partition("=")
-    if not sep or key not in ("model", "image_size"):
-      raise ValueError(f"metrics label {item!r} in {spec!r} must be "
-                       "model=NAME or image_size=INT.")
-    given[key] = int(value) if key == "image_size" else value
-  return pathlib.Path(path), given
-
-
 def newest_eval_json(workdir: pathlib.Path) -> pathlib.Path | None:
   """The eval_<split>_step<N>.json with the largest N (validation first)."""
-  candidates = []
-  for path in workdir.glob("eval_*_step*.json"):
-    match = re.fullmatch(r"eval_(.+)_step(\d+)\.json", path.name)
-    if match:
-      candidates.append((int(match.group(2)), match.group(1) == "validation", path))
-  if candidates:
-    return max(candidates)[2]
+  found = [(int(m[2]), m[1] == "validation", path)
+           for path in workdir.glob("eval_*_step*.json")
+           if (m := re.fullmatch(r"eval_(.+)_step(\d+)\.json", path.name))]
   final = workdir / "final_metrics.json"
-  return final if final.exists() else None
+  return max(found)[2] if found else (final if final.exists() else None)
 
 
 def load_metrics(specs: Iterable[str], manifests: Iterable[pathlib.Path]
                  ) -> dict[tuple[str, int], float]:
   """(model, image size) -> measured top-1 in percent."""
-  entries: list[tuple[pathlib.Path, dict[str, Any]]] = [
-      parse_metrics_spec(spec) for spec in specs]
+  entries = []
+  for spec in specs:  # 'PATH#model=x,image_size=160'
+    path, _, labels = spec.partition("#")
+    given = dict(item.partition("=")[::2] for item in filter(None, labels.split(",")))
+    if set(given) - set(KEY) or "" in given.values():
+      raise ValueError(f"metrics labels in {spec!r} must be model=NAME or "
+                       "image_size=INT.")
+    entries.append((pathlib.Path(path), given))
   for manifest in manifests:
-    for run in json.loads(pathlib.Path(manifest).read_text())["runs"]:
-      given = {key: run[key] for key in ("model", "image_size")
-               if run.get(key) is not None}
-      entries.append((pathlib.Path(run["workdir"]), given))
-  results: dict[tuple[str, int], float] = {}
+    entries += [(pathlib.Path(run["workdir"]),
+                 {key: run[key] for key in KEY if run.get(key) is not None})
+                for run in json.loads(pathlib.Path(manifest).read_text())["runs"]]
+  results = {}
   for path, given in entries:
     if path.is_dir():
-      found = newest_eval_json(path)
-      if found is None:
+      if (found := newest_eval_json(path)) is None:
         print(f"note: no eval_*.json in {path}; skipped", file=sys.stderr)
         continue
       path = found
@@ -157,8 +132,7 @@ def load_metrics(specs: Iterable[str], manifests: Iterable[pathlib.Path]
           f"{path} does not say which model and image size it scores; add "
           f"them after the path: '{path}#model=lambda_resnet50,image_size=160' "
           "(or pass the sweep manifest with --manifest).")
-    top1 = data.get("top1")
-    if not isinstance(top1, (int, float)):
+    if not isinstance(top1 := data.get("top1"), (int, float)):
       raise ValueError(f"{path} has no numeric 'top1' field.")
     results[(model, int(size))] = 100 * top1 if top1 <= 1 else top1
   return results
@@ -201,26 +175,15 @@ def join(benchmarks: pd.DataFrame, metrics: dict[tuple[str, int], float],
           .reset_index(drop=True)[list(FIELDS)])
 
 
-# ---------------------------------------------------------------- analysis
-
-
 def step_seconds(points: pd.DataFrame, batch: int) -> pd.Series:
-  """Measured training time of one step of `batch` examples.
-
-  The measured median step time when it was measured at `batch`, else
-  scaled linearly from the measured throughput.
-  """
+  """A training step of `batch` examples: measured, else from throughput."""
   at_batch = (points["train_batch"] == batch).fillna(False)
   return (points["train_step_ms"].where(at_batch) / 1000).fillna(
       batch / points["train_examples_per_s"])
 
 
 def speedups(points: pd.DataFrame) -> pd.DataFrame:
-  """LambdaResNet step time vs EfficientNet step time at equal accuracy.
-
-  The EfficientNet time at the LambdaResNet's accuracy is interpolated
-  linearly in log time between the two EfficientNets that bracket it.
-  """
+  """LambdaResNet step time vs EfficientNet step time at equal accuracy."""
   timed = points.dropna(subset=["top1", "step_s"])
   curve = timed[timed["family"] == EFFICIENT].sort_values(["top1", "step_s"])
   accuracies, labels = curve["top1"].to_numpy(), curve["label"].to_numpy()
@@ -238,9 +201,6 @@ def speedups(points: pd.DataFrame) -> pd.DataFrame:
         ratios.loc[inside, "top1"], accuracies, np.log(curve["step_s"])))
   ratios["ratio"] = ratios["efficientnet_s"] / ratios["step_s"]
   return ratios
-
-
-# ---------------------------------------------------------------- outputs
 
 
 def _fmt(value: Any, digits: int = 1) -> str | None:
@@ -309,10 +269,10 @@ def plot(points: pd.DataFrame, batch: int, path: pathlib.Path, title: str) -> No
   colors = {LAMBDA: "tab:blue", EFFICIENT: "tab:orange"}
   shown = points.dropna(subset=["top1", "step_s"]).sort_values("step_s")
   for family, members in shown.groupby("family"):
-    color = colors[family]
-    axis.plot(1000 * members["step_s"], members["top1"], color=color,
+    axis.plot(1000 * members["step_s"], members["top1"], color=colors[family],
               alpha=0.5, linewidth=1)
     for p in members.itertuples():
+      color = colors[family]
       axis.scatter(1000 * p.step_s, p.top1, s=50, color=color, zorder=3,
                    facecolors=color if p.top1_source == "measured" else "none",
                    linewidths=1.5)
@@ -324,17 +284,16 @@ def plot(points: pd.DataFrame, batch: int, path: pathlib.Path, title: str) -> No
   else:
     axis.set_xscale("log")
     axis.margins(x=0.15, y=0.1)
-  axis.set_xlabel(f"training time per step of {batch} examples (ms), measured")
-  axis.set_ylabel("ImageNet top-1 (%)")
+  axis.set(xlabel=f"training time per step of {batch} examples (ms), measured",
+           ylabel="ImageNet top-1 (%)")
   axis.set_title(title, fontsize=9)
   axis.grid(True, which="both", alpha=0.3)
-  axis.legend(handles=[
-      *(Line2D([], [], color=c, marker="o", label=f) for f, c in colors.items()),
-      Line2D([], [], color="black", marker="o", linestyle="none",
-             label="top-1 measured here"),
-      Line2D([], [], color="black", marker="o", markerfacecolor="none",
-             linestyle="none", label="top-1 paper-reported")],
-              fontsize=8, loc="lower right")
+  markers = [(f, dict(color=c)) for f, c in colors.items()] + [
+      ("top-1 measured here", dict(color="black", linestyle="none")),
+      ("top-1 paper-reported", dict(color="black", linestyle="none",
+                                    markerfacecolor="none"))]
+  axis.legend(handles=[Line2D([], [], marker="o", label=name, **style)
+                       for name, style in markers], fontsize=8, loc="lower right")
   figure.tight_layout()
   figure.savefig(path, dpi=120)
   plt.close(figure)
@@ -342,29 +301,26 @@ def plot(points: pd.DataFrame, batch: int, path: pathlib.Path, title: str) -> No
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   parser = reporting.parser(__doc__)
-  parser.add_argument("--benchmarks", nargs="*", default=[], type=pathlib.Path,
-                      help="CSVs written by scripts/benchmark_models.py")
-  parser.add_argument("--metrics", nargs="*", default=[],
-                      help="eval JSONs or workdirs, optionally "
-                      "'#model=NAME,image_size=INT'")
-  parser.add_argument("--manifest", nargs="*", default=[], type=pathlib.Path,
-                      help="sweep manifests (scripts/sweep.py): each run's "
-                      "workdir, model and image size")
-  parser.add_argument("--reference", type=pathlib.Path, default=REFERENCE)
-  parser.add_argument("--batch", type=int, default=None,
-                      help="step size of the time axis (default: the measured "
-                      "batch if all points share one, else 1024, scaled from "
-                      "measured throughput)")
-  parser.add_argument("--dtype", default=None, help="only benchmark rows of this dtype")
-  parser.add_argument("--device", default=None,
-                      help="only benchmark rows whose device_kind contains this")
-  parser.add_argument("--include-overrides", action="store_true",
-                      help="also use benchmark rows of overridden models")
-  parser.add_argument("--all-paper-points", action="store_true",
-                      help="list every paper model, not only measured ones")
-  parser.add_argument("--out", type=pathlib.Path,
-                      default=pathlib.Path("results/speed_accuracy"),
-                      help="output prefix: PREFIX.md, PREFIX.csv, PREFIX.png")
+  add = parser.add_argument
+  add("--benchmarks", nargs="*", default=[], type=pathlib.Path,
+      help="CSVs written by scripts/benchmark_models.py")
+  add("--metrics", nargs="*", default=[],
+      help="eval JSONs or workdirs, optionally '#model=NAME,image_size=INT'")
+  add("--manifest", nargs="*", default=[], type=pathlib.Path,
+      help="sweep manifests (scripts/sweep.py): each run's workdir, model and "
+      "image size")
+  add("--reference", type=pathlib.Path, default=REFERENCE)
+  add("--batch", type=int, help="step size of the time axis (default: the "
+      "measured batch if all points share one, else 1024, scaled from measured "
+      "throughput)")
+  add("--dtype", help="only benchmark rows of this dtype")
+  add("--device", help="only benchmark rows whose device_kind contains this")
+  add("--include-overrides", action="store_true",
+      help="also use benchmark rows of overridden models")
+  add("--all-paper-points", action="store_true",
+      help="list every paper model, not only measured ones")
+  add("--out", type=pathlib.Path, default=pathlib.Path("results/speed_accuracy"),
+      help="output prefix: PREFIX.md, PREFIX.csv, PREFIX.png")
   return reporting.parse(parser, argv)
 
 

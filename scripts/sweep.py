@@ -1,29 +1,26 @@
 """Sweeps: a grid (or list) over config fields, expanded into train.py runs.
 
-Each run gets its own workdir (ROOT/NAME/RUN) and its exact command; the
-sweep writes a manifest (JSON: every run's workdir, overrides, model, image
-size and command) and then runs the commands here one after another, prints
-them for a cluster (`--print`), or only shows what it would do (`--dry-run`,
-which writes nothing). Every field is checked against the config first, so
-a typo fails here, not hours later on a cluster.
+Each run gets a workdir (ROOT/NAME/RUN) and its exact command; the sweep
+writes a manifest (JSON: every run's workdir, overrides, model, image size
+and command), then runs the commands here one after another, prints them for
+a cluster (`--print`), or only shows them (`--dry-run`, writes nothing).
+Every field is set on a locked copy of its config first, so a typo fails
+here, not hours later on a cluster.
 
-From the command line (values split on commas outside brackets, or on
-semicolons when there are any, e.g. for config arguments that hold commas):
+Grid values split on commas outside brackets, or on semicolons when there are
+any (for values that hold commas, such as config arguments):
 
   python -m scripts.sweep --config=configs/resnet50_90ep.py:resnet50_lambda \\
       --grid model_overrides.query_depth=8,16 --grid image_size=160,224 \\
       --set num_train_steps=100 --root=/tmp/sweeps --name=qd --dry-run
 
-From a small JSON file (`runs` × `grid`, with `set` under both; a `config`
-key may be set per run; `name` names a run):
+A JSON file says the same (`runs` × `grid`, with `set` under both; a run may
+set `config`, and `name` names it; see docs/sweeps/):
 
-  {"name": "table3", "config": "configs/resnet50_90ep.py", "root": "runs",
-   "set": {"global_batch_size": 1024},
+  {"name": "table3", "root": "runs", "set": {"global_batch_size": 1024},
    "runs": [{"config": "configs/resnet50_90ep.py:resnet50"},
-            {"config": "configs/resnet50_90ep.py:resnet50_lambda"},
             {"config": "configs/resnet50_90ep.py:resnet50_lambda",
-             "model_overrides.intra_depth": 4,
-             "model_overrides.receptive_field": 7, "name": "lambda_u4_r7"}]}
+             "model_overrides.intra_depth": 4, "name": "lambda_u4"}]}
 
   python -m scripts.sweep --file=sweep.json --print --launcher=slurm \\
       --launcher-args="--nodes 4 --gpus-per-node 8"
@@ -53,96 +50,65 @@ import ml_collections
 from scripts import reporting
 
 REPO_ROOT = reporting.REPO_ROOT
-LAUNCHERS = {
-    "local": None,
-    "slurm": "scripts/launch_slurm.sh",
-    "tpu": "scripts/launch_tpu_pod.sh",
-}
-RESERVED = ("config", "name")
+LAUNCHERS = {"local": None, "slurm": "scripts/launch_slurm.sh",
+             "tpu": "scripts/launch_tpu_pod.sh"}
+SPEC_KEYS = ("name", "config", "root", "set", "grid", "runs")
 
 
 class SweepError(ValueError):
   """A sweep specification that cannot be expanded."""
 
 
-# ---------------------------------------------------------------- parsing
-
-
 def split_values(text: str) -> list[str]:
-  """'8,16' -> ['8', '16']; '(1,1),(2,2)' -> ['(1,1)', '(2,2)'].
-
-  Values that hold commas themselves (config arguments such as
-  'configs/lambda_resnet.py:50,160') are separated by semicolons instead.
-  """
-  if ";" in text:
-    values = [v.strip() for v in text.split(";")]
-    if any(v == "" for v in values):
-      raise SweepError(f"cannot split {text!r} into values: an empty value.")
-    return values
-  values, depth, current = [], 0, ""
+  """'8,16' -> ['8', '16']; '(1,1),(2,2)' -> ['(1,1)', '(2,2)']; 'a,b;c' -> ['a,b', 'c']."""
+  separator = ";" if ";" in text else ","
+  values, depth = [""], 0
   for char in text:
-    if char in "([{":
-      depth += 1
-    elif char in ")]}":
-      depth -= 1
-    if char == "," and depth == 0:
-      values.append(current)
-      current = ""
+    if separator == ",":
+      depth += (char in "([{") - (char in ")]}")
+    if char == separator and depth == 0:
+      values.append("")
     else:
-      current += char
-  values.append(current)
+      values[-1] += char
   values = [v.strip() for v in values]
-  if depth != 0 or any(v == "" for v in values):
+  if depth or "" in values:
     raise SweepError(f"cannot split {text!r} into values: unbalanced brackets "
                      "or an empty value.")
   return values
 
 
-def parse_assignment(text: str, flag: str) -> tuple[str, str]:
-  key, sep, value = text.partition("=")
-  key = key.strip().removeprefix("config.")
-  if not sep or not key:
-    raise SweepError(f"{flag} {text!r} must look like field=value(s), e.g. "
-                     f"{flag} model_overrides.query_depth=8,16.")
-  return key, value.strip()
-
-
 def format_value(value: Any) -> str:
   """A JSON/CLI value as config_flags reads it after --config.field=."""
-  if isinstance(value, bool):
-    return str(value)
   if isinstance(value, (list, tuple)):
-    return "(" + ",".join(format_value(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    return "(" + ",".join(map(format_value, value)) + ("," if len(value) == 1 else "") + ")"
   return str(value)
 
 
 def spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
-  """The sweep as a dict, from --file and the command-line flags."""
+  """The sweep as a dict: --file, then the command-line flags over it."""
   spec: dict[str, Any] = {}
   if args.file:
     try:
       spec = json.loads(pathlib.Path(args.file).read_text())
     except json.JSONDecodeError as error:
       raise SweepError(f"{args.file} is not valid JSON: {error}") from None
-    unknown = sorted(set(spec) - {"name", "config", "root", "set", "grid", "runs"})
-    if unknown:
+    if unknown := sorted(set(spec) - set(SPEC_KEYS)):
       raise SweepError(f"{args.file}: unknown key(s) {unknown}; a sweep file has "
-                       "name, config, root, set, grid and runs.")
-  spec.setdefault("set", {})
-  spec.setdefault("grid", {})
-  spec.setdefault("runs", [])
-  for key, default in (("config", args.config), ("root", args.root),
-                       ("name", args.name)):
-    if default is not None:
-      spec[key] = default
-  for item in args.set:
-    key, value = parse_assignment(item, "--set")
-    spec["set"][key] = value
-  for item in args.grid:
-    key, values = parse_assignment(item, "--grid")
-    spec["grid"][key] = split_values(values)
-  if not spec.get("config") and not any("config" in r for r in spec["runs"]) \
-      and "config" not in spec["grid"]:
+                       f"{', '.join(SPEC_KEYS)}.")
+  for key in ("set", "grid", "runs"):
+    spec.setdefault(key, [] if key == "runs" else {})
+  spec.update({key: getattr(args, key) for key in ("config", "root", "name")
+               if getattr(args, key) is not None})
+  for flag, items in (("--set", args.set), ("--grid", args.grid)):
+    for item in items:
+      key, sep, value = item.partition("=")
+      key = key.strip().removeprefix("config.")
+      if not sep or not key:
+        raise SweepError(f"{flag} {item!r} must look like field=value(s), e.g. "
+                         f"{flag} model_overrides.query_depth=8,16.")
+      spec[flag[2:]][key] = value.strip() if flag == "--set" else split_values(value)
+  if not (spec.get("config") or "config" in spec["grid"]
+          or any("config" in r for r in spec["runs"])):
     raise SweepError("no config: pass --config=configs/<file>.py[:arg] or a "
                      "'config' key in the sweep file.")
   spec.setdefault("name", "sweep")
@@ -154,56 +120,47 @@ def spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
   return spec
 
 
-# ---------------------------------------------------------------- expansion
-
-
 def expand(spec: dict[str, Any]) -> list[dict[str, Any]]:
   """runs × grid combinations, `set` underneath; the order is stable."""
-  grid_keys = list(spec["grid"])
-  combos = [dict(zip(grid_keys, values))
-            for values in itertools.product(*(spec["grid"][k] for k in grid_keys))]
+  combos = [dict(zip(spec["grid"], values))
+            for values in itertools.product(*spec["grid"].values())]
   runs = []
   for entry in spec["runs"] or [{}]:
     for combo in combos:
-      fields = {**spec["set"], **entry, **combo}
-      config = fields.pop("config", spec.get("config"))
-      name = fields.pop("name", None)
-      varying = {**{k: v for k, v in entry.items() if k not in RESERVED}, **combo}
+      overrides = {**spec["set"], **entry, **combo}
+      config = overrides.pop("config", spec.get("config"))
+      name = overrides.pop("name", None)
+      varying = {k: v for k, v in {**entry, **combo}.items()
+                 if k not in ("config", "name")}
       if "config" in combo or ("config" in entry and len(spec["runs"]) > 1):
         varying = {"config": config, **varying}
-      runs.append(dict(config=config, overrides=fields, name=name, varying=varying))
-  names = set()
-  for index, run in enumerate(runs):
-    run["index"] = index
-    run["name"] = run["name"] or f"{index:03d}_{_slug(run['varying'])}"
-    if run["name"] in names:
-      raise SweepError(f"two runs are both named {run['name']!r}; names must be "
-                       "unique (they are the workdirs).")
-    names.add(run["name"])
+      index = len(runs)
+      runs.append(dict(config=config, overrides=overrides,
+                       name=name or f"{index:03d}_{_slug(varying)}", index=index))
+  names = [run["name"] for run in runs]
+  if duplicate := next((n for n in names if names.count(n) > 1), None):
+    raise SweepError(f"two runs are both named {duplicate!r}; names must be "
+                     "unique (they are the workdirs).")
   return runs
 
 
 def _slug(varying: dict[str, Any]) -> str:
+  """{'config': 'configs/a.py:x', 'm.depth': 4} -> 'a-x_depth-4'."""
   parts = []
   for key, value in varying.items():
     if key == "config":
-      value = pathlib.Path(str(value).split(":")[0]).stem + (
-          "-" + str(value).split(":", 1)[1] if ":" in str(value) else "")
-      parts.append(value)
+      path, sep, arg = str(value).partition(":")
+      parts.append(pathlib.Path(path).stem + (f"-{arg}" if sep else ""))
     else:
       parts.append(f"{key.split('.')[-1]}-{format_value(value)}")
   slug = "_".join(parts) or "run"
   return re.sub(r"[^A-Za-z0-9_.=-]+", "", slug.replace(",", "-"))[:120]
 
 
-# ---------------------------------------------------------------- configs
-
-
 def load_config(config_arg: str) -> ml_collections.ConfigDict:
   """configs/<file>.py[:arg] -> its get_config([arg]), as train.py sees it."""
   path_text, _, arg = config_arg.partition(":")
-  path = (REPO_ROOT / path_text) if not pathlib.Path(path_text).is_absolute() \
-      else pathlib.Path(path_text)
+  path = REPO_ROOT / path_text  # An absolute path_text stays as it is.
   if not path.exists():
     raise SweepError(f"config file {path_text!r} does not exist (relative to "
                      f"the repository root {REPO_ROOT}).")
@@ -219,7 +176,7 @@ def load_config(config_arg: str) -> ml_collections.ConfigDict:
 
 def resolve(run: dict[str, Any], cache: dict[str, ml_collections.ConfigDict]
             ) -> ml_collections.ConfigDict:
-  """The run's config with its overrides applied; unknown fields are errors."""
+  """The run's config with its overrides; unknown fields and bad values fail."""
   if run["config"] not in cache:
     cache[run["config"]] = load_config(run["config"])
   config = copy.deepcopy(cache[run["config"]])
@@ -231,7 +188,7 @@ def resolve(run: dict[str, Any], cache: dict[str, ml_collections.ConfigDict]
     except KeyError:
       node = config
       for part in key.split(".")[:-1]:
-        if not (isinstance(node.get(part), ml_collections.ConfigDict)):
+        if not isinstance(node.get(part), ml_collections.ConfigDict):
           break
         node = node[part]
       raise SweepError(
@@ -244,44 +201,23 @@ def resolve(run: dict[str, Any], cache: dict[str, ml_collections.ConfigDict]
   return config
 
 
-# ---------------------------------------------------------------- commands
-
-
-def train_arguments(run: dict[str, Any]) -> list[str]:
-  return ([f"--config={run['config']}", f"--workdir={run['workdir']}"]
-          + [f"--config.{key}={format_value(value)}"
-             for key, value in run["overrides"].items()])
-
-
-def commands(run: dict[str, Any], launcher: str, launcher_args: list[str],
-             python: str, with_eval: bool) -> list[list[str]]:
-  """The run's command(s): train, then eval if asked."""
-  entries = ["train.py"] + (["eval.py"] if with_eval else [])
-  result = []
-  for entry in entries:
-    if LAUNCHERS[launcher] is None:
-      result.append([python, entry] + train_arguments(run))
-    else:
-      extra = ["--job-name", run["job_name"]] if launcher == "slurm" else []
-      result.append([LAUNCHERS[launcher], *extra, *launcher_args,
-                     "--entry", entry, "--"] + train_arguments(run))
-  return result
-
-
-def is_local(path: str) -> bool:
-  return "://" not in path
-
-
-def finished(workdir: str) -> bool:
-  return is_local(workdir) and (pathlib.Path(workdir) / "final_metrics.json").exists()
+def commands(run: dict[str, Any], args: argparse.Namespace) -> list[list[str]]:
+  """The run's command(s): train, then eval if asked, wrapped by the launcher."""
+  train_args = [f"--config={run['config']}", f"--workdir={run['workdir']}",
+                *(f"--config.{key}={format_value(value)}"
+                  for key, value in run["overrides"].items())]
+  launcher = LAUNCHERS[args.launcher]
+  job = ["--job-name", run["job_name"]] if args.launcher == "slurm" else []
+  return [[args.python, entry, *train_args] if launcher is None else
+          [launcher, *job, *shlex.split(args.launcher_args), "--entry", entry,
+           "--", *train_args]
+          for entry in ["train.py", "eval.py"][:1 + args.with_eval]]
 
 
 def build_manifest(spec: dict[str, Any], args: argparse.Namespace
                    ) -> dict[str, Any]:
-  runs = expand(spec)
-  cache: dict[str, ml_collections.ConfigDict] = {}
+  runs, cache = expand(spec), {}
   root = spec["root"].rstrip("/")
-  launcher_args = shlex.split(args.launcher_args or "")
   for run in runs:
     run["workdir"] = f"{root}/{spec['name']}/{run['name']}"
     run["job_name"] = f"{spec['name']}-{run['name']}"[:64]
@@ -289,28 +225,18 @@ def build_manifest(spec: dict[str, Any], args: argparse.Namespace
       run.update(model=None, image_size=None)
     else:
       config = resolve(run, cache)
-      run.update(model=config.get("model"), image_size=config.get("image_size"),
-                 dataset=config.get("dataset"),
-                 global_batch_size=config.get("global_batch_size"))
-    run["commands"] = commands(run, args.launcher, launcher_args, args.python,
-                               args.with_eval)
+      run.update({key: config.get(key) for key in (
+          "model", "image_size", "dataset", "global_batch_size")})
+    run["commands"] = commands(run, args)
     run["command_lines"] = [shlex.join(c) for c in run["commands"]]
-    run["status"] = "finished before" if finished(run["workdir"]) else "pending"
-    run.pop("varying")
+    finished = "://" not in root and (
+        pathlib.Path(run["workdir"]) / "final_metrics.json").exists()
+    run["status"] = "finished before" if finished else "pending"
   return dict(
       name=spec["name"], root=root, launcher=args.launcher,
       created=datetime.datetime.now(datetime.timezone.utc).strftime(
           "%Y-%m-%dT%H:%M:%SZ"),
-      git_commit=reporting.git_commit(short=False), spec=spec,
-      runs=runs)
-
-
-def manifest_path(manifest: dict[str, Any], override: str | None) -> pathlib.Path:
-  if override:
-    return pathlib.Path(override)
-  if is_local(manifest["root"]):
-    return pathlib.Path(manifest["root"]) / manifest["name"] / "manifest.json"
-  return REPO_ROOT / "results" / "sweeps" / manifest["name"] / "manifest.json"
+      git_commit=reporting.git_commit(short=False), spec=spec, runs=runs)
 
 
 def write_manifest(manifest: dict[str, Any], path: pathlib.Path) -> None:
@@ -328,49 +254,46 @@ def run_locally(manifest: dict[str, Any], path: pathlib.Path, *,
       continue
     for command in run["commands"]:
       print(f"[{run['index']}] $ {shlex.join(command)}", flush=True)
-      code = subprocess.run(command, cwd=REPO_ROOT, check=False).returncode
-      if code:
+      if code := subprocess.run(command, cwd=REPO_ROOT, check=False).returncode:
         break
-    run["status"] = "done" if code == 0 else f"failed (exit {code})"
+    run["status"] = f"failed (exit {code})" if code else "done"
     write_manifest(manifest, path)
-    if code:
-      failures += 1
-      if not keep_going:
-        print(f"stopping: run {run['name']} failed (--keep-going to go on)")
-        break
+    failures += bool(code)
+    if code and not keep_going:
+      print(f"stopping: run {run['name']} failed (--keep-going to go on)")
+      break
   return failures
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   parser = reporting.parser(__doc__)
-  parser.add_argument("--config", help="configs/<file>.py[:arg], as for train.py")
-  parser.add_argument("--file", help="a JSON sweep file (see above)")
-  parser.add_argument("--grid", action="append", default=[],
-                      metavar="FIELD=V1,V2,...", help="a grid axis (repeatable)")
-  parser.add_argument("--set", action="append", default=[],
-                      metavar="FIELD=VALUE", help="a field for every run (repeatable)")
-  parser.add_argument("--root", help="workdirs go to ROOT/NAME/RUN "
-                      "(local or gs://; default results/sweeps)")
-  parser.add_argument("--name", help="sweep name (default: 'sweep')")
-  parser.add_argument("--manifest", help="manifest path (default: ROOT/NAME/"
-                      "manifest.json, or results/sweeps/NAME/ for bucket roots)")
-  parser.add_argument("--launcher", choices=list(LAUNCHERS), default="local")
-  parser.add_argument("--launcher-args", default="",
-                      help="extra arguments for the launcher script, one string")
-  parser.add_argument("--python", default="python",
-                      help="interpreter for local commands")
+  add = parser.add_argument
+  add("--config", help="configs/<file>.py[:arg], as for train.py")
+  add("--file", help="a JSON sweep file (see above)")
+  add("--grid", action="append", default=[], metavar="FIELD=V1,V2,...",
+      help="a grid axis (repeatable)")
+  add("--set", action="append", default=[], metavar="FIELD=VALUE",
+      help="a field for every run (repeatable)")
+  add("--root", help="workdirs go to ROOT/NAME/RUN (local or gs://; default "
+      "results/sweeps)")
+  add("--name", help="sweep name (default: 'sweep')")
+  add("--manifest", type=pathlib.Path, help="manifest path (default: ROOT/NAME/"
+      "manifest.json, or results/sweeps/NAME/ for bucket roots)")
+  add("--launcher", choices=list(LAUNCHERS), default="local")
+  add("--launcher-args", default="",
+      help="extra arguments for the launcher script, one string")
+  add("--python", default="python", help="interpreter for local commands")
   mode = parser.add_mutually_exclusive_group()
-  for flag, text in (
-      ("--dry-run", "show the runs and commands; write and run nothing"),
-      ("--print", "write the manifest and print one command per line (for a "
-       "cluster); run nothing")):
-    mode.add_argument(flag, action="store_true", help=text)
+  mode.add_argument("--dry-run", action="store_true",
+                    help="show the runs and commands; write and run nothing")
+  mode.add_argument("--print", action="store_true", help="write the manifest "
+                    "and print one command per line (for a cluster); run nothing")
   for flag, text in (
       ("--with-eval", "also run eval.py after each train.py"),
       ("--rerun", "also run runs whose workdir has final_metrics.json"),
       ("--keep-going", "go on after a failed run"),
       ("--no-validate", "do not load the configs to check the fields")):
-    parser.add_argument(flag, action="store_true", help=text)
+    add(flag, action="store_true", help=text)
   return parser.parse_args(argv)
 
 
@@ -380,7 +303,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     manifest = build_manifest(spec_from_args(args), args)
   except SweepError as error:
     raise SystemExit(f"sweep: {error}") from None
-  path = manifest_path(manifest, args.manifest)
+  root = manifest["root"] if "://" not in manifest["root"] else (
+      REPO_ROOT / "results" / "sweeps")
+  path = args.manifest or pathlib.Path(root) / manifest["name"] / "manifest.json"
   if args.dry_run:
     print(f"# dry run: {len(manifest['runs'])} runs; the manifest would be {path}")
   else:
@@ -395,9 +320,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
       print(f"# manifest: {path}", file=sys.stderr)
     return manifest
   print(f"manifest: {path}")
-  failures = run_locally(manifest, path, rerun=args.rerun,
-                         keep_going=args.keep_going)
-  if failures:
+  if failures := run_locally(manifest, path, rerun=args.rerun,
+                             keep_going=args.keep_going):
     raise SystemExit(f"{failures} run(s) failed; see {path}")
   return manifest
 

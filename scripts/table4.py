@@ -1,26 +1,14 @@
 """Table 4 of the paper: ResNet-50 at 224 with each spatial mixer, memory and speed.
 
-Rows (docs/paper_reference.csv, table4, plus the conv baseline): global,
-axial and 7×7 local self-attention; the lambda layer, with k = 8, with
-shared embeddings, and the 7×7 lambda convolution. For each:
-
-- analytic memory of the attention maps / lambda position embeddings, in
-  two conventions (both counted from the layer shapes, float32, GiB):
-  * "paper convention": the paper's space-complexity column evaluated at
-    its batch (128), every layer at its block's output resolution —
-    attention b·h·n², axial b·h·n·(H+W), local b·h·n·w², lambda layer
-    k·u·n² (per-pair position embeddings), lambda convolution k·u·n·r²,
-    shared embeddings one k·u·n² table per stage. It reproduces the paper's
-    120 / 4.8 / 1.9 / 0.95 / 0.63 GB;
-  * "as run here": what this implementation materialises at the measured
-    batch, each mixer at the resolution it runs (full resolution in strided
-    blocks): the same attention maps, and for lambda layers the position
-    lambdas b·n·k·v plus, when the einsum execution is chosen, the gathered
-    embeddings k·u·n².
-- measured: inference peak memory (XLA's buffer assignment for the whole
-  compiled forward pass, per device) and throughput at `--batch`. A step
-  that needs more memory than the device has is reported as out of memory
-  (predicted by XLA before running), not a crash.
+Rows: the conv baseline and the paper's Table 4 (docs/paper_reference.csv) —
+global, axial and 7×7 local self-attention; the lambda layer, with k = 8,
+with shared embeddings, and the 7×7 lambda convolution. Columns: the
+attention maps' / position embeddings' analytic memory (float32 GiB) in the
+paper's convention (at its batch 128, each layer at its block's output
+resolution; reproduces its 120 / 4.8 / 1.9 / 0.95 / 0.63 GB) and as this
+implementation runs it (lambda_networks/benchmarks/memory.py), then XLA's
+inference peak memory and the throughput at `--batch`. A step that needs
+more memory than the device has is reported as out of memory, not run.
 
   python -m scripts.table4                           # paper setting, batch 128
   python -m scripts.table4 --batch 2 --out docs/table4_cpu   # small CPU run
@@ -54,15 +42,11 @@ FIELDS = (
 
 def reference_rows(path: pathlib.Path = REFERENCE) -> list[dict[str, str]]:
   """The conv baseline, then the paper's Table 4 rows, from the data file."""
-  rows = reporting.read_csv([path])
+  rows = paper.rows(path)
   baseline = [dict(r, row=BASELINE[0]) for r in rows
               if r["table"] == "hybrids" and r["model"] == BASELINE[1]
               and r["overrides"] == BASELINE[2]]
   return baseline + [r for r in rows if r["table"] == "table4"]
-
-
-def _gib(floats: int) -> float:
-  return round(floats * BYTES_PER_FLOAT / benchmarking.GIB, 3)
 
 
 def table_row(reference: dict[str, str], args: argparse.Namespace,
@@ -81,24 +65,22 @@ def table_row(reference: dict[str, str], args: argparse.Namespace,
       paper_top1=reference["top1"] or None,
       **{key: env[key] for key in FIELDS if key in env})
   config = models.get_config(name, image_size=args.image_size, **overrides)
-  row["analytic_paper_convention_gib"] = _gib(memory.analytic_floats(
-      config, args.analytic_batch, convention="paper",
-      shared_embeddings=config.share_lambda_embeddings))
-  row["analytic_as_run_gib"] = _gib(memory.analytic_floats(
-      config, args.batch, convention="as_run"))
+  for column, batch, convention in (
+      ("analytic_paper_convention_gib", args.analytic_batch, "paper"),
+      ("analytic_as_run_gib", args.batch, "as_run")):
+    floats = memory.analytic_floats(
+        config, batch, convention=convention,
+        shared_embeddings=convention == "paper" and config.share_lambda_embeddings)
+    row[column] = round(floats * BYTES_PER_FLOAT / benchmarking.GIB, 3)
   if args.analytic_only:
     row["status"] = "analytic only"
     return row
   measured = benchmarking.measure(
-      name, overrides, image_size=args.image_size, batch_size=args.batch,
-      mode="inference", warmup=args.warmup, repeats=args.repeats,
-      max_seconds=args.max_seconds, memory_limit_bytes=limit,
-      num_devices=args.num_devices, run=not args.compile_only)
-  for key in ("status", "peak_memory_mib", "examples_per_s", "step_time_ms",
-              "compile_s", "params", "gflops_per_example", "achieved_tflops",
-              "peak_tflops", "mfu"):
-    row[key] = measured.get(key)
-  return row
+      name, overrides, args, limit, image_size=args.image_size,
+      batch_size=args.batch, mode="inference")
+  return row | {key: measured.get(key) for key in (
+      "status", "peak_memory_mib", "examples_per_s", "step_time_ms", "compile_s",
+      "params", "gflops_per_example", "achieved_tflops", "peak_tflops", "mfu")}
 
 
 def write_markdown(rows: list[dict[str, Any]], path: pathlib.Path,
@@ -111,12 +93,11 @@ def write_markdown(rows: list[dict[str, Any]], path: pathlib.Path,
       f"throughput here (ex/s, batch {args.batch})",
       "GFLOPs/example (XLA)", "MFU",
       "paper throughput (ex/s, 8 TPUv3, batch 128)", "paper top-1", "status"]
-  body = [[r["layer"], r.get("paper_memory_gb"),
-           r.get("analytic_paper_convention_gib"), r.get("analytic_as_run_gib"),
-           r.get("peak_memory_mib"), r.get("examples_per_s"),
-           r.get("gflops_per_example"), r.get("mfu"),
-           r.get("paper_inference_examples_per_s"), r.get("paper_top1"),
-           r.get("status")] for r in rows]
+  columns = ("layer", "paper_memory_gb", "analytic_paper_convention_gib",
+             "analytic_as_run_gib", "peak_memory_mib", "examples_per_s",
+             "gflops_per_example", "mfu", "paper_inference_examples_per_s",
+             "paper_top1", "status")
+  body = [[r.get(key) for key in columns] for r in rows]
   measured_on = (f"{env['device_count']} × {env['device_kind']} "
                  f"({env['backend']}; host {env['host_cpu']}, "
                  f"{env['host_cpus']} CPUs), jax {env['jax']}, flax "
@@ -166,20 +147,19 @@ def write_markdown(rows: list[dict[str, Any]], path: pathlib.Path,
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   parser = reporting.parser(__doc__)
-  parser.add_argument("--batch", type=int, default=PAPER_BATCH,
-                      help="measured inference batch (split over the devices)")
-  parser.add_argument("--analytic-batch", type=int, default=PAPER_BATCH,
-                      help="batch of the paper-convention analytic column")
-  parser.add_argument("--image-size", type=int, default=224)
-  parser.add_argument("--rows", nargs="+", default=None,
-                      help="only these layer names (default: all)")
+  add = parser.add_argument
+  add("--batch", type=int, default=PAPER_BATCH,
+      help="measured inference batch (split over the devices)")
+  add("--analytic-batch", type=int, default=PAPER_BATCH,
+      help="batch of the paper-convention analytic column")
+  add("--image-size", type=int, default=224)
+  add("--rows", nargs="+", help="only these layer names (default: all)")
   benchmarking.add_step_flags(parser, warmup=1, repeats=3)
-  parser.add_argument("--analytic-only", action="store_true",
-                      help="analytic memory only: nothing compiled or run")
-  parser.add_argument("--reference", type=pathlib.Path, default=REFERENCE)
-  parser.add_argument("--out", type=pathlib.Path,
-                      default=pathlib.Path("results/table4/table4"),
-                      help="output prefix: writes PREFIX.csv and PREFIX.md")
+  add("--analytic-only", action="store_true",
+      help="analytic memory only: nothing compiled or run")
+  add("--reference", type=pathlib.Path, default=REFERENCE)
+  add("--out", type=pathlib.Path, default=pathlib.Path("results/table4/table4"),
+      help="output prefix: writes PREFIX.csv and PREFIX.md")
   return reporting.parse(parser, argv)
 
 

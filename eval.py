@@ -13,14 +13,15 @@ error (bad flag, path, step) is one line on stderr and exit status 2, as in
 train.py.
 """
 
+import functools
 import json
 import re
 import sys
 
 from absl import app
 from absl import flags
-from absl import logging
 
+from configs import default
 from lambda_networks.train import cli
 
 FLAGS = flags.FLAGS
@@ -36,12 +37,7 @@ flags.mark_flags_as_required(["workdir"])
 
 @cli.report_user_errors
 def main(argv):
-  if len(argv) > 1:
-    raise cli.UserError(f"Unexpected arguments {argv[1:]}; flags take the "
-                        "form --name=value (see --helpshort).")
-  if not FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)
-  cli.start_distributed()
+  cli.start(argv)
   # pylint: disable=g-import-not-at-top
   import jax
   from etils import epath
@@ -105,4 +101,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli.parse_eval_flags)
+  app.run(main, flags_parser=functools.partial(cli.parse_eval_flags,
+                                               defaults=default.get_config()))

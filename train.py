@@ -30,12 +30,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 @cli.report_user_errors
 def main(argv):
-  if len(argv) > 1:
-    raise cli.UserError(f"Unexpected arguments {argv[1:]}; flags take the "
-                        "form --name=value (see --helpshort).")
-  if not FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)  # Progress lines go to stdout.
-  cli.start_distributed()
+  cli.start(argv)
   # Imported after jax.distributed so nothing touches the devices before it;
   # the config is checked before the trainer (and TensorFlow) is imported.
   # pylint: disable=g-import-not-at-top

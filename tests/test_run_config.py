@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from configs import default
 from configs import quickstart
 from configs import small_images
 from lambda_networks import models
@@ -68,3 +69,17 @@ def test_small_image_recipe_passes_the_up_front_checks():
   config.image_size = -1
   with pytest.raises(ValueError, match="image_size"):
     config_checks.check(config)
+
+
+def test_a_config_saved_by_older_code_gets_the_new_fields(tmp_path):
+  """eval.py --workdir on a run saved before a field existed still works."""
+  config = quickstart.get_config()
+  run_config.record(config, str(tmp_path), start_step=0)
+  saved = json.loads((tmp_path / "config.json").read_text())
+  del saved["eval_every_epochs"]
+  (tmp_path / "config.json").write_text(json.dumps(saved))
+  assert "eval_every_epochs" not in run_config.load(str(tmp_path))
+  loaded = run_config.load(str(tmp_path), defaults=default.get_config())
+  assert loaded.eval_every_epochs == default.get_config().eval_every_epochs
+  assert loaded.model == config.model  # Saved values win over defaults.
+  assert loaded.model_overrides.stage_mixers == config.model_overrides.stage_mixers

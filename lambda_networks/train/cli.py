@@ -14,6 +14,7 @@ import traceback
 from typing import Any, Callable
 
 from absl import flags
+from absl import logging
 
 from lambda_networks.errors import UserError
 from lambda_networks.train import model_flags
@@ -107,11 +108,12 @@ def report_user_errors(main: Callable[[list[str]], Any]) -> Callable[[list[str]]
   return wrapped
 
 
-def parse_eval_flags(argv: list[str]) -> list[str]:
+def parse_eval_flags(argv: list[str], defaults: Any = None) -> list[str]:
   """Like `parse_flags`; without --config, the config is DIR/config.json.
 
   `--workdir=DIR` alone then evaluates with the config the run saved, and
-  `--config.<field>=...` overrides it as it would a config file.
+  `--config.<field>=...` overrides it as it would a config file. `defaults`
+  (a ConfigDict) fills fields that an older run's file lacks.
   """
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
   from lambda_networks.train import run_config  # pylint: disable=g-import-not-at-top
@@ -120,7 +122,7 @@ def parse_eval_flags(argv: list[str]) -> list[str]:
                                     lock_config=True)
     return parse_flags(argv)
   workdir = _flag_value(argv, "workdir")
-  saved = run_config.load(workdir) if workdir else None
+  saved = run_config.load(workdir, defaults) if workdir else None
   if saved is None:
     fail(f"{workdir or '--workdir'} holds no {run_config.CONFIG_FILE} (runs "
          "save it when training starts); pass the run's config with "
@@ -158,3 +160,15 @@ def start_distributed() -> None:
     distributed.initialize(*fl_values)
   except ValueError as error:
     raise UserError(str(error)) from error
+
+
+def start(argv: list[str]) -> None:
+  """What train.py and eval.py do first: refuse stray arguments, quieten
+  absl's log (progress goes to stdout) unless --verbosity is given, and start
+  jax.distributed."""
+  if len(argv) > 1:
+    raise UserError(f"Unexpected arguments {argv[1:]}; flags take the form "
+                    "--name=value (see --helpshort).")
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
+  start_distributed()

@@ -67,12 +67,21 @@ def to_json(config: ml_collections.ConfigDict) -> str:
   return json.dumps(config.to_dict(), indent=2, sort_keys=True, default=str) + "\n"
 
 
-def load(workdir: str) -> ml_collections.ConfigDict | None:
-  """The config a run saved in `workdir`, or None if it saved none."""
+def load(workdir: str, defaults: ml_collections.ConfigDict | None = None
+         ) -> ml_collections.ConfigDict | None:
+  """The config a run saved in `workdir`, or None if it saved none.
+
+  With `defaults`, fields the file lacks (a run saved by an older version of
+  the code) take their default values, so the config has every field the
+  code reads.
+  """
   path = epath.Path(workdir) / CONFIG_FILE
   if not path.exists():
     return None
-  return ml_collections.ConfigDict(_tuples(json.loads(path.read_text())))
+  saved = _tuples(json.loads(path.read_text()))
+  if defaults is not None:
+    saved = {**_tuples(defaults.to_dict()), **saved}
+  return ml_collections.ConfigDict(saved)
 
 
 def differences(old: ml_collections.ConfigDict | dict,

@@ -125,3 +125,26 @@ def test_geometric_operations_stay_close_to_the_bilinear_version(op, level):
   old = _transform_reference(image, matrix, "BILINEAR").numpy()
   assert new.shape == old.shape
   assert np.mean(np.abs(new - old)) < 4.0
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_point_operations_equal_their_broadcasting_versions(channels):
+  image = _image(channels, seed=3)
+  low = tf.reduce_min(image, axis=[0, 1], keepdims=True)
+  high = tf.reduce_max(image, axis=[0, 1], keepdims=True)
+  auto_contrast = tf.clip_by_value((image - low) * (255.0 / (high - low)),
+                                   0.0, 255.0)
+  np.testing.assert_allclose(randaugment._auto_contrast(image, None),
+                             auto_contrast, atol=1e-3)
+  flat = tf.concat([image[..., :1] * 0 + 9.0, image[..., 1:]], -1)
+  np.testing.assert_array_equal(randaugment._auto_contrast(flat, None)[..., 0],
+                                flat[..., 0])  # A flat channel stays.
+  for level in (0.2, 0.9):
+    threshold = 256.0 - level * 256.0
+    np.testing.assert_array_equal(
+        randaugment._solarize(image, tf.constant(level)),
+        tf.where(image < threshold, image, 255.0 - image))
+    np.testing.assert_array_equal(
+        randaugment._solarize_add(image, tf.constant(level)),
+        tf.where(image < 128.0,
+                 tf.clip_by_value(image + level * 110.0, 0.0, 255.0), image))

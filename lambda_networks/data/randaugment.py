@@ -32,6 +32,32 @@ def _blend(degenerate: tf.Tensor, image: tf.Tensor, factor: tf.Tensor) -> tf.Ten
   return tf.clip_by_value(degenerate + factor * (image - degenerate), 0.0, 255.0)
 
 
+def _select(condition: tf.Tensor, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+  """Elementwise `condition ? x : y` for tensors of one shape.
+
+  The non-broadcasting Select kernel: tf.where (SelectV2) takes a
+  broadcasting path that costs about 1 ms on a 224² RGB image on one core,
+  against under 0.1 ms.
+  """
+  return tf.raw_ops.Select(condition=condition, x=x, y=y)
+
+
+def _per_channel(image: tf.Tensor, scale: tf.Tensor | None,
+                 offset: tf.Tensor) -> tf.Tensor:
+  """image * scale + offset with per-channel [C] scale (None: 1) and offset.
+
+  Runs on rows of W·C values against the pattern tiled W times: a broadcast
+  over the short channel axis does not vectorise.
+  """
+  shape = tf.shape(image)
+  width = shape[1]
+  rows = tf.reshape(image, [shape[0], -1])
+  offset = tf.tile(tf.broadcast_to(offset, shape[-1:]), [width])
+  if scale is not None:
+    rows = rows * tf.tile(tf.broadcast_to(scale, shape[-1:]), [width])
+  return tf.reshape(rows + offset, shape)
+
+
 def _grayscale(image: tf.Tensor) -> tf.Tensor:
   if image.shape[-1] == 3:
     return tf.image.grayscale_to_rgb(tf.image.rgb_to_grayscale(image))
@@ -102,18 +128,20 @@ def _translate_y(image, level):
 
 def _auto_contrast(image, level):
   del level
-  low = tf.reduce_min(image, axis=[0, 1], keepdims=True)
-  high = tf.reduce_max(image, axis=[0, 1], keepdims=True)
+  low = tf.reduce_min(image, axis=[0, 1])
+  high = tf.reduce_max(image, axis=[0, 1])
   scale = tf.where(high > low, 255.0 / tf.maximum(high - low, 1e-3), 1.0)
   offset = tf.where(high > low, low, 0.0)
-  return tf.clip_by_value((image - offset) * scale, 0.0, 255.0)
+  return tf.clip_by_value(_per_channel(image, scale, -offset * scale),
+                          0.0, 255.0)
 
 
 def _equalize(image, level):
   """Histogram equalisation per channel (all channels in one bincount)."""
   del level
   channels = tf.shape(image)[-1]
-  values = tf.cast(image, tf.int32) + tf.range(channels) * 256
+  values = _per_channel(tf.cast(image, tf.int32), None,
+                        tf.range(channels) * 256)
   histogram = tf.reshape(tf.math.bincount(tf.reshape(values, [-1]),
                                           minlength=256 * channels,
                                           maxlength=256 * channels),
@@ -132,12 +160,12 @@ def _equalize(image, level):
 
 def _solarize(image, level):
   threshold = 256.0 - tf.abs(level) * 256.0
-  return tf.where(image < threshold, image, 255.0 - image)
+  return _select(image < threshold, image, 255.0 - image)
 
 
 def _solarize_add(image, level):
   added = tf.clip_by_value(image + tf.abs(level) * 110.0, 0.0, 255.0)
-  return tf.where(image < 128.0, added, image)
+  return _select(image < 128.0, added, image)
 
 
 def _posterize(image, level):

@@ -13,9 +13,10 @@ operations avoid the slow general kernels where a cheaper exact formulation
 exists: sharpness smooths with shifted slices instead of a depthwise
 convolution, equalisation builds all channels' histograms with one
 bincount and maps them with one gather, translations shift by whole pixels
-(slice and pad), and rotations and shears sample the nearest pixel, as the
-TPU reference's transforms do (tests/test_randaugment.py compares each with
-the slower formulation it replaced).
+(slice and pad: a nearest-neighbour translation, as the TPU reference's
+transforms sample), and elementwise selects avoid the broadcasting kernel
+(tests/test_randaugment.py compares each with the slower formulation it
+replaced). Rotations and shears stay bilinear.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def _transform(image: tf.Tensor, matrix: tf.Tensor) -> tf.Tensor:
   out = tf.raw_ops.ImageProjectiveTransformV3(
       images=images, transforms=tf.cast(matrix, tf.float32)[None],
       output_shape=tf.shape(image)[:2], fill_value=FILL_VALUE,
-      interpolation="NEAREST", fill_mode="CONSTANT")
+      interpolation="BILINEAR", fill_mode="CONSTANT")
   return out[0]
 
 

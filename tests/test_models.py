@@ -108,6 +108,7 @@ def test_lambda_resnet_uses_resnet_d_stem_and_shortcuts():
   assert model.stages[2][0].mixer.strides == (2, 2)
 
 
+@pytest.mark.slow
 def test_lambda_resnet_squeeze_excitation_width():
   model = _abstract("lambda_resnet50")
   se = model.stages[0][0].se  # 256 output channels, ratio 0.25 -> 64.
@@ -115,6 +116,7 @@ def test_lambda_resnet_squeeze_excitation_width():
   assert se.expand.kernel.shape == (1, 1, 64, 256)
 
 
+@pytest.mark.slow
 def test_resnet50_is_v1_5_with_plain_stem_and_projection_shortcuts():
   model = _abstract("resnet50")
   assert [conv.kernel_size for conv in model.stem.convs] == [(7, 7)]
@@ -128,6 +130,7 @@ def test_resnet50_is_v1_5_with_plain_stem_and_projection_shortcuts():
   assert model.head.kernel.shape == (2048, 1000)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, mixer_type", [
     ("resnet50", nnx.Conv),
     ("resnet50_lambda", layers.LambdaLayer),
@@ -178,6 +181,7 @@ def test_augmented_mixer_splits_channels_and_runs_strided():
     model(_images(40))
 
 
+@pytest.mark.slow
 def test_augmented_attention_channels_at_full_size():
   """AA's κ = 2υ = 0.2: d_v = 0.1·w, d_k = 0.2·w (multiples of 8 heads), W^O."""
   model = _abstract("resnet50_augmented")
@@ -196,11 +200,11 @@ def test_augmented_attention_channels_at_full_size():
     mixers.augmented_attention_features(4, 0.5, heads=4)
 
 
-def _shared_lambda_model(share, abstract=False):
+def _shared_lambda_model(share, abstract=False, stage_depths=(2, 3, 1, 1)):
   def build():
     return get_model(
         "resnet50_lambda_shared", num_classes=3, rngs=_rngs(), image_size=16,
-        share_lambda_embeddings=share, stage_depths=(2, 3, 1, 1),
+        share_lambda_embeddings=share, stage_depths=stage_depths,
         query_depth=4, receptive_field=5, zero_init_last_bn=False, **TINY)
   return nnx.eval_shape(build) if abstract else build()
 
@@ -223,7 +227,7 @@ def test_shared_lambda_embeddings_are_one_param_per_stage():
 
 
 def test_shared_lambda_embeddings_train_as_one_param():
-  model = _shared_lambda_model(True)
+  model = _shared_lambda_model(True, stage_depths=(1, 2, 1, 1))
   stage = model.stages[1]
   table = stage[0].mixer.embeddings
   before = np.asarray(table[...])
@@ -250,6 +254,7 @@ def test_shared_lambda_embeddings_train_as_one_param():
     np.testing.assert_array_equal(np.asarray(block.mixer.embeddings[...]), after)
 
 
+@pytest.mark.slow
 def test_local_attention_mixer_uses_a_7x7_window():
   model = _abstract("resnet50_local_attention")
   assert {block.mixer.window for stage in model.stages for block in stage} == {7}

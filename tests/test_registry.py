@@ -58,10 +58,12 @@ def test_every_paper_model_is_registered():
   assert expected <= names
 
 
+@pytest.mark.slow
 def test_resnet50_parameters():
   assert _params("resnet50") == 25_557_032
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("overrides, millions", [
     ({}, 15.0),  # k16 h4 u1 r23
     ({"intra_depth": 4, "receptive_field": 7}, 16.0),
@@ -70,10 +72,12 @@ def test_lambda_resnet50_parameters(overrides, millions):
   assert abs(_params("resnet50_lambda", **overrides) / 1e6 - millions) <= 0.05
 
 
+@pytest.mark.slow
 def test_efficientnet_b0_parameters():
   assert _params("efficientnet_b0") == 5_288_548
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, millions", [
     ("resnet50_se", 28.1),  # Table 3: conv + channel attention.
     ("resnet50_local_attention", 18.0),  # Table 3: SASA.
@@ -97,6 +101,7 @@ def _augmented_conv_parameters(width, heads=8, value=0.1, key=0.2, size=224):
           + 2 * (2 * size - 1) * d_k // heads)
 
 
+@pytest.mark.slow
 def test_resnet50_augmented_parameters():
   """Table 3 "conv + relative self-attention" (AA-ResNet-50, quoted: 25.8M).
 
@@ -119,6 +124,7 @@ def test_resnet50_augmented_parameters():
   assert 0.97 < params / 25.8e6 < 0.98
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, params", [
     # The paper gives no parameter counts for the family (docs/models.md).
     ("lambda_resnet50", 21_591_112),
@@ -134,6 +140,7 @@ def test_lambda_resnet_family_parameters(name, params):
   assert _params_block_by_block(name) == params
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["lambda_resnet26", "lambda_resnet50"])
 def test_block_by_block_count_equals_the_full_count(name):
   assert _params_block_by_block(name) == _params(name)
@@ -146,6 +153,7 @@ def test_plain_resnets_keep_the_max_pool():
              for d in DEPTHS)
 
 
+@pytest.mark.slow
 def test_resnet50_lambda_shared_parameters():
   """One r×r×k×u table per stage: (3−1 + 4−1 + 6−1 + 3−1)·23²·16 fewer."""
   assert (_params("resnet50_lambda") - _params("resnet50_lambda_shared")

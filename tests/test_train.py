@@ -19,6 +19,7 @@ from configs import default
 from conftest import CONFIG, assert_same_state, run
 
 
+@pytest.mark.slow
 def test_end_to_end_on_mock_tfds(tmp_path):
   data_dir, workdir = tmp_path / "tfds", tmp_path / "run"
   mock = ["tests/tfds_mock.py", str(data_dir), "40", "37"]
@@ -44,6 +45,7 @@ def test_end_to_end_on_mock_tfds(tmp_path):
   assert np.isfinite(metrics["loss"])
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_matches_uninterrupted_run(finished_run, tmp_path):
   workdir = tmp_path / "killed"
   code, output = run(["tests/kill_after_save.py", "6", "train.py", CONFIG,
@@ -65,6 +67,7 @@ def _free_port():
     return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_process(finished_run, tmp_path):
   workdir = tmp_path / "two_process"
   address = f"localhost:{_free_port()}"
@@ -82,6 +85,7 @@ def test_two_processes_match_one_process(finished_run, tmp_path):
   assert_same_state(finished_run, workdir, rtol=2e-5, atol=2e-6)
 
 
+@pytest.mark.slow
 def test_mismatched_checkpoint_is_refused(finished_run, tmp_path):
   workdir = tmp_path / "other_model"
   shutil.copytree(finished_run / "checkpoints", workdir / "checkpoints")
@@ -93,6 +97,7 @@ def test_mismatched_checkpoint_is_refused(finished_run, tmp_path):
   assert "Use a new --workdir" in output
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flag,message", [
     ("--config.not_a_field=1", "unknown config field 'not_a_field'"),
     ("--config.global_batch_size=12", "not divisible by the 8 devices"),

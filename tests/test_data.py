@@ -49,8 +49,14 @@ def test_synthetic_resumes_and_ignores_host_count():
     joined = np.concatenate([halves[0][step]["image"], halves[1][step]["image"]])
     np.testing.assert_array_equal(joined, whole[step]["image"])
   # Epochs (20 examples, 8 per batch) are permutations: each example once.
-  labels_seen = np.concatenate([b["label"] for b in whole])[:40]
-  assert len(labels_seen) == 40
+  seen = np.concatenate([b["image"] for b in whole]).reshape(48, -1)
+  every, _ = synthetic.make_examples(3, "train", np.arange(20))
+  every = every.reshape(20, -1)
+  def example_ids(images):
+    return [int(np.flatnonzero((every == image).all(axis=1))[0]) for image in images]
+  first, second = example_ids(seen[:20]), example_ids(seen[20:40])
+  assert sorted(first) == sorted(second) == list(range(20))
+  assert first != second  # Each epoch has its own order.
 
 
 @pytest.mark.parametrize("process_count,eval_batch", [(1, 8), (3, 6), (2, 40)])

@@ -7,19 +7,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 
 from lambda_networks import layers
-
-
-@nnx.jit
-def _apply(layer, inputs):
-  return layer(inputs)
-
-
-def _rngs(seed):
-  """RBG keys: fewer, cheaper XLA compiles when initialising."""
-  return nnx.Rngs(jax.random.key(seed, impl="rbg"))
+from conftest import jit_apply as _apply
+from conftest import rbg_rngs as _rngs
 
 
 def _inputs(shape, seed=0):

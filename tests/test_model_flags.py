@@ -10,7 +10,9 @@ import pytest
 
 from configs import quickstart
 from configs import resnet50_90ep
+from lambda_networks.data import DatasetInfo
 from lambda_networks.train import model_flags
+from lambda_networks.train import state
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # Parses flags exactly as train.py does and prints the model's overrides.
@@ -47,17 +49,26 @@ def test_command_line_sets_any_model_field_with_its_type():
   assert overrides["width_multiplier"] == 0.25  # Not listed by the file.
   assert overrides["receptive_field"] == "global"  # The file lists an int.
   assert overrides["stage_depths"] == [1, 1, 1, 1]
-  overrides = _parse("--config=configs/quickstart.py",
-                     "--config.model_overrides.receptive_field=7")
-  assert overrides["receptive_field"] == 7  # The file lists "global".
-  overrides = _parse("--config=configs/quickstart.py",
-                     "--config.model_overrides.receptive_field=none")
-  assert overrides["receptive_field"] is None  # Content lambdas only.
   message = _parse("--config=configs/quickstart.py",
                    "--config.model_overrides.widht_multiplier=0.5",
                    expect_ok=False)
   assert "has no field 'widht_multiplier'" in message
   assert "width_multiplier" in message.split("Valid fields:")[1]
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("7", 7),
+    ("none", None),  # Content lambdas only.
+])
+def test_overrides_reach_the_model_as_train_py_builds_it(text, expected):
+  """What train.py passes to get_model (state.model_overrides), in process."""
+  config = quickstart.get_config()
+  assert config.model_overrides.receptive_field == "global"  # The file's.
+  model_flags.apply(config, [("receptive_field", text)])
+  info = DatasetInfo("d", 10, (32, 32, 3), 100, 10)
+  overrides = state.model_overrides(config, info)
+  assert overrides["receptive_field"] == expected
+  assert overrides["image_size"] == 32 and overrides["in_channels"] == 3
 
 
 @pytest.mark.parametrize("field,text,expected", [

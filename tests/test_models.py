@@ -4,8 +4,6 @@ Full-size models are only built abstractly (nnx.eval_shape); forward passes
 use tiny variants (width_multiplier, stage_depths) at small, odd sizes.
 """
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,20 +17,12 @@ from lambda_networks.models import mixers
 from lambda_networks.models import resnet
 from lambda_networks.models import get_config
 from lambda_networks.models import get_model
+from conftest import abstract_model as _abstract
+from conftest import jit_apply as _forward
+from conftest import rbg_rngs as _rngs
 
 TINY = dict(width_multiplier=1 / 16)
 ONE_BLOCK = dict(TINY, stage_depths=(1, 1, 1, 1), attention_heads=2)
-
-
-def _rngs(seed=0):
-  """RBG keys: tiny models initialise with about half the XLA compiles' cost."""
-  return nnx.Rngs(params=jax.random.key(seed, impl="rbg"),
-                  dropout=jax.random.key(seed + 1, impl="rbg"))
-
-
-@nnx.jit
-def _forward(model, images):
-  return model(images)
 
 
 def _images(height, width=None, channels=3, batch=2, seed=0):
@@ -40,16 +30,9 @@ def _images(height, width=None, channels=3, batch=2, seed=0):
   return jax.random.normal(jax.random.key(seed), shape)
 
 
-def _abstract(name, **overrides):
-  return nnx.eval_shape(lambda: get_model(name, num_classes=1000,
-                                          rngs=nnx.Rngs(0), **overrides))
-
-
-@functools.lru_cache(maxsize=None)
 def _tiny_family_member(depth):
-  """An eager tiny LambdaResNet (the layout does not depend on the width)."""
-  return get_model(f"lambda_resnet{depth}", num_classes=10, rngs=_rngs(),
-                   **TINY)
+  """A tiny abstract LambdaResNet (the layout does not depend on the width)."""
+  return _abstract(f"lambda_resnet{depth}", num_classes=10, **TINY)
 
 
 # c4 lambda blocks of the family: 1/3/6/6/6/6/8 (PAPER.md §3; 1 for our 26),
@@ -73,19 +56,33 @@ FAMILY_STAGE_DEPTHS = {
 
 @pytest.mark.parametrize("depth", sorted(FAMILY_C4_LAMBDA_BLOCKS))
 def test_lambda_resnet_family_layout(depth):
-  model = _tiny_family_member(depth)
-  assert tuple(len(stage) for stage in model.stages) == FAMILY_STAGE_DEPTHS[depth]
+  """The config's layout (pure Python); the built model follows it (below)."""
+  config = get_config(f"lambda_resnet{depth}")
+  layout = config.block_mixers()
+  assert tuple(len(stage) for stage in layout) == FAMILY_STAGE_DEPTHS[depth]
   lambda_blocks = [
-      tuple(i for i, block in enumerate(stage)
-            if isinstance(block.mixer, layers.LambdaLayer))
-      for stage in model.stages
+      tuple(i for i, mixer in enumerate(stage) if mixer == "lambda")
+      for stage in layout
   ]
   c5_depth = FAMILY_STAGE_DEPTHS[depth][3]
   assert lambda_blocks == [(), (), FAMILY_C4_LAMBDA_BLOCKS[depth],
                            tuple(range(c5_depth))]
-  for stage in model.stages:
-    for block in stage:
+  assert {mixer for stage in layout for mixer in stage} == {"conv", "lambda"}
+  # Squeeze-excitation in the convolutional blocks only.
+  assert config.se_ratio > 0 and not config.se_in_non_conv_blocks
+  assert (config.query_depth, config.heads, config.intra_depth,
+          config.receptive_field) == (16, 4, 1, 23)
+
+
+@pytest.mark.parametrize("depth", [26, 50])
+def test_lambda_resnet_blocks_follow_the_config_layout(depth):
+  model = _tiny_family_member(depth)
+  layout = model.config.block_mixers()
+  assert tuple(len(stage) for stage in model.stages) == FAMILY_STAGE_DEPTHS[depth]
+  for stage, names in zip(model.stages, layout, strict=True):
+    for block, name in zip(stage, names, strict=True):
       is_lambda = isinstance(block.mixer, layers.LambdaLayer)
+      assert is_lambda == (name == "lambda") and block.mixer_name == name
       assert isinstance(block.mixer, nnx.Conv) != is_lambda
       # Squeeze-excitation in the convolutional blocks only.
       assert (block.se is None) == is_lambda
@@ -110,6 +107,7 @@ def test_lambda_resnet_uses_resnet_d_stem_and_shortcuts():
   assert model.stages[2][0].mixer.strides == (2, 2)
 
 
+@pytest.mark.slow
 def test_lambda_resnet_squeeze_excitation_width():
   model = _abstract("lambda_resnet50")
   se = model.stages[0][0].se  # 256 output channels, ratio 0.25 -> 64.
@@ -117,6 +115,7 @@ def test_lambda_resnet_squeeze_excitation_width():
   assert se.expand.kernel.shape == (1, 1, 64, 256)
 
 
+@pytest.mark.slow
 def test_resnet50_is_v1_5_with_plain_stem_and_projection_shortcuts():
   model = _abstract("resnet50")
   assert [conv.kernel_size for conv in model.stem.convs] == [(7, 7)]
@@ -130,6 +129,7 @@ def test_resnet50_is_v1_5_with_plain_stem_and_projection_shortcuts():
   assert model.head.kernel.shape == (2048, 1000)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, mixer_type", [
     ("resnet50", nnx.Conv),
     ("resnet50_lambda", layers.LambdaLayer),
@@ -180,6 +180,7 @@ def test_augmented_mixer_splits_channels_and_runs_strided():
     model(_images(40))
 
 
+@pytest.mark.slow
 def test_augmented_attention_channels_at_full_size():
   """AA's κ = 2υ = 0.2: d_v = 0.1·w, d_k = 0.2·w (multiples of 8 heads), W^O."""
   model = _abstract("resnet50_augmented")
@@ -198,11 +199,11 @@ def test_augmented_attention_channels_at_full_size():
     mixers.augmented_attention_features(4, 0.5, heads=4)
 
 
-def _shared_lambda_model(share, abstract=False):
+def _shared_lambda_model(share, abstract=False, stage_depths=(2, 3, 1, 1)):
   def build():
     return get_model(
         "resnet50_lambda_shared", num_classes=3, rngs=_rngs(), image_size=16,
-        share_lambda_embeddings=share, stage_depths=(2, 3, 1, 1),
+        share_lambda_embeddings=share, stage_depths=stage_depths,
         query_depth=4, receptive_field=5, zero_init_last_bn=False, **TINY)
   return nnx.eval_shape(build) if abstract else build()
 
@@ -225,7 +226,7 @@ def test_shared_lambda_embeddings_are_one_param_per_stage():
 
 
 def test_shared_lambda_embeddings_train_as_one_param():
-  model = _shared_lambda_model(True)
+  model = _shared_lambda_model(True, stage_depths=(1, 2, 1, 1))
   stage = model.stages[1]
   table = stage[0].mixer.embeddings
   before = np.asarray(table[...])
@@ -252,6 +253,7 @@ def test_shared_lambda_embeddings_train_as_one_param():
     np.testing.assert_array_equal(np.asarray(block.mixer.embeddings[...]), after)
 
 
+@pytest.mark.slow
 def test_local_attention_mixer_uses_a_7x7_window():
   model = _abstract("resnet50_local_attention")
   assert {block.mixer.window for stage in model.stages for block in stage} == {7}
@@ -331,7 +333,7 @@ def test_train_and_eval_modes():
 
 
 def test_last_batch_norm_of_each_block_starts_at_zero():
-  model = _tiny_family_member(26)
+  model = get_model("lambda_resnet26", num_classes=10, rngs=_rngs(), **TINY)
   for stage in model.stages:
     for block in stage:
       assert not np.any(block.bn3.scale[...])

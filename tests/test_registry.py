@@ -12,17 +12,40 @@ from lambda_networks.models import available_models
 from lambda_networks.models import count_parameters
 from lambda_networks.models import get_config
 from lambda_networks.models import get_model
+from conftest import abstract_model as _abstract
 
 DEPTHS = (50, 101, 152, 200, 270, 350, 420)
 
 
-def _abstract(name, num_classes=1000, **overrides):
-  return nnx.eval_shape(lambda: get_model(name, num_classes=num_classes,
-                                          rngs=nnx.Rngs(0), **overrides))
-
-
 def _params(name, **overrides):
   return count_parameters(_abstract(name, **overrides))
+
+
+def _params_block_by_block(name):
+  """The exact count of a deep ResNet from one block of each distinct shape.
+
+  A probe model keeps, per stage, the first block and one later block of
+  each mixer the stage uses; the full count is the probe's, with each later
+  block counted as often as the real layout has it. (Blocks of a stage
+  differ only by mixer; true unless tables are shared or sized per map.)
+  """
+  config = get_config(name)
+  assert not config.share_lambda_embeddings and config.receptive_field != "global"
+  layout = config.block_mixers()
+  probe_layouts = [(stage[0], *sorted(set(stage[1:]))) for stage in layout]
+  probe = _abstract(
+      name, stage_depths=tuple(len(stage) for stage in probe_layouts),
+      mixer_blocks=None, mixer_block_indices=tuple(
+          tuple(i for i, mixer in enumerate(stage) if mixer != "conv")
+          for stage in probe_layouts))
+  assert probe.config.block_mixers() == tuple(probe_layouts)
+  total = count_parameters(probe)
+  for stage, probe_stage, probe_names in zip(layout, probe.stages, probe_layouts):
+    per_mixer = {mixer: count_parameters(block)
+                 for block, mixer in zip(probe_stage[1:], probe_names[1:])}
+    total += sum(per_mixer[mixer] for mixer in stage[1:])
+    total -= sum(per_mixer.values())
+  return total
 
 
 def test_every_paper_model_is_registered():
@@ -35,10 +58,12 @@ def test_every_paper_model_is_registered():
   assert expected <= names
 
 
+@pytest.mark.slow
 def test_resnet50_parameters():
   assert _params("resnet50") == 25_557_032
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("overrides, millions", [
     ({}, 15.0),  # k16 h4 u1 r23
     ({"intra_depth": 4, "receptive_field": 7}, 16.0),
@@ -47,10 +72,12 @@ def test_lambda_resnet50_parameters(overrides, millions):
   assert abs(_params("resnet50_lambda", **overrides) / 1e6 - millions) <= 0.05
 
 
+@pytest.mark.slow
 def test_efficientnet_b0_parameters():
   assert _params("efficientnet_b0") == 5_288_548
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, millions", [
     ("resnet50_se", 28.1),  # Table 3: conv + channel attention.
     ("resnet50_local_attention", 18.0),  # Table 3: SASA.
@@ -74,6 +101,7 @@ def _augmented_conv_parameters(width, heads=8, value=0.1, key=0.2, size=224):
           + 2 * (2 * size - 1) * d_k // heads)
 
 
+@pytest.mark.slow
 def test_resnet50_augmented_parameters():
   """Table 3 "conv + relative self-attention" (AA-ResNet-50, quoted: 25.8M).
 
@@ -96,6 +124,7 @@ def test_resnet50_augmented_parameters():
   assert 0.97 < params / 25.8e6 < 0.98
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, params", [
     # The paper gives no parameter counts for the family (docs/models.md).
     ("lambda_resnet50", 21_591_112),
@@ -103,8 +132,18 @@ def test_resnet50_augmented_parameters():
     ("lambda_resnet152", 67_171_736),
 ])
 def test_lambda_resnet_family_parameters(name, params):
-  """Pinned; the ResNet-RS stem conv (64→64, 3×3, + BN) is 36,992 of them."""
-  assert _params(name) == params
+  """Pinned; the ResNet-RS stem conv (64→64, 3×3, + BN) is 36,992 of them.
+
+  Counted block by block (a full build of the deeper ones takes a minute);
+  the next test checks that count against a full abstract build.
+  """
+  assert _params_block_by_block(name) == params
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["lambda_resnet26", "lambda_resnet50"])
+def test_block_by_block_count_equals_the_full_count(name):
+  assert _params_block_by_block(name) == _params(name)
 
 
 def test_plain_resnets_keep_the_max_pool():
@@ -114,6 +153,7 @@ def test_plain_resnets_keep_the_max_pool():
              for d in DEPTHS)
 
 
+@pytest.mark.slow
 def test_resnet50_lambda_shared_parameters():
   """One r×r×k×u table per stage: (3−1 + 4−1 + 6−1 + 3−1)·23²·16 fewer."""
   assert (_params("resnet50_lambda") - _params("resnet50_lambda_shared")

@@ -1,80 +1,25 @@
 """End-to-end tests of train.py / eval.py on CPU with 8 simulated devices.
 
 Every run is a subprocess (XLA_FLAGS must be set before JAX starts) with the
-tiny model of tests/tiny_config.py.
+tiny model of tests/tiny_config.py; `run` and the shared `finished_run` (an
+uninterrupted 8-step run) are in conftest.py.
 """
 
 import json
-import os
-import pathlib
 import shutil
 import signal
 import socket
-import subprocess
-import sys
 
-import jax
 import numpy as np
 import pytest
 
-from lambda_networks.train import checkpointing
 from lambda_networks.train import config_checks
 from lambda_networks.train import trainer
 from configs import default
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
-CONFIG = "--config=tests/tiny_config.py"
-SYNTHETIC_STEPS = 8
-# Subprocesses share compiled programs (same model, devices and shapes).
-COMPILATION_CACHE = REPO / ".pytest_cache" / "jax_compilation_cache"
+from conftest import CONFIG, assert_same_state, run
 
 
-def run(args, *, devices=8, expect_ok=True, timeout=420, wait=True, extra_env=None):
-  env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu",
-             TF_CPP_MIN_LOG_LEVEL="2",
-             XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
-             JAX_COMPILATION_CACHE_DIR=str(COMPILATION_CACHE),
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1")
-  env.update(extra_env or {})
-  command = [sys.executable, *args]
-  if not wait:
-    return subprocess.Popen(command, cwd=REPO, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-  result = subprocess.run(command, cwd=REPO, env=env, text=True,
-                          capture_output=True, timeout=timeout)
-  output = result.stdout + result.stderr
-  if expect_ok and result.returncode:
-    pytest.fail(f"{' '.join(args)} failed ({result.returncode}):\n{output[-6000:]}")
-  return result.returncode, output
-
-
-def assert_same_state(expected_dir, actual_dir, **tolerance):
-  """Compares the final checkpoints of two runs, leaf by leaf."""
-  expected = checkpointing.load_arrays(str(expected_dir))
-  actual = checkpointing.load_arrays(str(actual_dir))
-  assert int(actual["step"]) == int(expected["step"]) == SYNTHETIC_STEPS
-  flat_expected = jax.tree_util.tree_flatten_with_path(expected)[0]
-  flat_actual = jax.tree_util.tree_flatten_with_path(actual)[0]
-  assert [p for p, _ in flat_expected] == [p for p, _ in flat_actual]
-  assert len(flat_expected) > 20
-  for (path, want), (_, got) in zip(flat_expected, flat_actual):
-    name = jax.tree_util.keystr(path)
-    if tolerance:
-      np.testing.assert_allclose(got, want, err_msg=name, **tolerance)
-    else:
-      np.testing.assert_array_equal(got, want, err_msg=name)
-
-
-@pytest.fixture(scope="module")
-def reference_run(tmp_path_factory):
-  """An uninterrupted 8-step run on the synthetic task (1 process, 8 devices)."""
-  workdir = tmp_path_factory.mktemp("reference")
-  _, output = run(["train.py", CONFIG, f"--workdir={workdir}"])
-  assert f"step {SYNTHETIC_STEPS}/{SYNTHETIC_STEPS}" in output
-  return workdir
-
-
+@pytest.mark.slow
 def test_end_to_end_on_mock_tfds(tmp_path):
   data_dir, workdir = tmp_path / "tfds", tmp_path / "run"
   mock = ["tests/tfds_mock.py", str(data_dir), "40", "37"]
@@ -100,7 +45,8 @@ def test_end_to_end_on_mock_tfds(tmp_path):
   assert np.isfinite(metrics["loss"])
 
 
-def test_sigkill_then_resume_matches_uninterrupted_run(reference_run, tmp_path):
+@pytest.mark.slow
+def test_sigkill_then_resume_matches_uninterrupted_run(finished_run, tmp_path):
   workdir = tmp_path / "killed"
   code, output = run(["tests/kill_after_save.py", "6", "train.py", CONFIG,
                       f"--workdir={workdir}"], expect_ok=False)
@@ -112,7 +58,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(reference_run, tmp_path):
   _, output = run(["train.py", CONFIG, f"--workdir={workdir}"])
   resumed = [line for line in output.splitlines() if "Resumed from step" in line]
   assert resumed and ("step 3 " in resumed[0] or "step 6 " in resumed[0]), output
-  assert_same_state(reference_run, workdir)  # Fails with the leaf that differs.
+  assert_same_state(finished_run, workdir)  # Fails with the leaf that differs.
 
 
 def _free_port():
@@ -121,7 +67,8 @@ def _free_port():
     return sock.getsockname()[1]
 
 
-def test_two_processes_match_one_process(reference_run, tmp_path):
+@pytest.mark.slow
+def test_two_processes_match_one_process(finished_run, tmp_path):
   workdir = tmp_path / "two_process"
   address = f"localhost:{_free_port()}"
   processes = [
@@ -135,12 +82,13 @@ def test_two_processes_match_one_process(reference_run, tmp_path):
     assert p.returncode == 0, output[-6000:]
   assert "8 devices in 2 process(es)" in outputs[0]
   assert "step 8/8" not in outputs[1]  # Only process 0 prints progress.
-  assert_same_state(reference_run, workdir, rtol=2e-5, atol=2e-6)
+  assert_same_state(finished_run, workdir, rtol=2e-5, atol=2e-6)
 
 
-def test_mismatched_checkpoint_is_refused(reference_run, tmp_path):
+@pytest.mark.slow
+def test_mismatched_checkpoint_is_refused(finished_run, tmp_path):
   workdir = tmp_path / "other_model"
-  shutil.copytree(reference_run / "checkpoints", workdir / "checkpoints")
+  shutil.copytree(finished_run / "checkpoints", workdir / "checkpoints")
   code, output = run(["train.py", CONFIG, f"--workdir={workdir}",
                       "--config.model_overrides.stage_widths=(8,24)"],
                      expect_ok=False)
@@ -149,6 +97,7 @@ def test_mismatched_checkpoint_is_refused(reference_run, tmp_path):
   assert "Use a new --workdir" in output
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flag,message", [
     ("--config.not_a_field=1", "unknown config field 'not_a_field'"),
     ("--config.global_batch_size=12", "not divisible by the 8 devices"),

@@ -23,10 +23,9 @@ import pytest
 
 from lambda_networks.train import checkpointing
 from lambda_networks.train import workdir as workdir_lib
-from test_train import CONFIG, SYNTHETIC_STEPS, assert_same_state, run
+from conftest import CONFIG, REPO, SYNTHETIC_STEPS, assert_same_state, run
 
 pytestmark = pytest.mark.slow
-REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def snapshot(directory: pathlib.Path) -> dict[str, tuple[int, int, str]]:
@@ -35,17 +34,6 @@ def snapshot(directory: pathlib.Path) -> dict[str, tuple[int, int, str]]:
           (path.stat().st_size, path.stat().st_mtime_ns,
            hashlib.sha256(path.read_bytes()).hexdigest())
           for path in sorted(directory.rglob("*")) if path.is_file()}
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-  """An uninterrupted run, started with a relative --workdir."""
-  workdir = tmp_path_factory.mktemp("finished") / "run"
-  relative = os.path.relpath(workdir, REPO)
-  assert not os.path.isabs(relative)
-  _, output = run(["train.py", CONFIG, f"--workdir={relative}"])
-  assert f"step {SYNTHETIC_STEPS}/{SYNTHETIC_STEPS}" in output
-  return workdir
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,104 @@
+"""Helpers shared by the test files.
+
+Keys, abstract models and a jitted apply for the model tests; subprocess runs
+of train.py / eval.py and one finished training run for the end-to-end tests.
+pytest puts tests/ on sys.path (no __init__.py), so test files import the
+functions with `from conftest import ...`; fixtures need no import.
+"""
+
+import functools
+import os
+import pathlib
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from lambda_networks.train import checkpointing
+
+from lambda_networks.models import get_model
+
+
+def rbg_rngs(seed: int = 0) -> nnx.Rngs:
+  """RBG keys: tiny modules initialise with about half the XLA compiles' cost."""
+  return nnx.Rngs(params=jax.random.key(seed, impl="rbg"),
+                  dropout=jax.random.key(seed + 1, impl="rbg"))
+
+
+@nnx.jit
+def jit_apply(module: nnx.Module, inputs: jax.Array) -> jax.Array:
+  """`module(inputs)` under one shared nnx.jit (one compile per graph)."""
+  return module(inputs)
+
+
+@functools.lru_cache(maxsize=None)
+def abstract_model(name: str, num_classes: int = 1000, **overrides) -> nnx.Module:
+  """A registered model built abstractly (nnx.eval_shape): shapes, no arrays.
+
+  Cached: several tests read the same full-size model; none may modify it.
+  """
+  return nnx.eval_shape(lambda: get_model(name, num_classes=num_classes,
+                                          rngs=nnx.Rngs(0), **overrides))
+
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+CONFIG = "--config=tests/tiny_config.py"
+SYNTHETIC_STEPS = 8
+# Subprocesses share compiled programs (same model, devices and shapes).
+COMPILATION_CACHE = REPO / ".pytest_cache" / "jax_compilation_cache"
+
+
+def run(args, *, devices=8, expect_ok=True, timeout=420, wait=True, extra_env=None):
+  """Runs `python ARGS` in the repo on `devices` simulated CPU devices.
+
+  Returns (exit status, stdout + stderr), or the Popen when wait=False.
+  """
+  env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu",
+             TF_CPP_MIN_LOG_LEVEL="2",
+             XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+             JAX_COMPILATION_CACHE_DIR=str(COMPILATION_CACHE),
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1")
+  env.update(extra_env or {})
+  command = [sys.executable, *args]
+  if not wait:
+    return subprocess.Popen(command, cwd=REPO, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+  result = subprocess.run(command, cwd=REPO, env=env, text=True,
+                          capture_output=True, timeout=timeout)
+  output = result.stdout + result.stderr
+  if expect_ok and result.returncode:
+    pytest.fail(f"{' '.join(args)} failed ({result.returncode}):\n{output[-6000:]}")
+  return result.returncode, output
+
+
+def assert_same_state(expected_dir, actual_dir, **tolerance):
+  """Compares the final checkpoints of two runs, leaf by leaf."""
+  expected = checkpointing.load_arrays(str(expected_dir))
+  actual = checkpointing.load_arrays(str(actual_dir))
+  assert int(actual["step"]) == int(expected["step"]) == SYNTHETIC_STEPS
+  flat_expected = jax.tree_util.tree_flatten_with_path(expected)[0]
+  flat_actual = jax.tree_util.tree_flatten_with_path(actual)[0]
+  assert [p for p, _ in flat_expected] == [p for p, _ in flat_actual]
+  assert len(flat_expected) > 20
+  for (path, want), (_, got) in zip(flat_expected, flat_actual):
+    name = jax.tree_util.keystr(path)
+    if tolerance:
+      np.testing.assert_allclose(got, want, err_msg=name, **tolerance)
+    else:
+      np.testing.assert_array_equal(got, want, err_msg=name)
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory):
+  """An uninterrupted 8-step run (1 process, 8 devices), started with a
+  relative --workdir. Shared: tests may read it or run failing commands
+  against it, and must leave it as they found it."""
+  workdir = tmp_path_factory.mktemp("finished") / "run"
+  relative = os.path.relpath(workdir, REPO)
+  assert not os.path.isabs(relative)
+  _, output = run(["train.py", CONFIG, f"--workdir={relative}"])
+  assert f"step {SYNTHETIC_STEPS}/{SYNTHETIC_STEPS}" in output
+  return workdir

@@ -15,6 +15,8 @@ import sys
 import jax
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
+import tfds_mock
 from flax import nnx
 
 from lambda_networks.train import checkpointing
@@ -102,3 +104,14 @@ def finished_run(tmp_path_factory):
   _, output = run(["train.py", CONFIG, f"--workdir={relative}"])
   assert f"step {SYNTHETIC_STEPS}/{SYNTHETIC_STEPS}" in output
   return workdir
+
+
+@pytest.fixture(scope="module")
+def mock_imagenet(tmp_path_factory):
+  """A TFDS data_dir with mock imagenet2012 (30 train / 37 validation), active
+  for the module's tests."""
+  data_dir = str(tmp_path_factory.mktemp("tfds"))
+  tfds_mock.write_metadata(data_dir, num_train=30, num_eval=37)
+  with tfds.testing.mock_data(data_dir=data_dir, as_dataset_fn=tfds_mock.as_dataset,
+                              policy=tfds.testing.MockPolicy.USE_FILES):
+    yield data_dir

@@ -3,9 +3,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-import tensorflow_datasets as tfds
 
-import tfds_mock
 from lambda_networks.data import HostShard
 from lambda_networks.data import preprocessing
 from lambda_networks.data import randaugment
@@ -74,15 +72,6 @@ def test_synthetic_eval_counts_every_example_once(process_count, eval_batch):
   assert len(seen) == 37
   expected, _ = synthetic.make_examples(3, "test", np.arange(37))
   assert sorted(seen) == sorted(expected.reshape(37, -1).sum(axis=1).round(3).tolist())
-
-
-@pytest.fixture(scope="module")
-def mock_imagenet(tmp_path_factory):
-  data_dir = str(tmp_path_factory.mktemp("tfds"))
-  tfds_mock.write_metadata(data_dir, num_train=30, num_eval=37)
-  with tfds.testing.mock_data(data_dir=data_dir, as_dataset_fn=tfds_mock.as_dataset,
-                              policy=tfds.testing.MockPolicy.USE_FILES):
-    yield data_dir
 
 
 def _imagenet(data_dir, process_index=0, process_count=1, eval_batch=8,

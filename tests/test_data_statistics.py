@@ -5,7 +5,6 @@ import types
 import numpy as np
 import pytest
 import tensorflow as tf
-import tensorflow_datasets as tfds
 
 import tfds_mock
 from lambda_networks.data import statistics
@@ -13,16 +12,12 @@ from lambda_networks.data import tfds_source
 
 
 @pytest.fixture(scope="module")
-def mock_imagenet(tmp_path_factory):
-  data_dir = str(tmp_path_factory.mktemp("tfds"))
-  tfds_mock.write_metadata(data_dir, num_train=30, num_eval=37)
-  with tfds.testing.mock_data(data_dir=data_dir, as_dataset_fn=tfds_mock.as_dataset,
-                              policy=tfds.testing.MockPolicy.USE_FILES):
-    yield tfds_source.load_builder("imagenet2012", "", data_dir)
+def imagenet_builder(mock_imagenet):
+  return tfds_source.load_builder("imagenet2012", "", mock_imagenet)
 
 
-def test_channel_statistics_match_numpy(mock_imagenet):
-  mean, stddev = statistics.channel_statistics(mock_imagenet, "train", "image",
+def test_channel_statistics_match_numpy(imagenet_builder):
+  mean, stddev = statistics.channel_statistics(imagenet_builder, "train", "image",
                                                max_examples=12)
   images = np.stack([
       tf.io.decode_jpeg(tfds_mock._example(i)[0], 3).numpy()  # pylint: disable=protected-access
@@ -31,13 +26,13 @@ def test_channel_statistics_match_numpy(mock_imagenet):
   np.testing.assert_allclose(stddev, images.std(axis=(0, 1, 2)), atol=1e-4)
   assert len(mean) == len(stddev) == 3
   # Deterministic (first examples in file order), and a limit that counts.
-  assert statistics.channel_statistics(mock_imagenet, "train", "image", 12) == (
+  assert statistics.channel_statistics(imagenet_builder, "train", "image", 12) == (
       mean, stddev)
-  assert statistics.channel_statistics(mock_imagenet, "train", "image", 3)[0] != mean
+  assert statistics.channel_statistics(imagenet_builder, "train", "image", 3)[0] != mean
 
 
-def test_eval_split_and_image_size_come_from_the_dataset(mock_imagenet):
-  assert statistics.default_eval_split(mock_imagenet) == "validation"
+def test_eval_split_and_image_size_come_from_the_dataset(imagenet_builder):
+  assert statistics.default_eval_split(imagenet_builder) == "validation"
 
   def fake(splits):
     return types.SimpleNamespace(info=types.SimpleNamespace(
@@ -47,4 +42,4 @@ def test_eval_split_and_image_size_come_from_the_dataset(mock_imagenet):
   with pytest.raises(ValueError, match="neither a 'validation' nor a 'test'"):
     statistics.default_eval_split(fake(["train"]))
   with pytest.raises(ValueError, match="varying size"):
-    statistics.image_size(mock_imagenet, "image")  # ImageNet: (None, None, 3).
+    statistics.image_size(imagenet_builder, "image")  # ImageNet: (None, None, 3).

@@ -26,7 +26,7 @@ import sys
 import time
 
 from lambda_networks.benchmarks import jpeg_dataset
-from scripts import reporting
+from lambda_networks.benchmarks import reporting
 
 FIELDS = ("augment", "image_size", "cores", "images_per_s",
           "images_per_s_per_core", "images_per_cpu_s", "images", "batch_size",

@@ -26,7 +26,7 @@ from lambda_networks import ops
 from lambda_networks.benchmarks import steps
 from lambda_networks.layers import LambdaLayer, MultiHeadSelfAttention
 from scripts import benchmarking
-from scripts import reporting
+from lambda_networks.benchmarks import reporting
 
 # name -> the LambdaLayer's options (None: self-attention).
 VARIANTS = {

@@ -28,7 +28,7 @@ import pathlib
 from lambda_networks import models
 from lambda_networks.benchmarks import steps
 from scripts import benchmarking
-from scripts import reporting
+from lambda_networks.benchmarks import reporting
 
 RESULT_FIELDS = (
     "model", "overrides", "image_size", "batch_size", "mode", "dtype",

@@ -21,7 +21,7 @@ import optax
 from lambda_networks import ops
 from lambda_networks.benchmarks import peak_flops
 from lambda_networks.benchmarks import steps
-from scripts import reporting
+from lambda_networks.benchmarks import reporting
 
 GIB = 2**30
 MIB = 2**20

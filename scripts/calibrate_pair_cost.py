@@ -31,7 +31,7 @@ import pandas as pd
 from scipy import optimize
 
 from lambda_networks import ops
-from scripts import reporting
+from lambda_networks.benchmarks import reporting
 
 METHODS = ("einsum", "conv", "row_conv")
 

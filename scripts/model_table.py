@@ -22,7 +22,7 @@ from flax import nnx
 from lambda_networks import models
 from lambda_networks import paper
 from lambda_networks.benchmarks import steps
-from scripts import reporting
+from lambda_networks.benchmarks import reporting
 
 # Variants that are overrides of a registry model rather than names.
 EXTRA_ROWS = (

@@ -29,7 +29,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from scripts import reporting
+from lambda_networks.benchmarks import reporting
 
 REFERENCE = reporting.REPO_ROOT / "docs" / "paper_reference.csv"
 LAMBDA, EFFICIENT = "LambdaResNet", "EfficientNet"

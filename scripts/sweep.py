@@ -47,7 +47,7 @@ from typing import Any
 
 import ml_collections
 
-from scripts import reporting
+from lambda_networks.benchmarks import reporting
 
 REPO_ROOT = reporting.REPO_ROOT
 LAUNCHERS = {"local": None, "slurm": "scripts/launch_slurm.sh",

@@ -25,7 +25,7 @@ from lambda_networks import models
 from lambda_networks import paper
 from lambda_networks.benchmarks import memory
 from scripts import benchmarking
-from scripts import reporting
+from lambda_networks.benchmarks import reporting
 
 REFERENCE = paper.REFERENCE
 BASELINE = ("conv (baseline)", "resnet50", "")  # Hybrids table, C C C C.

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from scripts import reporting
+from lambda_networks.benchmarks import reporting
 from scripts import sweep
 
 CONFIG = "configs/resnet50_90ep.py:resnet50_lambda"

@@ -1,4 +1,4 @@
-"""What every script shares: its parser, values, CSV and markdown (no JAX)."""
+"""What every benchmark script shares: its parser, values, CSV and markdown (no JAX)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import subprocess
 import sys
 from typing import Any, Iterable, Sequence
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def parser(doc: str) -> argparse.ArgumentParser:

@@ -216,6 +216,12 @@ class ResNetConfig:
       index += depth
     return tuple(rates)
 
+  def _check_one_per_stage(self, field: str, none_means: str) -> None:
+    value = getattr(self, field)
+    if len(value) != self.num_stages:
+      raise ValueError(f"{field} needs one entry per stage ({self.num_stages}), "
+                       f"got {value}; use None {none_means}.")
+
   def _validate(self) -> None:
     stages = self.num_stages
     if stages < 1 or min(self.stage_depths) < 1:
@@ -226,10 +232,7 @@ class ResNetConfig:
           f"stage_depths={self.stage_depths}), got {self.stage_widths}.")
     mixers.parse_stage_mixers(self.stage_mixers, stages)
     if self.mixer_blocks is not None:
-      if len(self.mixer_blocks) != stages:
-        raise ValueError(
-            f"mixer_blocks needs one entry per stage ({stages}), got "
-            f"{self.mixer_blocks}; use None for 'every block'.")
+      self._check_one_per_stage("mixer_blocks", "for 'every block'")
       for count, depth in zip(self.mixer_blocks, self.stage_depths):
         if count is not None and not 0 <= count <= depth:
           raise ValueError(
@@ -237,10 +240,8 @@ class ResNetConfig:
               f"stage of {depth} (stage_depths={self.stage_depths}); lower "
               "mixer_blocks or deepen stage_depths.")
     if self.mixer_block_indices is not None:
-      if len(self.mixer_block_indices) != stages:
-        raise ValueError(
-            f"mixer_block_indices needs one entry per stage ({stages}), got "
-            f"{self.mixer_block_indices}; use None to fall back to mixer_blocks.")
+      self._check_one_per_stage("mixer_block_indices",
+                                "to fall back to mixer_blocks")
       for indices, depth in zip(self.mixer_block_indices, self.stage_depths):
         if indices is not None and any(not 0 <= i < depth for i in indices):
           raise ValueError(

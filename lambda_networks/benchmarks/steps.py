@@ -2,13 +2,15 @@
 
 A model's training or inference step is compiled before anything is
 allocated, so XLA's memory plan (`peak_bytes`) says whether it fits; FLOPs
-come from XLA's cost analysis; `time_step` times compiled calls.
+come from XLA's cost analysis; `time_step` times compiled calls; `measure`
+does all three and returns one benchmark row.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import pathlib
+import statistics
 import time
 from typing import Any, Callable
 
@@ -20,8 +22,11 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from lambda_networks import models
+from lambda_networks.benchmarks import peak_flops
 
 MODES = ("train", "inference")
+GIB = 2**30
+MIB = 2**20
 
 
 def device_memory_bytes(device: jax.Device | None = None) -> int | None:
@@ -75,6 +80,13 @@ def is_out_of_memory(error: BaseException) -> bool:
   return any(marker in text for marker in (
       "resource_exhausted", "resource exhausted", "out of memory", "oom",
       "failed to allocate", "cannot allocate memory"))
+
+
+def error_status(error: BaseException) -> str:
+  """'oom', or the error in one line."""
+  if is_out_of_memory(error):
+    return "oom"
+  return f"error: {type(error).__name__}: {' '.join(str(error).split())}"[:200]
 
 
 @dataclasses.dataclass
@@ -207,3 +219,59 @@ def time_step(step: Step, mode: str, *, warmup: int, repeats: int,
     times.append(time.perf_counter() - start)
     spent += times[-1]
   return times
+
+
+def measure(name: str, overrides: dict[str, Any], *, image_size: int,
+            batch_size: int, mode: str, memory_limit: int | None,
+            num_classes: int = 1000, num_devices: int | None = None,
+            compile_only: bool = False, **timing: Any) -> dict[str, Any]:
+  """One benchmark row: model `name`'s step compiled, checked and timed.
+
+  A step whose XLA plan needs more than `memory_limit` bytes per device is
+  not run: out of memory, predicted or real, is a status, as is any error.
+  `timing` (warmup, repeats, max_seconds) goes to `time_step`.
+  """
+  devices = num_devices or jax.device_count()
+  row: dict[str, Any] = dict(
+      num_devices=devices, status="ok", timed_steps=0,
+      memory_limit_mib=None if memory_limit is None else round(memory_limit / MIB))
+  try:
+    step = build_step(name, overrides, image_size=image_size,
+                      batch_size=batch_size, mode=mode, num_devices=num_devices,
+                      num_classes=num_classes)
+  except Exception as error:  # pylint: disable=broad-except
+    return row | dict(status=error_status(error))
+  step_flops = None if step.flops is None else step.flops * devices
+  peak = peak_flops.peak_flops_per_device(jax.devices()[0].device_kind)
+  row.update(params=step.num_params,
+             gflops_per_example=None if step_flops is None else
+             _significant(step_flops / batch_size / 1e9),
+             peak_tflops=None if peak is None else _significant(
+                 peak * devices / 1e12),
+             compile_s=round(step.compile_seconds, 2),
+             peak_memory_mib=None if step.peak_bytes is None else
+             round(step.peak_bytes / MIB, 3))
+  if None not in (memory_limit, step.peak_bytes) and step.peak_bytes > memory_limit:
+    return row | dict(status=f"oom: XLA needs {step.peak_bytes / GIB:.2f} GiB "
+                      f"per device, {memory_limit / GIB:.2f} GiB available")
+  if compile_only:
+    return row | dict(status="compiled only")
+  try:
+    times = time_step(step, mode, **timing)
+  except Exception as error:  # pylint: disable=broad-except
+    return row | dict(status=error_status(error))
+  median = statistics.median(times)
+  utilisation = peak_flops.model_flops_utilisation(step_flops, median, devices,
+                                                   peak)
+  return row | dict(
+      timed_steps=len(times), step_time_ms=_significant(1000 * median),
+      step_time_min_ms=_significant(1000 * min(times)),
+      step_time_max_ms=_significant(1000 * max(times)),
+      examples_per_s=_significant(batch_size / median),
+      achieved_tflops=None if step_flops is None else
+      _significant(step_flops / median / 1e12),
+      mfu=None if utilisation is None else _significant(utilisation, 4))
+
+
+def _significant(value: float, digits: int = 6) -> float:
+  return float(f"{value:.{digits}g}")

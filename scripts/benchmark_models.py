@@ -1,12 +1,7 @@
-"""Benchmarks of registry models: step throughput, the paper's Table 4, the model table.
+"""Model benchmarks: step throughput, the paper's Table 4, the model table.
 
-Each command writes a CSV (Table 4 and the model table a markdown table
-too); `python -m scripts.benchmark_models COMMAND --help` explains one.
-
-  python -m scripts.benchmark_models throughput --models lambda_resnet50 \\
-      efficientnet_b0 --image-sizes paper --batch-sizes 8
-  python -m scripts.benchmark_models table4 --batch 2 --out docs/table4_cpu
-  python -m scripts.benchmark_models model-table     # docs/model_table.{md,csv}
+Each command writes OUT.csv (table4 and model-table OUT.md too); `python -m
+scripts.benchmark_models COMMAND --help` says what it measures and how.
 """
 
 from __future__ import annotations
@@ -17,10 +12,6 @@ import itertools
 import pathlib
 from typing import Any, Callable, Iterator, Sequence
 
-import jax
-import jax.numpy as jnp
-from flax import nnx
-
 from lambda_networks import models
 from lambda_networks import paper
 from lambda_networks.benchmarks import environment
@@ -28,15 +19,14 @@ from lambda_networks.benchmarks import memory
 from lambda_networks.benchmarks import reporting
 from lambda_networks.benchmarks import steps
 
-ENVIRONMENT_FIELDS = (
-    "backend", "device_kind", "device_count", "host_cpu", "host_cpus", "jax",
-    "jaxlib", "flax", "optax", "python", "git_commit", "date")
 THROUGHPUT_FIELDS = (
     "model", "overrides", "image_size", "batch_size", "mode", "dtype",
     "num_devices", "status", "params", "compile_s", "peak_memory_mib",
     "memory_limit_mib", "timed_steps", "step_time_ms", "step_time_min_ms",
     "step_time_max_ms", "examples_per_s", "gflops_per_example",
-    "achieved_tflops", "peak_tflops", "mfu") + ENVIRONMENT_FIELDS
+    "achieved_tflops", "peak_tflops", "mfu", "backend", "device_kind",
+    "device_count", "host_cpu", "host_cpus", "jax", "jaxlib", "flax", "optax",
+    "python", "git_commit", "date")
 TABLE4_FIELDS = (
     "layer", "model", "overrides", "image_size", "batch_size", "status",
     "paper_memory_gb", "analytic_paper_convention_gib", "analytic_as_run_gib",
@@ -52,18 +42,16 @@ MODEL_TABLE_VARIANTS = (
     ("resnet50_lambda", {"intra_depth": 4, "receptive_field": 7}),
     ("resnet50", {"stage_mixers": "CCLL"}),
 )
-Rows = Callable[[argparse.Namespace], Iterator[dict[str, Any]]]
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
   """['query_depth=8', 'stage_mixers=CCLL'] -> {'query_depth': 8, ...}."""
-  pairs = [item.partition("=") for item in items]
-  for key, sep, value in pairs:
-    if not (key and sep):
-      raise ValueError(f"override {key + sep + value!r} must look like "
-                       "field=value, e.g. query_depth=8 or stage_depths=(1,1,1,1).")
+  for item in items:
+    if "=" not in item or item.startswith("="):
+      raise ValueError(f"override {item!r} must look like field=value, e.g. "
+                       "query_depth=8 or stage_depths=(1,1,1,1).")
   return {key.strip(): reporting.parse_value(value.strip())
-          for key, _, value in pairs}
+          for key, _, value in (item.partition("=") for item in items)}
 
 
 def format_overrides(overrides: dict[str, Any]) -> str:
@@ -88,21 +76,16 @@ def throughput(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
   """Training and inference throughput, step time and peak memory of models.
 
   For every model × image size × batch size × mode, the step (train: forward,
-  cross-entropy, backward and the trainer's SGD-momentum + weight-decay
-  update; inference: forward) is compiled for synthetic data, run `--warmup`
-  times, then timed `--repeats` times; the median is reported, compilation
-  and warm-up excluded. Peak memory is XLA's buffer assignment for the
-  compiled step, per device, read before anything runs: a step that needs
-  more than the device has is reported as out of memory. The batch is split
-  over all local devices; every row records the device and software
-  versions, the step's FLOPs per example (XLA's cost analysis, 2 per
-  multiply-add), the achieved TFLOP/s and, where the peak is known
-  (lambda_networks/benchmarks/peak_flops.py), the model FLOPs utilisation.
+  cross-entropy, backward, the trainer's SGD-momentum + weight-decay update;
+  inference: forward) is compiled for synthetic data, the batch split over
+  the devices, and timed: the median of `--repeats` steps after `--warmup`.
+  Rows hold XLA's peak memory per device (a step that does not fit is `oom`,
+  not run), FLOPs per example (XLA, 2 per multiply-add), achieved TFLOP/s,
+  the MFU where the device's peak is known (benchmarks/peak_flops.py), and
+  the device and software versions.
 
   python -m scripts.benchmark_models throughput --models lambda_resnet50 \\
-      efficientnet_b0 --image-sizes paper --batch-sizes 8 \\
-      --out results/benchmarks/models.csv
-  # tiny models for a smoke test:
+      efficientnet_b0 --image-sizes paper --batch-sizes 8   # tiny smoke test:
   python -m scripts.benchmark_models throughput --models resnet26 \\
       --image-sizes 32 --batch-sizes 2 --override width_multiplier=0.0625
   """
@@ -120,29 +103,25 @@ def throughput(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
 
 
 def table4(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
-  """Table 4 of the paper: ResNet-50 at 224 with each spatial mixer, memory and speed.
+  """The paper's Table 4: ResNet-50 with each spatial mixer, memory and speed.
 
-  Rows: the conv baseline and the paper's Table 4 (docs/paper_reference.csv)
-  — global, axial and 7×7 local self-attention; the lambda layer, with
-  k = 8, with shared embeddings, and the 7×7 lambda convolution. Columns:
-  the attention maps' / position embeddings' analytic memory (float32 GiB)
-  in the paper's convention (at its batch 128, each layer at its block's
-  output resolution; reproduces its 120 / 4.8 / 1.9 / 0.95 / 0.63 GB) and as
-  this implementation runs it (lambda_networks/benchmarks/memory.py), then
-  XLA's inference peak memory and the throughput at `--batch`. A step that
-  needs more memory than the device has is reported as out of memory.
+  Rows: the conv baseline and the paper's Table 4 (docs/paper_reference.csv).
+  Columns: the attention maps' / position embeddings' analytic memory
+  (float32 GiB, benchmarks/memory.py) in the paper's convention (reproduces
+  its 120 / 4.8 / 1.9 / 0.95 / 0.63 GB at batch 128) and as this code runs
+  it, then XLA's inference peak memory and the throughput at `--batch` (a
+  step that needs more memory than the device has is `oom`, not run).
 
-  python -m scripts.benchmark_models table4             # paper setting, batch 128
+  python -m scripts.benchmark_models table4            # paper setting, batch 128
   python -m scripts.benchmark_models table4 --batch 2 --out docs/table4_cpu
   python -m scripts.benchmark_models table4 --analytic-only   # seconds
   """
-  rows = paper.rows(args.reference)
-  references = [dict(r, row=TABLE4_BASELINE[0]) for r in rows
-                if (r["table"], r["model"], r["overrides"])
-                == ("hybrids",) + TABLE4_BASELINE[1:]]
-  references += [r for r in rows if r["table"] == "table4"]
-  unknown = sorted(set(args.rows or ()) - {r["row"] for r in references})
-  if unknown:
+  references = [dict(r, row=TABLE4_BASELINE[0]) for r in paper.rows(
+      args.reference) if (r["table"], r["model"], r["overrides"]) == (
+          "hybrids", *TABLE4_BASELINE[1:])]
+  references += [r for r in paper.rows(args.reference)
+                 if r["table"] == "table4"]
+  if unknown := sorted(set(args.rows or ()) - {r["row"] for r in references}):
     raise SystemExit(f"unknown --rows {unknown}; choose from "
                      f"{[r['row'] for r in references]}.")
   for reference in references:
@@ -221,8 +200,8 @@ def table4_markdown(rows: list[dict[str, Any]], args: argparse.Namespace,
       "(as a training step keeps them for the backward pass).",
       "- **GFLOPs/example**: XLA's cost analysis of the compiled inference "
       "step per image (2 FLOPs per multiply-add); **MFU**: achieved FLOP/s "
-      "over the devices' dense bf16 peak (lambda_networks/benchmarks/peak_flops.py; none for "
-      "CPUs).",
+      "over the devices' dense bf16 peak "
+      "(lambda_networks/benchmarks/peak_flops.py; none for CPUs).",
       "- A status `oom: …` means XLA's plan needs more memory than the device "
       "has; the step was not run.",
       ""])
@@ -231,33 +210,28 @@ def table4_markdown(rows: list[dict[str, Any]], args: argparse.Namespace,
 def model_table(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
   """Parameters and GFLOPs of every registry model at its paper image size.
 
-  Compiles and runs nothing: models are built with `nnx.eval_shape`,
-  parameters are the nnx.Param leaves, and FLOPs are XLA's cost analysis of
-  the lowered inference pass for one image (2 FLOPs per multiply-add,
-  element-wise work included). The paper's numbers (`lambda_networks.paper`)
-  sit beside ours. Rows: every model at the paper's sizes, then variants.
+  Compiles and runs nothing: parameters of `nnx.eval_shape` models, FLOPs
+  from XLA's cost analysis of the lowered inference pass for one image (2
+  per multiply-add). The paper's numbers (`lambda_networks.paper`) beside.
 
   python -m scripts.benchmark_models model-table     # all models (minutes)
-  python -m scripts.benchmark_models model-table --models resnet50 resnet50_lambda
+  python -m scripts.benchmark_models model-table --models resnet50 resnet26
   """
   reference = paper.model_numbers()
-  for name in [n for n in models.available_models()
-               if not args.models or n in args.models]:
-    for overrides, size in ([({}, s) for s in models.get_spec(name).paper_image_sizes]
-                            + [(o, 224) for n, o in MODEL_TABLE_VARIANTS if n == name]):
-      model = nnx.eval_shape(lambda: models.get_model(  # pylint: disable=cell-var-from-loop
-          name, num_classes=1000, rngs=nnx.Rngs(0), image_size=size, **overrides))
-      model.eval()
-      graphdef, state = nnx.split(model)
-      images = jax.ShapeDtypeStruct(
-          (1, size, size, model.config.in_channels), jnp.float32)
-      lowered = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x)).lower(state, images)  # pylint: disable=cell-var-from-loop
-      text = " ".join(f"{k}={v}" for k, v in overrides.items())
+  for name in models.available_models():
+    if args.models and name not in args.models:
+      continue
+    sizes = models.get_spec(name).paper_image_sizes
+    for overrides, size in [({}, s) for s in sizes] + [
+        (o, 224) for n, o in MODEL_TABLE_VARIANTS if n == name]:
+      step = steps.build_step(name, overrides, image_size=size, batch_size=1,
+                              mode="inference", num_devices=1, lower_only=True)
+      text = format_overrides(overrides)
       numbers = reference.get((name, text, size), dict(params="", top1="",
                                                         source=""))
       yield dict(model=name, overrides=text, image_size=size,
-                 params_m=f"{models.count_parameters(model) / 1e6:.2f}",
-                 gflops_xla=f"{steps.compiled_flops(lowered) / 1e9:.2f}",
+                 params_m=f"{step.num_params / 1e6:.2f}",
+                 gflops_xla=f"{step.flops / 1e9:.2f}",
                  paper_params=numbers["params"], paper_top1=numbers["top1"],
                  paper_source=numbers["source"])
 
@@ -302,7 +276,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   parser = reporting.parser(__doc__)
   commands = parser.add_subparsers(dest="command", required=True)
 
-  def command(rows: Rows, fields: Sequence[str], progress: Sequence[str],
+  def command(rows: Callable[[argparse.Namespace], Iterator[dict[str, Any]]],
+              fields: Sequence[str], progress: Sequence[str],
               out: str | pathlib.Path, markdown: Callable[..., str] | None = None,
               *, timing: tuple[int, int] | None = None) -> Callable[..., Any]:
     """A subcommand named after `rows`, whose docstring is its help."""
@@ -313,30 +288,29 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     sub.set_defaults(table_rows=rows, fields=fields, progress=progress,
                      markdown=markdown)
-    sub.add_argument("--out", type=pathlib.Path, default=pathlib.Path(out),
-                     help="output: OUT.csv" + (" and OUT.md" if markdown else ""))
+    add = sub.add_argument
+    add("--out", type=pathlib.Path, default=pathlib.Path(out),
+        help="output: OUT.csv" + (" and OUT.md" if markdown else ""))
     if timing:  # The flags of every measured step.
-      sub.add_argument("--num-classes", type=int, default=1000)
-      sub.add_argument("--dtype", default="float32",
-                       help="computation dtype of the models, e.g. bfloat16")
-      sub.add_argument("--num-devices", type=int,
-                       help="devices to split the batch over (default: all local)")
-      sub.add_argument("--warmup", type=int, default=timing[0], help="untimed steps")
-      sub.add_argument("--repeats", type=int, default=timing[1],
-                       help="timed steps (the median is reported)")
-      sub.add_argument("--max-seconds", type=float, default=60.0,
-                       help="stop timing a point after this long (≥ 1 timed step)")
-      sub.add_argument("--memory-limit-gib", type=float, help=(
-          "report steps needing more as out of memory without running them "
-          "(default: the device's memory; on CPU the available RAM)"))
-      sub.add_argument("--compile-only", action="store_true",
-                       help="compile and read XLA's memory plan, do not run")
-    return sub.add_argument
+      add("--dtype", default="float32", help="the models' dtype, e.g. bfloat16")
+      add("--num-devices", type=int, help="devices to split the batch over "
+          "(default: all local)")
+      add("--num-classes", type=int, default=1000)
+      add("--warmup", type=int, default=timing[0], help="untimed steps")
+      add("--repeats", type=int, default=timing[1],
+          help="timed steps (the median is reported)")
+      add("--max-seconds", type=float, default=60.0,
+          help="stop timing a point after this long (≥ 1 timed step)")
+      add("--memory-limit-gib", type=float, help="report steps needing more as "
+          "out of memory without running them (default: the device's memory; "
+          "on CPU the available RAM)")
+      add("--compile-only", action="store_true",
+          help="compile and read XLA's memory plan, do not run")
+    return add
 
-  add = command(throughput, THROUGHPUT_FIELDS, (
-      "model", "image_size", "batch_size", "mode", "step_time_ms",
-      "examples_per_s", "peak_memory_mib", "gflops_per_example", "mfu",
-      "compile_s", "status"), "results/benchmarks/models.csv", timing=(2, 5))
+  add = command(throughput, THROUGHPUT_FIELDS, THROUGHPUT_FIELDS[:5] + (
+      "step_time_ms", "examples_per_s", "peak_memory_mib", "mfu", "status"),
+                "results/benchmarks/models.csv", timing=(2, 5))
   add("--models", nargs="+", required=True,
       help="registry names (lambda_networks.models.available_models())")
   add("--image-sizes", nargs="+", default=["paper"],
@@ -347,9 +321,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   add("--override", action="append", default=[], metavar="FIELD=VALUE",
       help="model config override for every model (repeatable), e.g. "
       "width_multiplier=0.0625 or stage_depths=(1,1,1,1)")
-  add = command(table4, TABLE4_FIELDS, (
-      "layer", "paper_memory_gb", "analytic_paper_convention_gib",
-      "analytic_as_run_gib", "peak_memory_mib", "examples_per_s", "status"),
+  add = command(table4, TABLE4_FIELDS, ("layer",) + TABLE4_FIELDS[5:11],
                 "results/table4/table4", table4_markdown, timing=(1, 3))
   add("--batch", type=int, default=128,
       help="measured inference batch (split over the devices)")
@@ -361,7 +333,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
       help="analytic memory only: nothing compiled or run")
   add("--reference", type=pathlib.Path, default=paper.REFERENCE)
   add = command(model_table, MODEL_TABLE_FIELDS, MODEL_TABLE_FIELDS[:5],
-                reporting.REPO_ROOT / "docs" / "model_table", model_table_markdown)
+                reporting.REPO_ROOT / "docs/model_table", model_table_markdown)
   add("--models", nargs="*", help="registry names (default: all)")
   args = reporting.parse(parser, argv)
   for name in getattr(args, "models", None) or ():
@@ -369,8 +341,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   args.command_line = reporting.command_line("benchmark_models", args.argv)
   if "compile_only" in args:  # A measuring command: one memory limit for all.
     args.step_options = dict(
-        memory_limit=steps.device_memory_bytes() if args.memory_limit_gib is None
-        else int(args.memory_limit_gib * steps.GIB),
+        memory_limit=steps.device_memory_bytes() if args.memory_limit_gib
+        is None else int(args.memory_limit_gib * steps.GIB),
         num_classes=args.num_classes, num_devices=args.num_devices,
         compile_only=args.compile_only, warmup=args.warmup,
         repeats=args.repeats, max_seconds=args.max_seconds)

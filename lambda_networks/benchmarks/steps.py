@@ -93,7 +93,7 @@ def error_status(error: BaseException) -> str:
 class Step:
   """A compiled step and the arguments it was compiled for (abstract)."""
 
-  compiled: Any
+  compiled: Any  # None when built with lower_only.
   make_arguments: Callable[[], tuple[Any, ...]]
   peak_bytes: int | None
   compile_seconds: float
@@ -103,7 +103,8 @@ class Step:
 
 def build_step(name: str, overrides: dict[str, Any], *, image_size: int,
                batch_size: int, mode: str, num_classes: int = 1000,
-               num_devices: int | None = None, seed: int = 0) -> Step:
+               num_devices: int | None = None, seed: int = 0,
+               lower_only: bool = False) -> Step:
   """Compiles model `name`'s train or inference step for one batch shape.
 
   The model and the data are abstract while compiling, so a step that will
@@ -111,6 +112,8 @@ def build_step(name: str, overrides: dict[str, Any], *, image_size: int,
   is forward, softmax cross-entropy, backward and an SGD-momentum update with
   weight decay; inference is the forward pass in eval mode. The batch is
   split over `num_devices` devices (default: all), parameters replicated.
+  With `lower_only`, nothing is compiled: only `num_params` and `flops` (of
+  the unoptimised program) are set.
   """
   if mode not in MODES:
     raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
@@ -169,7 +172,10 @@ def build_step(name: str, overrides: dict[str, Any], *, image_size: int,
     function = jax.jit(inference_step)
 
   start = time.perf_counter()
-  compiled = function.lower(*arguments).compile()
+  lowered = function.lower(*arguments)
+  if lower_only:
+    return Step(None, lambda: (), None, 0.0, num_params, compiled_flops(lowered))
+  compiled = lowered.compile()
   compile_seconds = time.perf_counter() - start
 
   def make_arguments() -> tuple[Any, ...]:
@@ -234,7 +240,8 @@ def measure(name: str, overrides: dict[str, Any], *, image_size: int,
   devices = num_devices or jax.device_count()
   row: dict[str, Any] = dict(
       num_devices=devices, status="ok", timed_steps=0,
-      memory_limit_mib=None if memory_limit is None else round(memory_limit / MIB))
+      memory_limit_mib=None if memory_limit is None else round(
+          memory_limit / MIB))
   try:
     step = build_step(name, overrides, image_size=image_size,
                       batch_size=batch_size, mode=mode, num_devices=num_devices,
@@ -251,7 +258,8 @@ def measure(name: str, overrides: dict[str, Any], *, image_size: int,
              compile_s=round(step.compile_seconds, 2),
              peak_memory_mib=None if step.peak_bytes is None else
              round(step.peak_bytes / MIB, 3))
-  if None not in (memory_limit, step.peak_bytes) and step.peak_bytes > memory_limit:
+  if (None not in (memory_limit, step.peak_bytes)
+      and step.peak_bytes > memory_limit):
     return row | dict(status=f"oom: XLA needs {step.peak_bytes / GIB:.2f} GiB "
                       f"per device, {memory_limit / GIB:.2f} GiB available")
   if compile_only:

@@ -2,6 +2,10 @@
 
 Each command writes OUT.csv (table4 and model-table OUT.md too); `python -m
 scripts.benchmark_models COMMAND --help` says what it measures and how.
+
+  python -m scripts.benchmark_models throughput --models resnet50 --batch-sizes 8
+  python -m scripts.benchmark_models table4 --analytic-only --out results/t4
+  python -m scripts.benchmark_models model-table   # docs/model_table.{md,csv}
 """
 
 from __future__ import annotations
@@ -85,9 +89,9 @@ def throughput(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
   the device and software versions.
 
   python -m scripts.benchmark_models throughput --models lambda_resnet50 \\
-      efficientnet_b0 --image-sizes paper --batch-sizes 8   # tiny smoke test:
+      efficientnet_b0 --image-sizes paper --batch-sizes 8
   python -m scripts.benchmark_models throughput --models resnet26 \\
-      --image-sizes 32 --batch-sizes 2 --override width_multiplier=0.0625
+      --image-sizes 32 --batch-sizes 2 --override width_multiplier=0.0625  # tiny
   """
   overrides = parse_overrides(args.override)
   if args.dtype != "float32":

@@ -251,10 +251,9 @@ def measure(name: str, overrides: dict[str, Any], *, image_size: int,
   step_flops = None if step.flops is None else step.flops * devices
   peak = peak_flops.peak_flops_per_device(jax.devices()[0].device_kind)
   row.update(params=step.num_params,
-             gflops_per_example=None if step_flops is None else
-             _significant(step_flops / batch_size / 1e9),
-             peak_tflops=None if peak is None else _significant(
-                 peak * devices / 1e12),
+             gflops_per_example=_significant(step_flops and
+                                             step_flops / batch_size / 1e9),
+             peak_tflops=_significant(peak and peak * devices / 1e12),
              compile_s=round(step.compile_seconds, 2),
              peak_memory_mib=None if step.peak_bytes is None else
              round(step.peak_bytes / MIB, 3))
@@ -269,17 +268,15 @@ def measure(name: str, overrides: dict[str, Any], *, image_size: int,
   except Exception as error:  # pylint: disable=broad-except
     return row | dict(status=error_status(error))
   median = statistics.median(times)
-  utilisation = peak_flops.model_flops_utilisation(step_flops, median, devices,
-                                                   peak)
   return row | dict(
       timed_steps=len(times), step_time_ms=_significant(1000 * median),
       step_time_min_ms=_significant(1000 * min(times)),
       step_time_max_ms=_significant(1000 * max(times)),
       examples_per_s=_significant(batch_size / median),
-      achieved_tflops=None if step_flops is None else
-      _significant(step_flops / median / 1e12),
-      mfu=None if utilisation is None else _significant(utilisation, 4))
+      achieved_tflops=_significant(step_flops and step_flops / median / 1e12),
+      mfu=_significant(peak_flops.model_flops_utilisation(
+          step_flops, median, devices, peak), 4))
 
 
-def _significant(value: float, digits: int = 6) -> float:
-  return float(f"{value:.{digits}g}")
+def _significant(value: float | None, digits: int = 6) -> float | None:
+  return None if value is None else float(f"{value:.{digits}g}")

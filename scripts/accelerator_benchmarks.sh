@@ -43,10 +43,10 @@ for dtype in float32 bfloat16; do
 done
 
 # 2. Table 4 (inference, as the paper) at batch 128, bf16.
-"$PYTHON" -m scripts.table4 --batch 128 --dtype bfloat16 --out "docs/table4_${DEVICE}"
+"$PYTHON" -m scripts.benchmark_models table4 --batch 128 --dtype bfloat16 --out "docs/table4_${DEVICE}"
 
 # 3. Speed–accuracy: training steps and inference, bf16, paper sizes.
-"$PYTHON" -m scripts.benchmark_models --dtype bfloat16 --batch-sizes "$BATCH" \
+"$PYTHON" -m scripts.benchmark_models throughput --dtype bfloat16 --batch-sizes "$BATCH" \
     --image-sizes paper --models lambda_resnet50 lambda_resnet101 lambda_resnet152 \
     resnet50 resnet50_lambda efficientnet_b0 efficientnet_b1 efficientnet_b2 \
     efficientnet_b3 efficientnet_b4 --out "docs/benchmarks_${DEVICE}.csv"

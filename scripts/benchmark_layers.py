@@ -23,9 +23,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lambda_networks import ops
+from lambda_networks.benchmarks import environment
 from lambda_networks.benchmarks import steps
 from lambda_networks.layers import LambdaLayer, MultiHeadSelfAttention
-from scripts import benchmarking
 from lambda_networks.benchmarks import reporting
 
 # name -> the LambdaLayer's options (None: self-attention).
@@ -81,7 +81,7 @@ def measure(variant: str, size: int, args: argparse.Namespace) -> dict:
                      if isinstance(layer, LambdaLayer) else "attention")
     compiled, step_args = compile_step(layer, inputs)
     row["peak_memory_mib"] = round(
-        (steps.peak_bytes(compiled) or float("nan")) / benchmarking.MIB, 2)
+        (steps.peak_bytes(compiled) or float("nan")) / steps.MIB, 2)
 
     def timed() -> float:
       start = time.perf_counter()
@@ -92,7 +92,7 @@ def measure(variant: str, size: int, args: argparse.Namespace) -> dict:
     if times[0] < args.slow_seconds:
       times = [timed() for _ in range(args.repeats)]
   except Exception as error:  # pylint: disable=broad-except  # OOM is a result.
-    return row | dict(status=benchmarking.error_status(error))
+    return row | dict(status=steps.error_status(error))
   return row | dict(timed_steps=len(times), status="ok",
                     time_ms=round(1000 * statistics.median(times), 3))
 
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             f"{args.heads} heads, {args.dtype}, on {jax.devices()[0].device_kind} "
             f"({jax.default_backend()}, {platform.processor() or platform.machine()}), "
             f"jax {jax.__version__}")
-  print(header, benchmarking.pair_cost_note(), sep="\n", flush=True)
+  print(header, environment.pair_cost_note(), sep="\n", flush=True)
   writer = reporting.CsvWriter(args.out / "benchmark_layers.csv", FIELDS)
   rows = []
   for size, variant in itertools.product(args.sizes, args.variants):

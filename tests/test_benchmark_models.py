@@ -1,14 +1,14 @@
-"""scripts.benchmark_models and scripts.table4 on tiny models (no timings asserted)."""
+"""scripts.benchmark_models' commands on tiny models (no timings asserted)."""
 
 import csv
 
 import jax
 import pytest
+from flax import nnx
 
 from lambda_networks import models
 from lambda_networks.benchmarks import memory as analytic_memory
 from scripts import benchmark_models
-from scripts import table4
 
 # One conv block of 4 channels: compiles in seconds.
 TINY = ["--override", "stage_depths=(1,)", "--override", "stage_widths=(4,)",
@@ -24,11 +24,11 @@ def read(path):
 def test_benchmark_csv_is_well_formed(tmp_path):
   out = tmp_path / "models.csv"
   benchmark_models.main(
-      ["--models", "resnet26", "--image-sizes", "16", "--batch-sizes", "2",
-       "--warmup", "1", "--repeats", "2", "--num-classes", "10", "--out",
-       str(out), *TINY])
+      ["throughput", "--models", "resnet26", "--image-sizes", "16",
+       "--batch-sizes", "2", "--warmup", "1", "--repeats", "2",
+       "--num-classes", "10", "--out", str(out), *TINY])
   fields, rows = read(out)
-  assert fields == list(benchmark_models.FIELDS)
+  assert fields == list(benchmark_models.THROUGHPUT_FIELDS)
   assert [(r["mode"], r["status"]) for r in rows] == [("train", "ok"),
                                                       ("inference", "ok")]
   for row in rows:
@@ -61,8 +61,8 @@ def test_benchmark_csv_is_well_formed(tmp_path):
 def test_step_that_does_not_fit_is_reported_not_raised(tmp_path):
   out = tmp_path / "models.csv"
   rows = benchmark_models.main(
-      ["--models", "resnet26", "--image-sizes", "16", "--batch-sizes", "2",
-       "--modes", "inference", "--memory-limit-gib", "1e-6", "--out", str(out),
+      ["throughput", "--models", "resnet26", "--image-sizes", "16",
+       "--batch-sizes", "2", "--modes", "inference", "--memory-limit-gib", "1e-6", "--out", str(out),
        *TINY])
   assert rows[0]["status"].startswith("oom: XLA needs")
   _, written = read(out)
@@ -71,16 +71,16 @@ def test_step_that_does_not_fit_is_reported_not_raised(tmp_path):
 
 def test_unknown_model_names_the_close_ones():
   with pytest.raises(ValueError, match="Did you mean.*lambda_resnet50"):
-    benchmark_models.parse_args(["--models", "lambda_resnet_50"])
+    benchmark_models.parse_args(["throughput", "--models", "lambda_resnet_50"])
 
 
 def test_bad_overrides_fail_before_any_work(tmp_path):
   with pytest.raises(ValueError, match="one .* per stage"):
-    benchmark_models.main(["--models", "resnet26", "--override", "stage_depths=(1,)",
-                           "--out", str(tmp_path / "x.csv")])
+    benchmark_models.main(["throughput", "--models", "resnet26", "--override",
+                           "stage_depths=(1,)", "--out", str(tmp_path / "x.csv")])
   with pytest.raises(ValueError, match="unknown override.*query_dept"):
-    benchmark_models.main(["--models", "resnet26", "--override", "query_dept=8",
-                           "--out", str(tmp_path / "x.csv")])
+    benchmark_models.main(["throughput", "--models", "resnet26", "--override",
+                           "query_dept=8", "--out", str(tmp_path / "x.csv")])
   assert not (tmp_path / "x.csv").exists()
 
 
@@ -90,7 +90,8 @@ def test_paper_image_sizes_expand():
 
 
 def test_table4_analytic_memory_reproduces_the_paper(tmp_path):
-  rows = table4.main(["--analytic-only", "--out", str(tmp_path / "t4")])
+  rows = benchmark_models.main(["table4", "--analytic-only", "--out",
+                               str(tmp_path / "t4")])
   memory = {r["layer"]: r["analytic_paper_convention_gib"] for r in rows}
   # PAPER.md §2 Table 4 (GB): the paper's space complexities, batch 128, float32.
   for layer, paper in (("global self-attention", 120), ("axial self-attention", 4.8),
@@ -108,7 +109,8 @@ def test_table4_analytic_memory_reproduces_the_paper(tmp_path):
   text = (tmp_path / "t4.md").read_text()
   assert "| global self-attention | 120 |" in text
   fields, written = read(tmp_path / "t4.csv")
-  assert fields == list(table4.FIELDS) and len(written) == len(rows)
+  assert fields == list(benchmark_models.TABLE4_FIELDS)
+  assert len(written) == len(rows)
 
 
 def test_mixer_sites_follow_the_resnet_layout():
@@ -121,23 +123,40 @@ def test_mixer_sites_follow_the_resnet_layout():
 
 
 def test_table4_out_of_memory_is_a_status(tmp_path):
-  rows = table4.main(["--rows", "global self-attention", "--image-size", "32",
-                      "--batch", "1", "--memory-limit-gib", "1e-6",
-                      "--out", str(tmp_path / "t4")])
+  rows = benchmark_models.main(
+      ["table4", "--rows", "global self-attention", "--image-size", "32",
+       "--batch", "1", "--memory-limit-gib", "1e-6", "--out", str(tmp_path / "t4")])
   assert rows[0]["status"].startswith("oom: XLA needs")
   assert rows[0]["examples_per_s"] is None and rows[0]["peak_memory_mib"] > 0
   assert "oom: XLA needs" in (tmp_path / "t4.md").read_text()
 
 
-@pytest.mark.parametrize("module, flags", [
-    (benchmark_models, ("--models", "--image-sizes", "--override",
-                        "--memory-limit-gib", "--compile-only")),
-    (table4, ("--rows", "--analytic-only", "--analytic-batch",
-              "--memory-limit-gib", "--compile-only"))])
-def test_help_names_the_flags_and_the_module_command(module, flags, capsys):
+def test_model_table_counts_parameters_and_flops(tmp_path):
+  rows = benchmark_models.main(["model-table", "--models", "resnet26", "--out",
+                                str(tmp_path / "model_table")])
+  assert [(r["model"], r["overrides"], r["image_size"]) for r in rows] == [
+      ("resnet26", "", 224)]
+  params = models.count_parameters(nnx.eval_shape(lambda: models.get_model(
+      "resnet26", num_classes=1000, rngs=nnx.Rngs(0))))
+  assert rows[0]["params_m"] == f"{params / 1e6:.2f}"
+  assert float(rows[0]["gflops_xla"]) > 1
+  fields, written = read(tmp_path / "model_table.csv")
+  assert fields == list(benchmark_models.MODEL_TABLE_FIELDS)
+  assert written[0]["params_m"] == rows[0]["params_m"]
+  text = (tmp_path / "model_table.md").read_text()
+  assert f"| resnet26 | — | 224 | {rows[0]['params_m']}M |" in text
+
+
+@pytest.mark.parametrize("command, flags", [
+    ("throughput", ("--models", "--image-sizes", "--override",
+                    "--memory-limit-gib", "--compile-only")),
+    ("table4", ("--rows", "--analytic-only", "--analytic-batch",
+                "--memory-limit-gib", "--compile-only")),
+    ("model-table", ("--models", "--out"))])
+def test_help_names_the_flags_and_the_module_command(command, flags, capsys):
   with pytest.raises(SystemExit) as exit_info:
-    module.parse_args(["--help"])
+    benchmark_models.parse_args([command, "--help"])
   out = capsys.readouterr().out
   assert exit_info.value.code == 0 and "usage:" in out
   assert all(flag in out for flag in flags), out
-  assert f"python -m scripts.{module.__name__.split('.')[-1]}" in out
+  assert f"python -m scripts.benchmark_models {command}" in out

@@ -8,8 +8,7 @@ import pytest
 
 from lambda_networks import paper
 from lambda_networks.models import get_spec
-from scripts import model_table
-from scripts import table4
+from scripts import benchmark_models
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CODE_DIRS = ("lambda_networks", "scripts", "configs", "train.py", "eval.py")
@@ -64,7 +63,7 @@ def test_the_check_catches_a_copy(tmp_path):
 
 
 def test_model_table_reads_the_paper_file():
-  assert not hasattr(model_table, "PAPER")
+  assert not hasattr(benchmark_models, "PAPER")
   numbers = paper.model_numbers()
   lambda50 = numbers["resnet50_lambda", "", 224]
   assert (lambda50["params"], lambda50["top1"]) == ("15.0M", "78.4")
@@ -97,9 +96,9 @@ def test_quoted_rows_are_marked():
 
 
 def test_table4_measures_the_shared_embedding_row(tmp_path):
-  rows = table4.main(["--analytic-only", "--rows",
-                      "lambda layer, shared embeddings", "lambda layer",
-                      "--out", str(tmp_path / "t4")])
+  rows = benchmark_models.main(["table4", "--analytic-only", "--rows",
+                                "lambda layer, shared embeddings", "lambda layer",
+                                "--out", str(tmp_path / "t4")])
   by_layer = {row["layer"]: row for row in rows}
   shared = by_layer["lambda layer, shared embeddings"]
   plain = by_layer["lambda layer"]

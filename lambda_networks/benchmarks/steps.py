@@ -2,13 +2,15 @@
 
 A model's training or inference step is compiled before anything is
 allocated, so XLA's memory plan (`peak_bytes`) says whether it fits; FLOPs
-come from XLA's cost analysis; `time_step` times compiled calls.
+come from XLA's cost analysis; `time_step` times compiled calls; `measure`
+does all three and returns one benchmark row.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import pathlib
+import statistics
 import time
 from typing import Any, Callable
 
@@ -20,8 +22,11 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from lambda_networks import models
+from lambda_networks.benchmarks import peak_flops
 
 MODES = ("train", "inference")
+GIB = 2**30
+MIB = 2**20
 
 
 def device_memory_bytes(device: jax.Device | None = None) -> int | None:
@@ -77,11 +82,18 @@ def is_out_of_memory(error: BaseException) -> bool:
       "failed to allocate", "cannot allocate memory"))
 
 
+def error_status(error: BaseException) -> str:
+  """'oom', or the error in one line."""
+  if is_out_of_memory(error):
+    return "oom"
+  return f"error: {type(error).__name__}: {' '.join(str(error).split())}"[:200]
+
+
 @dataclasses.dataclass
 class Step:
   """A compiled step and the arguments it was compiled for (abstract)."""
 
-  compiled: Any
+  compiled: Any  # None when built with lower_only.
   make_arguments: Callable[[], tuple[Any, ...]]
   peak_bytes: int | None
   compile_seconds: float
@@ -91,7 +103,8 @@ class Step:
 
 def build_step(name: str, overrides: dict[str, Any], *, image_size: int,
                batch_size: int, mode: str, num_classes: int = 1000,
-               num_devices: int | None = None, seed: int = 0) -> Step:
+               num_devices: int | None = None, seed: int = 0,
+               lower_only: bool = False) -> Step:
   """Compiles model `name`'s train or inference step for one batch shape.
 
   The model and the data are abstract while compiling, so a step that will
@@ -99,6 +112,8 @@ def build_step(name: str, overrides: dict[str, Any], *, image_size: int,
   is forward, softmax cross-entropy, backward and an SGD-momentum update with
   weight decay; inference is the forward pass in eval mode. The batch is
   split over `num_devices` devices (default: all), parameters replicated.
+  With `lower_only`, nothing is compiled: only `num_params` and `flops` (of
+  the unoptimised program) are set.
   """
   if mode not in MODES:
     raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
@@ -157,7 +172,10 @@ def build_step(name: str, overrides: dict[str, Any], *, image_size: int,
     function = jax.jit(inference_step)
 
   start = time.perf_counter()
-  compiled = function.lower(*arguments).compile()
+  lowered = function.lower(*arguments)
+  if lower_only:
+    return Step(None, lambda: (), None, 0.0, num_params, compiled_flops(lowered))
+  compiled = lowered.compile()
   compile_seconds = time.perf_counter() - start
 
   def make_arguments() -> tuple[Any, ...]:
@@ -207,3 +225,58 @@ def time_step(step: Step, mode: str, *, warmup: int, repeats: int,
     times.append(time.perf_counter() - start)
     spent += times[-1]
   return times
+
+
+def measure(name: str, overrides: dict[str, Any], *, image_size: int,
+            batch_size: int, mode: str, memory_limit: int | None,
+            num_classes: int = 1000, num_devices: int | None = None,
+            compile_only: bool = False, **timing: Any) -> dict[str, Any]:
+  """One benchmark row: model `name`'s step compiled, checked and timed.
+
+  A step whose XLA plan needs more than `memory_limit` bytes per device is
+  not run: out of memory, predicted or real, is a status, as is any error.
+  `timing` (warmup, repeats, max_seconds) goes to `time_step`.
+  """
+  devices = num_devices or jax.device_count()
+  row: dict[str, Any] = dict(
+      num_devices=devices, status="ok", timed_steps=0,
+      memory_limit_mib=None if memory_limit is None else round(
+          memory_limit / MIB))
+  try:
+    step = build_step(name, overrides, image_size=image_size,
+                      batch_size=batch_size, mode=mode, num_devices=num_devices,
+                      num_classes=num_classes)
+  except Exception as error:  # pylint: disable=broad-except
+    return row | dict(status=error_status(error))
+  step_flops = None if step.flops is None else step.flops * devices
+  peak = peak_flops.peak_flops_per_device(jax.devices()[0].device_kind)
+  row.update(params=step.num_params,
+             gflops_per_example=_significant(step_flops and
+                                             step_flops / batch_size / 1e9),
+             peak_tflops=_significant(peak and peak * devices / 1e12),
+             compile_s=round(step.compile_seconds, 2),
+             peak_memory_mib=None if step.peak_bytes is None else
+             round(step.peak_bytes / MIB, 3))
+  if (None not in (memory_limit, step.peak_bytes)
+      and step.peak_bytes > memory_limit):
+    return row | dict(status=f"oom: XLA needs {step.peak_bytes / GIB:.2f} GiB "
+                      f"per device, {memory_limit / GIB:.2f} GiB available")
+  if compile_only:
+    return row | dict(status="compiled only")
+  try:
+    times = time_step(step, mode, **timing)
+  except Exception as error:  # pylint: disable=broad-except
+    return row | dict(status=error_status(error))
+  median = statistics.median(times)
+  return row | dict(
+      timed_steps=len(times), step_time_ms=_significant(1000 * median),
+      step_time_min_ms=_significant(1000 * min(times)),
+      step_time_max_ms=_significant(1000 * max(times)),
+      examples_per_s=_significant(batch_size / median),
+      achieved_tflops=_significant(step_flops and step_flops / median / 1e12),
+      mfu=_significant(peak_flops.model_flops_utilisation(
+          step_flops, median, devices, peak), 4))
+
+
+def _significant(value: float | None, digits: int = 6) -> float | None:
+  return None if value is None else float(f"{value:.{digits}g}")

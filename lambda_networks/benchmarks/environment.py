@@ -1,0 +1,54 @@
+"""The machine and software a benchmark ran on, recorded beside its results."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+from importlib import metadata
+from typing import Any
+
+import flax
+import jax
+import optax
+
+from lambda_networks import ops
+from lambda_networks.benchmarks import reporting
+
+
+def describe() -> dict[str, Any]:
+  """The device and software versions every result row carries."""
+  return {
+      "backend": jax.default_backend(),
+      "device_kind": jax.devices()[0].device_kind,
+      "device_count": jax.device_count(),
+      "host_cpu": reporting.cpu_name(),
+      "host_cpus": os.cpu_count(),
+      "jax": jax.__version__,
+      "jaxlib": metadata.version("jaxlib"),
+      "flax": flax.__version__,
+      "optax": optax.__version__,
+      "python": platform.python_version(),
+      "git_commit": reporting.git_commit(),
+      "date": datetime.datetime.now(datetime.timezone.utc).strftime(
+          "%Y-%m-%dT%H:%MZ"),
+  }
+
+
+def summary(env: dict[str, Any]) -> str:
+  """`describe()` in one line, for tables and logs."""
+  return (f"{env['device_count']} × {env['device_kind']} ({env['backend']}; "
+          f"host {env['host_cpu']}, {env['host_cpus']} CPUs), jax {env['jax']}, "
+          f"flax {env['flax']}, commit {env['git_commit']}, {env['date']}")
+
+
+def pair_cost_note(platform_name: str | None = None) -> str:
+  """Says whether method="auto" on this platform runs a measured cost table."""
+  platform_name = platform_name or jax.default_backend()
+  table = ops.pair_cost_table(platform_name)
+  if table["calibrated"]:
+    return f"auto: the measured {platform_name!r} cost table ({table['source']})."
+  return (f"auto: the {platform_name!r} cost table is UNCALIBRATED "
+          f"({table['source']}); calibrate it with `python -m "
+          "scripts.benchmark_layers --out results/layers && python -m "
+          "scripts.calibrate_pair_cost results/layers/benchmark_layers.csv`.")

@@ -77,6 +77,13 @@ def is_out_of_memory(error: BaseException) -> bool:
       "failed to allocate", "cannot allocate memory"))
 
 
+def error_status(error: BaseException) -> str:
+  """'oom', or the error in one line."""
+  if is_out_of_memory(error):
+    return "oom"
+  return f"error: {type(error).__name__}: {' '.join(str(error).split())}"[:200]
+
+
 @dataclasses.dataclass
 class Step:
   """A compiled step and the arguments it was compiled for (abstract)."""

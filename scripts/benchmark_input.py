@@ -48,13 +48,8 @@ def parse_augment(text: str) -> tuple[int, float]:
   return int(layers), float(magnitude)
 
 
-def parse_cores(text: str) -> int:
-  available = len(os.sched_getaffinity(0))
-  cores = available if text == "all" else int(text)
-  if not 1 <= cores <= available:
-    raise argparse.ArgumentTypeError(
-        f"--cores {text}: this host has {available} usable cores.")
-  return cores
+def parse_cores(text: str) -> int | str:
+  return text if text == "all" else int(text)
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -121,7 +116,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   add("--augments", nargs="+", type=lambda text: parse_augment(text) and text,
       default=["off", "2x10", "2x15"], help="'off' or RandAugment LAYERSxMAGNITUDE")
   add("--image-sizes", nargs="+", type=int, default=[128, 160, 224])
-  add("--cores", nargs="+", type=parse_cores, default=[1, parse_cores("all")],
+  add("--cores", nargs="+", type=parse_cores, default=[1, "all"],
       help="core counts to pin the pipeline to ('all' allowed)")
   add("--images", type=int, default=384, help="timed images per setting")
   add("--batch", type=int, default=64)
@@ -130,7 +125,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   add("--out", type=pathlib.Path, default=pathlib.Path("results/input"))
   add("--worker-cores", type=int, default=0, help=argparse.SUPPRESS)
   args = reporting.parse(parser, argv)
-  args.cores = list(dict.fromkeys(args.cores))
+  available = len(os.sched_getaffinity(0))  # A worker's: those it is pinned to.
+  args.cores = list(dict.fromkeys(available if n == "all" else n for n in args.cores))
+  if not args.worker_cores and not all(1 <= n <= available for n in args.cores):
+    parser.error(f"--cores {args.cores}: this host has {available} usable cores.")
   return args
 
 

@@ -4,6 +4,7 @@ import csv
 import json
 import os
 import pathlib
+import subprocess
 
 import pandas as pd
 import pytest
@@ -85,6 +86,31 @@ def test_worker_measures_each_setting_in_order(built, monkeypatch, capsys):
     assert pathlib.Path(row["data_dir"]) == pathlib.Path(_argv(built)[1])
 
 
+def test_one_pinned_worker_per_core_count(built, monkeypatch, tmp_path):
+  """In process: each worker's cores and command line, the parent unpinned."""
+  calls = []
+
+  def fake_run(command, **kwargs):
+    del kwargs
+    cores = len(os.sched_getaffinity(0))  # What the worker would inherit.
+    args = benchmark_input.parse_args(command[3:])  # Parses once pinned.
+    calls.append((cores, args.worker_cores, command[2]))
+    row = dict.fromkeys(input_pipeline.FIELDS, 1.0) | dict(
+        augment="off", image_size=32, cores=cores, load_average_1min=0.5)
+    return subprocess.CompletedProcess(command, 0, json.dumps(row) + "\n", "")
+
+  monkeypatch.setattr(benchmark_input.subprocess, "run", fake_run)
+  rows = benchmark_input.run_workers(benchmark_input.parse_args(_argv(
+      built, "--augments", "off", "--image-sizes", "32", "--cores", "1",
+      str(len(AFFINITY)),
+      "--out", str(tmp_path))))
+  counts = list(dict.fromkeys([1, len(AFFINITY)]))
+  assert calls == [(n, n, "scripts.benchmark_input") for n in counts]
+  assert rows.cores.tolist() == counts
+  assert tuple(rows.columns) == input_pipeline.FIELDS
+  assert os.sched_getaffinity(0) == AFFINITY
+
+
 def test_markdown_keeps_the_run_order_and_marks_missing_cells():
   rows = pd.DataFrame([
       dict(augment=augment, cores=cores, image_size=size, images_per_s=100.0 * cores,
@@ -121,8 +147,10 @@ def test_benchmark_writes_well_formed_csv(built, tmp_path):
   assert os.sched_getaffinity(0) == AFFINITY  # Only the worker was pinned.
 
 
-def test_bad_settings_get_clear_errors():
+def test_bad_settings_get_clear_errors(capsys):
   with pytest.raises(SystemExit):
     benchmark_input.parse_args(["--augments", "heavy"])
+  assert "LAYERSxMAGNITUDE" in capsys.readouterr().err
   with pytest.raises(SystemExit):
     benchmark_input.parse_args(["--cores", "4096"])
+  assert "usable cores" in capsys.readouterr().err

@@ -24,7 +24,7 @@ METHODS = ("auto", "einsum", "conv", "row_conv")
 # Relative cost per visited (query, context-offset) pair of each execution of
 # the position term, per JAX platform, in pair_cost.json next to this file
 # (measured with scripts/benchmark_layers.py, a forward+backward pass, and
-# written by scripts/calibrate_pair_cost.py). "auto" multiplies these by the
+# written by its --calibrate). "auto" multiplies these by the
 # pairs each method visits and picks the cheapest. The einsum also gathers
 # and scatters its [N, N, K, U] embeddings; the 2-D convolution has few
 # channels (U in, K out) and a large batch (B·V), which convolution kernels
@@ -48,7 +48,7 @@ def load_pair_costs(path: str | os.PathLike = PAIR_COST_FILE) -> dict[str, dict]
       raise ValueError(
           f"{path}: platform {platform!r} needs a positive cost for each of "
           f"einsum, conv and row_conv (missing {sorted(missing)}); rerun "
-          "scripts/calibrate_pair_cost.py.")
+          "python -m scripts.benchmark_layers --calibrate.")
   return {k: v for k, v in tables.items() if not k.startswith("_")}
 
 

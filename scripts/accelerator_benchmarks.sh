@@ -25,18 +25,7 @@ for dtype in float32 bfloat16; do
         --channels 256 --dtype "$dtype" --out "$OUT/layers_${dtype}_b${batch}"
   done
 done
-"$PYTHON" - "$OUT" <<'EOF'
-import csv, pathlib, sys
-out = pathlib.Path(sys.argv[1])
-rows = []
-for path in sorted(out.glob("layers_bfloat16_b*/benchmark_layers.csv")):
-  rows += list(csv.DictReader(open(path)))
-with open(out / "layers_bfloat16.csv", "w", newline="") as handle:
-  writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-  writer.writeheader()
-  writer.writerows(rows)
-EOF
-"$PYTHON" -m scripts.calibrate_pair_cost "$OUT/layers_bfloat16.csv"
+"$PYTHON" -m scripts.benchmark_layers --calibrate "$OUT"/layers_bfloat16_b*/benchmark_layers.csv
 for dtype in float32 bfloat16; do
   cp "$OUT/layers_${dtype}_b${BATCH}/benchmark_layers.csv" "docs/benchmark_layers_${DEVICE}_${dtype}.csv"
   cp "$OUT/layers_${dtype}_b${BATCH}/benchmark_layers.md" "docs/benchmark_layers_${DEVICE}_${dtype}.md"

@@ -3,10 +3,16 @@
 Runs each layer variant on square feature maps of several sizes and writes a
 CSV, a markdown table and a plot. Memory is XLA's buffer assignment for the
 compiled forward+backward step (arguments + outputs + temporaries − aliased),
-which is the peak the step needs on any backend.
+which is the peak the step needs on any backend. `--calibrate` then fits this
+platform's cost table of `method="auto"` (lambda_networks/benchmarks/
+pair_cost.py) to the rows measured, or to the CSVs it is given without
+measuring anything, and writes it to lambda_networks/pair_cost.json.
 
   python -m scripts.benchmark_layers                    # defaults, ~5 min on 2 CPU cores
   python -m scripts.benchmark_layers --sizes 14 28 --batch 32 --channels 256
+  python -m scripts.benchmark_layers --sizes 14 28 56 64 --batch 32 \\
+      --channels 256 --calibrate
+  python -m scripts.benchmark_layers --calibrate docs/benchmark_layers_cpu.csv --dry-run
 """
 
 from __future__ import annotations
@@ -16,17 +22,18 @@ import itertools
 import pathlib
 import platform
 import statistics
-import time
+import timeit
 
 import jax
 import jax.numpy as jnp
+import pandas as pd
 from flax import nnx
 
 from lambda_networks import ops
-from lambda_networks.benchmarks import environment
+from lambda_networks.benchmarks import pair_cost
+from lambda_networks.benchmarks import reporting
 from lambda_networks.benchmarks import steps
 from lambda_networks.layers import LambdaLayer, MultiHeadSelfAttention
-from lambda_networks.benchmarks import reporting
 
 # name -> the LambdaLayer's options (None: self-attention).
 VARIANTS = {
@@ -37,19 +44,11 @@ VARIANTS = {
 FIELDS = ("variant", "size", "positions", "batch", "channels", "dtype", "backend",
           "device", "method", "peak_memory_mib", "timed_steps", "time_ms",
           "status")
-METRICS = (("time_ms", "ms, forward+backward"), ("peak_memory_mib", "MiB"))
+METRICS = {"time_ms": ("ms, forward+backward", "forward+backward time (ms)"),
+           "peak_memory_mib": ("MiB", "peak memory (MiB)")}
 # Executions that take minutes per step on a CPU at large sizes (a global
 # table as a convolution kernel): skipped above this size unless --all.
 SLOW_VARIANT_MAX_SIZE = {"lambda_global_conv": 28, "lambda_global_row_conv": 28}
-
-
-def build(variant: str, size: int, args: argparse.Namespace) -> nnx.Module:
-  options, dtype, rngs = VARIANTS[variant], jnp.dtype(args.dtype), nnx.Rngs(0)
-  if options is None:
-    return MultiHeadSelfAttention(args.channels, args.channels, heads=args.heads,
-                                  dtype=dtype, rngs=rngs)
-  return LambdaLayer(args.channels, args.channels, heads=args.heads,
-                     input_size=size, dtype=dtype, rngs=rngs, **options)
 
 
 def compile_step(layer: nnx.Module, inputs: jax.Array):
@@ -73,7 +72,12 @@ def measure(variant: str, size: int, args: argparse.Namespace) -> dict:
   if not args.all and size > SLOW_VARIANT_MAX_SIZE.get(variant, size):
     return row | dict(status="skipped (slow; --all runs it)")
   try:
-    layer = build(variant, size, args)
+    options, dtype, rngs = VARIANTS[variant], jnp.dtype(args.dtype), nnx.Rngs(0)
+    layer = (LambdaLayer(args.channels, args.channels, heads=args.heads,
+                         input_size=size, dtype=dtype, rngs=rngs, **options)
+             if options else MultiHeadSelfAttention(
+                 args.channels, args.channels, heads=args.heads, dtype=dtype,
+                 rngs=rngs))
     inputs = jax.random.normal(jax.random.key(0), (args.batch, size, size,
                                                    args.channels), args.dtype)
     row["method"] = (ops.resolved_method((size, size), layer.table_shape,
@@ -82,63 +86,57 @@ def measure(variant: str, size: int, args: argparse.Namespace) -> dict:
     compiled, step_args = compile_step(layer, inputs)
     row["peak_memory_mib"] = round(
         (steps.peak_bytes(compiled) or float("nan")) / steps.MIB, 2)
-
-    def timed() -> float:
-      start = time.perf_counter()
-      jax.block_until_ready(compiled(*step_args))
-      return time.perf_counter() - start
-
-    times = [timed()]  # Warm-up; a very slow step is timed once only.
+    step = timeit.Timer(lambda: jax.block_until_ready(compiled(*step_args)))
+    times = [step.timeit(1)]  # Warm-up; a very slow step is timed once only.
     if times[0] < args.slow_seconds:
-      times = [timed() for _ in range(args.repeats)]
+      times = step.repeat(args.repeats, 1)
   except Exception as error:  # pylint: disable=broad-except  # OOM is a result.
     return row | dict(status=steps.error_status(error))
   return row | dict(timed_steps=len(times), status="ok",
                     time_ms=round(1000 * statistics.median(times), 3))
 
 
-def write_markdown(rows: list[dict], path: pathlib.Path, header: str) -> str:
-  sizes = sorted({r["size"] for r in rows})
-  variants = list(dict.fromkeys(r["variant"] for r in rows))
-  lookup = {(r["variant"], r["size"]): r for r in rows}
+def markdown(rows: pd.DataFrame, header: str) -> str:
+  def grid(values: pd.Series) -> pd.DataFrame:  # variant × size, in run order.
+    return rows.assign(value=values).pivot(
+        index="variant", columns="size", values="value").reindex(rows.variant.unique())
 
-  def cell(variant, size, metric):
-    row = lookup.get((variant, size))
-    return None if row is None else (
-        f"{row[metric]:g}" if row["status"] == "ok" else row["status"])
+  def section(metric: str, unit: str) -> list[str]:
+    table = grid(rows[metric].map("{:g}".format).where(rows.status == "ok",
+                                                       rows.status))
+    return [f"**{metric}** ({unit})", "", reporting.markdown_table(
+        ["variant", *(f"{s}×{s}" for s in table.columns)],
+        table.reset_index().fillna("").values), ""]
 
-  lines = [header, ""]
-  for metric, unit in METRICS:
-    lines += [f"**{metric}** ({unit})", "", reporting.markdown_table(
-        ["variant", *(f"{s}×{s}" for s in sizes)],
-        [[v, *(cell(v, s, metric) for s in sizes)] for v in variants])]
-    if metric == "time_ms":
-      lines.append("")
-      lines += [f"- {v} ran " + ", ".join(
-          f"{lookup.get((v, s), {}).get('method', '?')} at {s}×{s}" for s in sizes)
-                for v in variants if v.endswith("_auto")]
-    lines.append("")
-  text = "\n".join(lines)
-  path.write_text(text)
-  return text
+  time_ms, memory = (section(metric, unit) for metric, (unit, _) in METRICS.items())
+  auto = [f"- {variant} ran " + ", ".join(f"{m} at {s}×{s}" for s, m in methods.items())
+          for variant, methods in grid(rows.method).fillna("?").iterrows()
+          if variant.endswith("_auto")]
+  return "\n".join([header, "", *time_ms, *auto, "", *memory])
 
 
-def plot(rows: list[dict], path: pathlib.Path) -> None:
+def plot(rows: pd.DataFrame, path: pathlib.Path) -> None:
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   figure, axes = plt.subplots(1, 2, figsize=(11, 4))
-  for variant in dict.fromkeys(r["variant"] for r in rows):
-    points = [r for r in rows if r["variant"] == variant and r["status"] == "ok"]
-    for axis, (metric, _) in zip(axes, METRICS):
-      axis.plot([r["positions"] for r in points], [r[metric] for r in points],
-                marker="o", label=variant)
-  for axis, label in zip(axes, ("forward+backward time (ms)", "peak memory (MiB)")):
+  for axis, (metric, (_, label)) in zip(axes, METRICS.items()):
+    for variant, points in rows.groupby("variant", sort=False):
+      points = points[points.status == "ok"]
+      axis.plot(points.positions, points[metric], marker="o", label=variant)
     axis.set(xscale="log", yscale="log", xlabel="positions (H·W)", ylabel=label)
     axis.grid(True, which="both", alpha=0.3)
   axes[0].legend(fontsize=7)
   figure.tight_layout()
   figure.savefig(path, dpi=120)
+
+
+def calibrate(paths: list[pathlib.Path], args: argparse.Namespace) -> dict:
+  """Fits and writes (or with --dry-run prints) the table `method="auto"` uses."""
+  return pair_cost.calibrate(
+      pd.concat([pd.read_csv(path, dtype=str) for path in paths]),
+      platform=args.platform, costs_file=args.costs_file, dry_run=args.dry_run,
+      command=f"scripts.benchmark_layers --calibrate {' '.join(map(str, paths))}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -156,16 +154,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
       f"above {max(SLOW_VARIANT_MAX_SIZE.values())} px")
   add("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
   add("--out", type=pathlib.Path, default=pathlib.Path("results/layers"))
+  add("--calibrate", nargs="*", type=pathlib.Path, metavar="CSV", help="fit "
+      "pair_cost.json to the rows measured, or only to these CSVs (one backend)")
+  add("--platform", help="table to calibrate (default: the CSVs' backend)")
+  add("--costs-file", type=pathlib.Path, default=ops.PAIR_COST_FILE)
+  add("--dry-run", action="store_true", help="print the fitted table, write nothing")
   return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
+def main(argv: list[str] | None = None) -> dict[str, float] | None:
+  """Measures (unless given CSVs to calibrate); returns any calibrated costs."""
   args = parse_args(argv)
+  if args.calibrate:
+    return calibrate(args.calibrate, args)
   header = (f"Lambda layer vs self-attention, batch {args.batch}, {args.channels} channels, "
             f"{args.heads} heads, {args.dtype}, on {jax.devices()[0].device_kind} "
             f"({jax.default_backend()}, {platform.processor() or platform.machine()}), "
             f"jax {jax.__version__}")
-  print(header, environment.pair_cost_note(), sep="\n", flush=True)
+  print(header, pair_cost.note(), sep="\n", flush=True)
   writer = reporting.CsvWriter(args.out / "benchmark_layers.csv", FIELDS)
   rows = []
   for size, variant in itertools.product(args.sizes, args.variants):
@@ -173,10 +179,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     writer.write(row)
     print(f"{variant:26s} {size:3d}×{size:<3d} time {row['time_ms']:>10} ms  "
           f"memory {row['peak_memory_mib']:>10} MiB  {row['status']}", flush=True)
-  print(write_markdown(rows, args.out / "benchmark_layers.md", header))
+  rows = pd.DataFrame(rows)
+  text = markdown(rows, header)
+  (args.out / "benchmark_layers.md").write_text(text)
+  print(text)
   plot(rows, args.out / "benchmark_layers.png")
   print(f"wrote {args.out}/benchmark_layers.{{csv,md,png}}")
-  return rows
+  return None if args.calibrate is None else calibrate([writer.path], args)
 
 
 if __name__ == "__main__":

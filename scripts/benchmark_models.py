@@ -20,6 +20,7 @@ from lambda_networks import models
 from lambda_networks import paper
 from lambda_networks.benchmarks import environment
 from lambda_networks.benchmarks import memory
+from lambda_networks.benchmarks import pair_cost
 from lambda_networks.benchmarks import reporting
 from lambda_networks.benchmarks import steps
 
@@ -356,7 +357,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
   args = parse_args(argv)
   env = environment.describe()
-  print(environment.summary(env), environment.pair_cost_note(), sep="\n",
+  print(environment.summary(env), pair_cost.note(), sep="\n",
         flush=True)
   writer, rows = None, []
   for row in args.table_rows(args):

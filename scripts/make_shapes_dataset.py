@@ -5,25 +5,22 @@
         --config.data_dir=/tmp/tfds --workdir=/tmp/shapes28
 """
 
-from absl import app
-from absl import flags
-
+from lambda_networks.benchmarks import reporting
 from lambda_networks.data import shapes28
 
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data directory.")
-_TRAIN = flags.DEFINE_integer("train", 20_000, "Training examples.")
-_TEST = flags.DEFINE_integer("test", 4_000, "Test examples.")
 
-
-def main(argv):
-  del argv
-  builder = shapes28.Shapes28(data_dir=_DATA_DIR.value, num_train=_TRAIN.value,
-                              num_test=_TEST.value)
+def main(argv: list[str] | None = None) -> None:
+  parser = reporting.parser(__doc__)
+  parser.add_argument("--data_dir", required=True, help="TFDS data directory")
+  parser.add_argument("--train", type=int, default=20_000, help="training examples")
+  parser.add_argument("--test", type=int, default=4_000, help="test examples")
+  args = parser.parse_args(argv)
+  builder = shapes28.Shapes28(data_dir=args.data_dir, num_train=args.train,
+                              num_test=args.test)
   builder.download_and_prepare()
   print(f"Wrote {builder.info.full_name} to {builder.data_dir}: "
         f"{dict((k, v.num_examples) for k, v in builder.info.splits.items())}")
 
 
 if __name__ == "__main__":
-  flags.mark_flag_as_required("data_dir")
-  app.run(main)
+  main()

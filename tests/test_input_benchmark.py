@@ -1,16 +1,22 @@
 """The generated JPEG dataset and scripts.benchmark_input (no timings asserted)."""
 
 import csv
+import json
+import os
 import pathlib
+import subprocess
 
+import pandas as pd
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from lambda_networks.benchmarks import input_pipeline
 from lambda_networks.benchmarks import jpeg_dataset
 from scripts import benchmark_input
 
 LONG_SIDE = 64
+AFFINITY = os.sched_getaffinity(0)
 
 
 def _records(builder, split):
@@ -54,30 +60,97 @@ def test_rebuilding_with_other_sizes_is_refused(built):
     jpeg_dataset.build(root, num_train=7, num_eval=2)
 
 
+def _argv(built, *extra: str) -> list[str]:
+  """The benchmark's command line for the dataset `built` made."""
+  return ["--data-dir", str(pathlib.Path(built[0].data_dir).parents[1]),
+          "--num-train", "6", "--num-eval", "2", "--long-side", str(LONG_SIDE),
+          "--seed", "5", "--cores", "1", "--images", "4", "--batch", "2", *extra]
+
+
+def test_worker_measures_each_setting_in_order(built, monkeypatch, capsys):
+  """In process, timing nothing: which pipeline each (augment, size) gets."""
+  monkeypatch.setattr(input_pipeline, "measure", lambda config, **kwargs: dict(
+      kwargs, size=config.image_size, layers=config.randaugment_layers,
+      magnitude=config.randaugment_magnitude, batch=config.global_batch_size,
+      dataset=config.dataset, data_dir=config.data_dir))
+  benchmark_input.main(_argv(built, "--augments", "off", "2x15", "--image-sizes",
+                             "32", "48", "--worker-cores", "1"))
+  rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+          if line.startswith("{")]
+  assert [(r["augment"], r["size"], r["layers"], r["magnitude"]) for r in rows] == [
+      ("off", 32, 0, 0.0), ("off", 48, 0, 0.0), ("2x15", 32, 2, 15.0),
+      ("2x15", 48, 2, 15.0)]
+  for row in rows:
+    assert row["cores"] == 1 and row["images"] == 4 and row["batch"] == 2
+    assert row["dataset"] == jpeg_dataset.DATASET_NAME
+    assert pathlib.Path(row["data_dir"]) == pathlib.Path(_argv(built)[1])
+
+
+def test_one_pinned_worker_per_core_count(built, monkeypatch, tmp_path):
+  """In process: each worker's cores and command line, the parent unpinned."""
+  calls = []
+
+  def fake_run(command, **kwargs):
+    del kwargs
+    cores = len(os.sched_getaffinity(0))  # What the worker would inherit.
+    args = benchmark_input.parse_args(command[3:])  # Parses once pinned.
+    calls.append((cores, args.worker_cores, command[2]))
+    row = dict.fromkeys(input_pipeline.FIELDS, 1.0) | dict(
+        augment="off", image_size=32, cores=cores, load_average_1min=0.5)
+    return subprocess.CompletedProcess(command, 0, json.dumps(row) + "\n", "")
+
+  monkeypatch.setattr(benchmark_input.subprocess, "run", fake_run)
+  rows = benchmark_input.run_workers(benchmark_input.parse_args(_argv(
+      built, "--augments", "off", "--image-sizes", "32", "--cores", "1",
+      str(len(AFFINITY)),
+      "--out", str(tmp_path))))
+  counts = list(dict.fromkeys([1, len(AFFINITY)]))
+  assert calls == [(n, n, "scripts.benchmark_input") for n in counts]
+  assert rows.cores.tolist() == counts
+  assert tuple(rows.columns) == input_pipeline.FIELDS
+  assert os.sched_getaffinity(0) == AFFINITY
+
+
+def test_markdown_keeps_the_run_order_and_marks_missing_cells():
+  rows = pd.DataFrame([
+      dict(augment=augment, cores=cores, image_size=size, images_per_s=100.0 * cores,
+           images_per_s_per_core=100.0, images_per_cpu_s=150.5, batch_size=2)
+      for cores in (1, 2) for augment in ("off", "2x15") for size in (48, 32)
+      if (augment, cores, size) != ("2x15", 2, 48)])
+  lines = benchmark_input.markdown(rows, "HEADER").splitlines()
+  assert lines[0] == "HEADER" and "batch 2" in lines[2]
+  assert lines[4:] == [
+      "| RandAugment | cores | 32 px | 48 px |", "|---|---|---|---|",
+      "| off | 1 | 100 (100) · 150.5 | 100 (100) · 150.5 |",
+      "| 2x15 | 1 | 100 (100) · 150.5 | 100 (100) · 150.5 |",
+      "| off | 2 | 200 (100) · 150.5 | 200 (100) · 150.5 |",
+      "| 2x15 | 2 | 200 (100) · 150.5 | — |"]
+
+
 @pytest.mark.slow
 def test_benchmark_writes_well_formed_csv(built, tmp_path):
-  root = pathlib.Path(built[0].data_dir).parents[1]
-  rows = benchmark_input.main(
-      ["--data-dir", str(root), "--num-train", "6", "--num-eval", "2",
-       "--long-side", str(LONG_SIDE), "--seed", "5", "--image-sizes", "32",
-       "--augments", "off", "2x15", "--cores", "1", "--images", "4",
-       "--batch", "2", "--out", str(tmp_path)])
+  """The command line end to end: a worker process per core count."""
+  rows = benchmark_input.main(_argv(built, "--augments", "off", "--image-sizes",
+                                    "32", "--out", str(tmp_path)))
   with open(tmp_path / "input.csv", newline="") as handle:
     reader = csv.DictReader(handle)
-    assert tuple(reader.fieldnames) == benchmark_input.FIELDS
+    assert tuple(reader.fieldnames) == input_pipeline.FIELDS
     written = list(reader)
   assert [(r["augment"], r["image_size"], r["cores"]) for r in written] == [
-      ("off", "32", "1"), ("2x15", "32", "1")]
+      ("off", "32", "1")]
   for row in written:
-    assert float(row["images_per_s"]) > 0
+    assert float(row["images_per_s"]) > 0 and float(row["images_per_cpu_s"]) > 0
     assert float(row["images_per_s_per_core"]) == float(row["images_per_s"])
-    assert int(row["images"]) == 4
-  assert len(rows) == 2
+    assert (int(row["images"]), int(row["batch_size"])) == (4, 2)
+  assert len(rows) == 1
   assert "| off | 1 |" in (tmp_path / "input.md").read_text()
+  assert os.sched_getaffinity(0) == AFFINITY  # Only the worker was pinned.
 
 
-def test_bad_settings_get_clear_errors():
+def test_bad_settings_get_clear_errors(capsys):
   with pytest.raises(SystemExit):
     benchmark_input.parse_args(["--augments", "heavy"])
+  assert "LAYERSxMAGNITUDE" in capsys.readouterr().err
   with pytest.raises(SystemExit):
     benchmark_input.parse_args(["--cores", "4096"])
+  assert "usable cores" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""The per-platform cost table of method="auto" and its calibration script."""
+"""The per-platform cost table of method="auto" and its calibration."""
 
 import csv
 import json
@@ -7,8 +7,8 @@ import jax
 import pytest
 
 from lambda_networks import ops
-
-from scripts import calibrate_pair_cost
+from lambda_networks.benchmarks import pair_cost
+from scripts import benchmark_layers
 
 CPU_COSTS = {"einsum": 1.0, "conv": 2.0, "row_conv": 0.3}
 CONV_FRIENDLY = {"einsum": 1.0, "conv": 0.01, "row_conv": 5.0}
@@ -16,9 +16,9 @@ CONV_FRIENDLY = {"einsum": 1.0, "conv": 0.01, "row_conv": 5.0}
 
 @pytest.fixture
 def fake_tables(monkeypatch):
-  tables = {"cpu": {"calibrated": True, "costs": CPU_COSTS},
+  tables = {"cpu": {"calibrated": True, "costs": CPU_COSTS, "source": "a fit"},
             "gpu": {"calibrated": True, "costs": CONV_FRIENDLY},
-            "default": {"calibrated": False, "costs": {
+            "default": {"calibrated": False, "source": "a guess", "costs": {
                 "einsum": 0.01, "conv": 5.0, "row_conv": 5.0}}}
   monkeypatch.setattr(ops, "PAIR_COSTS", tables)
   return tables
@@ -48,7 +48,7 @@ def test_a_table_without_every_method_is_rejected(tmp_path):
   complete = {"einsum": 1.0, "conv": 2.0, "row_conv": 0.3}
   path.write_text(json.dumps({"default": {"costs": complete},
                               "cpu": {"costs": {"einsum": 1.0, "conv": 2.0}}}))
-  with pytest.raises(ValueError, match=r"row_conv.*calibrate_pair_cost"):
+  with pytest.raises(ValueError, match=r"row_conv.*benchmark_layers --calibrate"):
     ops.load_pair_costs(path)
   path.write_text(json.dumps({"cpu": {"costs": complete}}))
   with pytest.raises(ValueError, match="default"):
@@ -62,7 +62,7 @@ def test_calibration_recovers_known_costs(tmp_path):
   for size in (14, 28, 56):
     overhead = 0.5 * size
     for variant in ("lambda_local_r23", "lambda_global"):
-      width = calibrate_pair_cost.table_width(variant + "_x", size)
+      width = pair_cost.table_width(variant + "_x", size)
       for method, cost in per_pair_ms.items():
         pairs = ops.visited_pairs((size, size), (width, width))[method]
         rows.append(dict(variant=f"{variant}_{method}", size=size, batch=2,
@@ -76,9 +76,23 @@ def test_calibration_recovers_known_costs(tmp_path):
     writer.writerows(rows)
   costs_file = tmp_path / "pair_cost.json"
   costs_file.write_text(ops.PAIR_COST_FILE.read_text())
-  costs = calibrate_pair_cost.main(
-      [str(path), "--platform", "gpu", "--costs-file", str(costs_file)])
+  costs = benchmark_layers.main(
+      ["--calibrate", str(path), "--platform", "gpu", "--costs-file", str(costs_file)])
   assert costs == pytest.approx({"einsum": 1.0, "conv": 2.5, "row_conv": 0.25})
   written = ops.load_pair_costs(costs_file)
   assert written["gpu"]["calibrated"] and written["gpu"]["costs"] == costs
+  assert "benchmark_layers --calibrate" in written["gpu"]["source"]
   assert written["cpu"] == ops.load_pair_costs()["cpu"]  # Others untouched.
+  # Rows of two backends need --platform to say which table they calibrate.
+  other = tmp_path / "other.csv"
+  other.write_text(path.read_text().replace(",cpu,cpu,", ",gpu,gpu,"))
+  with pytest.raises(SystemExit, match="mix backends"):
+    benchmark_layers.main(["--calibrate", str(path), str(other), "--dry-run"])
+
+
+def test_note_says_whether_auto_is_calibrated(fake_tables):
+  del fake_tables
+  assert pair_cost.note("cpu") == "auto: the measured 'cpu' cost table (a fit)."
+  uncalibrated = pair_cost.note("tpu")  # Falls back to "default".
+  assert "UNCALIBRATED (a guess)" in uncalibrated
+  assert "python -m scripts.benchmark_layers --calibrate" in uncalibrated

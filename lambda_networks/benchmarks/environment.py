@@ -12,7 +12,6 @@ import flax
 import jax
 import optax
 
-from lambda_networks import ops
 from lambda_networks.benchmarks import reporting
 
 
@@ -41,14 +40,3 @@ def summary(env: dict[str, Any]) -> str:
           f"host {env['host_cpu']}, {env['host_cpus']} CPUs), jax {env['jax']}, "
           f"flax {env['flax']}, commit {env['git_commit']}, {env['date']}")
 
-
-def pair_cost_note(platform_name: str | None = None) -> str:
-  """Says whether method="auto" on this platform runs a measured cost table."""
-  platform_name = platform_name or jax.default_backend()
-  table = ops.pair_cost_table(platform_name)
-  if table["calibrated"]:
-    return f"auto: the measured {platform_name!r} cost table ({table['source']})."
-  return (f"auto: the {platform_name!r} cost table is UNCALIBRATED "
-          f"({table['source']}); calibrate it with `python -m "
-          "scripts.benchmark_layers --out results/layers && python -m "
-          "scripts.calibrate_pair_cost results/layers/benchmark_layers.csv`.")

@@ -1,39 +1,43 @@
 """Fits the per-platform cost table of `method="auto"` from a layer benchmark.
 
-Reads the CSV of scripts/benchmark_layers.py (one backend), and fits, for the
-lambda rows that ran a fixed execution,
+From the rows of `scripts.benchmark_layers` (lambda variants that ran a fixed
+execution), fits
 
     time(variant, size) = overhead(size) + cost[method] · pairs(method, size)
 
 by non-negative least squares: `overhead` is what every lambda layer of a
 size pays alike (projections, batch norms, content lambda), `pairs` the
 (query, offset) pairs the method visits (`ops.visited_pairs`) times the batch
-and channels. The costs, relative to the einsum's, are written under the
-CSV's backend in lambda_networks/pair_cost.json, which `ops.choose_method`
-reads — so after
-
-  python -m scripts.benchmark_layers --sizes 14 28 56 64 --batch 32 \\
-      --channels 256 --out results/layers
-  python -m scripts.calibrate_pair_cost results/layers/benchmark_layers.csv
-
-`auto` on that platform uses the measured table. `--dry-run` only prints it.
+and channels. The costs, relative to the einsum's, go under a platform in
+lambda_networks/pair_cost.json, which `ops.choose_method` reads.
 """
 
 from __future__ import annotations
 
-import datetime
 import json
 import pathlib
 import re
+import time
 
+import jax
 import numpy as np
 import pandas as pd
 from scipy import optimize
 
 from lambda_networks import ops
-from lambda_networks.benchmarks import reporting
 
 METHODS = ("einsum", "conv", "row_conv")
+COMMAND = "python -m scripts.benchmark_layers --calibrate"
+
+
+def note(platform: str | None = None) -> str:
+  """Says whether method="auto" on this platform runs a measured cost table."""
+  platform = platform or jax.default_backend()
+  table = ops.pair_cost_table(platform)
+  if table["calibrated"]:
+    return f"auto: the measured {platform!r} cost table ({table['source']})."
+  return (f"auto: the {platform!r} cost table is UNCALIBRATED "
+          f"({table['source']}); calibrate it with `{COMMAND}`.")
 
 
 def table_width(variant: str, size: int) -> int:
@@ -85,37 +89,28 @@ def write_table(path: pathlib.Path, platform: str, costs: dict[str, float],
   ops.load_pair_costs(path)  # Fails loudly if what was written is unusable.
 
 
-def main(argv: list[str] | None = None) -> dict[str, float]:
-  parser = reporting.parser(__doc__)
-  parser.add_argument("csv", type=pathlib.Path,
-                      help="benchmark_layers.csv of one backend")
-  parser.add_argument("--platform", default=None,
-                      help="table to write (default: the CSV's backend)")
-  parser.add_argument("--costs-file", type=pathlib.Path,
-                      default=ops.PAIR_COST_FILE)
-  parser.add_argument("--dry-run", action="store_true",
-                      help="print the fitted table, write nothing")
-  args = parser.parse_args(argv)
-  rows = pd.read_csv(args.csv, dtype=str)
+def calibrate(rows: pd.DataFrame, *, platform: str | None,
+              costs_file: pathlib.Path, dry_run: bool,
+              command: str) -> dict[str, float]:
+  """Fits `rows` (as read from CSV), prints the fit, writes the table.
+
+  `platform` defaults to the rows' backend; `command` says in the table's
+  "source" what produced it.
+  """
   backends = sorted(rows["backend"].unique())
-  if args.platform is None and len(backends) != 1:
-    raise SystemExit(f"{args.csv} mixes backends {backends}; pass --platform.")
-  platform = args.platform or backends[0]
+  if platform is None and len(backends) != 1:
+    raise SystemExit(f"the rows mix backends {backends}; pass --platform.")
+  platform = platform or backends[0]
   costs, points = fit_costs(rows)
   for p in points.itertuples():
     print(f"{p.variant:28s} {p.size:3d}² {p.time_ms:10.2f} ms measured "
           f"{p.predicted_ms:10.2f} ms fitted")
-  batch, channels, dtype = (sorted(rows[key].unique())
-                            for key in ("batch", "channels", "dtype"))
-  source = (f"scripts.calibrate_pair_cost {args.csv.name} ("
-            f"{', '.join(sorted(rows['device'].unique()))}, batch {batch}, "
-            f"channels {channels}, dtype {dtype}), {datetime.date.today()}")
   print(f"{platform}: {json.dumps(costs)}")
-  if not args.dry_run:
-    write_table(args.costs_file, platform, costs, source)
-    print(f"wrote the {platform!r} table to {args.costs_file}")
+  if not dry_run:
+    batch, channels, dtype = (sorted(rows[key].unique())
+                              for key in ("batch", "channels", "dtype"))
+    write_table(costs_file, platform, costs, (
+        f"{command} ({', '.join(sorted(rows['device'].unique()))}, batch "
+        f"{batch}, channels {channels}, dtype {dtype}), {time.strftime('%Y-%m-%d')}"))
+    print(f"wrote the {platform!r} table to {costs_file}")
   return costs
-
-
-if __name__ == "__main__":
-  main()

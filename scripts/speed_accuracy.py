@@ -31,24 +31,14 @@ import pandas as pd
 
 from lambda_networks.benchmarks import reporting
 
-REFERENCE = reporting.REPO_ROOT / "docs" / "paper_reference.csv"
 LAMBDA, EFFICIENT = "LambdaResNet", "EfficientNet"
 FAMILIES = {"lambda_resnet": LAMBDA, "efficientnet": EFFICIENT}
 KEY = ["model", "image_size"]
-FIELDS = (
+FIELDS = [
     "model", "image_size", "family", "top1", "top1_source", "measured_top1",
     "paper_top1", "train_batch", "train_step_ms", "train_examples_per_s",
     "inference_examples_per_s", "device", "dtype", "paper_train_examples_per_s",
-    "paper_hardware", "train_gflops_per_example", "train_mfu")
-# Benchmark CSV column -> point column, per mode.
-MODE_COLUMNS = {
-    "train": {"batch_size": "train_batch", "step_time_ms": "train_step_ms",
-              "examples_per_s": "train_examples_per_s",
-              "gflops_per_example": "train_gflops_per_example",
-              "mfu": "train_mfu", "device": "device", "dtype": "dtype"},
-    "inference": {"examples_per_s": "inference_examples_per_s",
-                  "device": "device", "dtype": "dtype"},
-}
+    "paper_hardware", "train_gflops_per_example", "train_mfu"]
 
 
 def family_of(model: str) -> str:
@@ -75,8 +65,10 @@ def select_benchmarks(paths: list[pathlib.Path], *, dtype: str | None,
                       device: str | None, include_overrides: bool
                       ) -> pd.DataFrame:
   """One row per (model, size, mode): the measured one with the largest batch."""
+  columns = [*KEY, "mode", "batch_size", "step_time_ms", "examples_per_s",
+             "gflops_per_example", "mfu", "device", "dtype"]
   if not paths:
-    return pd.DataFrame(columns=[*KEY, "mode", "batch_size"])
+    return pd.DataFrame(columns=columns)
   rows = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
   rows["examples_per_s"] = pd.to_numeric(rows["examples_per_s"], errors="coerce")
   keep = (rows["status"] == "ok") & rows["examples_per_s"].notna()
@@ -90,7 +82,7 @@ def select_benchmarks(paths: list[pathlib.Path], *, dtype: str | None,
   rows = rows[keep].copy()
   rows["device"] = rows.apply(describe_device, axis=1)
   return (rows.sort_values("batch_size", kind="stable")
-          .groupby([*KEY, "mode"]).tail(1))
+          .groupby([*KEY, "mode"]).tail(1).reindex(columns=columns))
 
 
 def newest_eval_json(workdir: pathlib.Path) -> pathlib.Path | None:
@@ -113,20 +105,15 @@ def load_metrics(specs: Iterable[str], manifests: Iterable[pathlib.Path]
       raise ValueError(f"metrics labels in {spec!r} must be model=NAME or "
                        "image_size=INT.")
     entries.append((pathlib.Path(path), given))
-  for manifest in manifests:
-    entries += [(pathlib.Path(run["workdir"]),
-                 {key: run[key] for key in KEY if run.get(key) is not None})
-                for run in json.loads(pathlib.Path(manifest).read_text())["runs"]]
+  entries += [(pathlib.Path(run["workdir"]), run) for manifest in manifests
+              for run in json.loads(pathlib.Path(manifest).read_text())["runs"]]
   results = {}
   for path, given in entries:
-    if path.is_dir():
-      if (found := newest_eval_json(path)) is None:
-        print(f"note: no eval_*.json in {path}; skipped", file=sys.stderr)
-        continue
-      path = found
-    data = json.loads(path.read_text())
-    model = given.get("model") or data.get("model")
-    size = given.get("image_size") or data.get("image_size")
+    if (found := newest_eval_json(path) if path.is_dir() else path) is None:
+      print(f"note: no eval_*.json in {path}; skipped", file=sys.stderr)
+      continue
+    data, path = json.loads(found.read_text()), found
+    model, size = (given.get(key) or data.get(key) for key in KEY)
     if not model or not size:
       raise ValueError(
           f"{path} does not say which model and image size it scores; add "
@@ -141,45 +128,39 @@ def load_metrics(specs: Iterable[str], manifests: Iterable[pathlib.Path]
 def join(benchmarks: pd.DataFrame, metrics: dict[tuple[str, int], float],
          reference: pd.DataFrame, *, all_paper_points: bool) -> pd.DataFrame:
   """One row per model/size that something measured or the paper has."""
-  points = pd.DataFrame(columns=KEY)
-  for mode, columns in MODE_COLUMNS.items():
-    measured = benchmarks[benchmarks["mode"] == mode].reindex(columns=[*KEY, *columns])
-    points = points.merge(measured.rename(columns=columns), on=KEY, how="outer",
-                          suffixes=("", f"_{mode}"))
-  for column in ("device", "dtype"):  # The train row's, else the inference one's.
-    points[column] = points[column].fillna(points.pop(f"{column}_inference"))
+  train, inference = (benchmarks[benchmarks["mode"] == mode].set_index(KEY)
+                      for mode in ("train", "inference"))
+  points = pd.DataFrame({
+      "train_batch": train["batch_size"], "train_step_ms": train["step_time_ms"],
+      "train_examples_per_s": train["examples_per_s"],
+      "inference_examples_per_s": inference["examples_per_s"],
+      "train_gflops_per_example": train["gflops_per_example"],
+      "train_mfu": train["mfu"],
+      # The train row's device and dtype, else the inference row's.
+      "device": train["device"].combine_first(inference["device"]),
+      "dtype": train["dtype"].combine_first(inference["dtype"])}).reset_index()
   points = points.merge(pd.DataFrame(
       [(*key, top1) for key, top1 in metrics.items()],
       columns=[*KEY, "measured_top1"]), on=KEY, how="outer")
   points = points[points["model"].map(family_of) != "other"]
-  paper = reference[reference["table"].isin(["speed_accuracy", "efficientnet"])
-                    & reference["image_size"].notna()]
-  headline = reference[(reference["table"] == "headline")
-                       & reference["image_size"].notna()]
+  reference = reference[reference["image_size"].notna()].astype({"image_size": int})
+  paper = reference[reference["table"].isin(["speed_accuracy", "efficientnet"])]
+  headline = reference[reference["table"] == "headline"]
   how = "outer" if all_paper_points else "left"
   for rows, columns in ((paper, {"top1": "paper_top1"}),
                         (headline, {"train_examples_per_s":
                                     "paper_train_examples_per_s",
                                     "hardware": "paper_hardware"})):
-    rows = rows.astype({"image_size": int})[[*KEY, *columns]]
-    points = points.merge(rows.rename(columns=columns), on=KEY, how=how)
+    points = points.merge(rows[[*KEY, *columns]].rename(columns=columns),
+                          on=KEY, how=how)
   points["family"] = points["model"].map(family_of)
-  points["top1"] = points["measured_top1"].astype(float).fillna(
-      points["paper_top1"])
-  points["top1_source"] = np.where(
-      points["measured_top1"].notna(), "measured",
-      np.where(points["paper_top1"].notna(), "paper-reported", None))
+  points["top1"] = points["measured_top1"].astype(float).fillna(points["paper_top1"])
+  points["top1_source"] = np.select(
+      [points["measured_top1"].notna(), points["paper_top1"].notna()],
+      ["measured", "paper-reported"], None)
   points = points.astype({"image_size": int, "train_batch": "Int64"})
-  points["order"] = points["family"].map({LAMBDA: 0, EFFICIENT: 1})
-  return (points.sort_values(["order", *KEY]).drop(columns="order")
-          .reset_index(drop=True)[list(FIELDS)])
-
-
-def step_seconds(points: pd.DataFrame, batch: int) -> pd.Series:
-  """A training step of `batch` examples: measured, else from throughput."""
-  at_batch = (points["train_batch"] == batch).fillna(False)
-  return (points["train_step_ms"].where(at_batch) / 1000).fillna(
-      batch / points["train_examples_per_s"])
+  order = points["family"].map({LAMBDA: 0, EFFICIENT: 1})
+  return points.assign(order=order).sort_values(["order", *KEY])[FIELDS].reset_index(drop=True)
 
 
 def speedups(points: pd.DataFrame) -> pd.DataFrame:
@@ -309,7 +290,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   add("--manifest", nargs="*", default=[], type=pathlib.Path,
       help="sweep manifests (scripts/sweep.py): each run's workdir, model and "
       "image size")
-  add("--reference", type=pathlib.Path, default=REFERENCE)
+  add("--reference", type=pathlib.Path,
+      default=reporting.REPO_ROOT / "docs" / "paper_reference.csv")
   add("--batch", type=int, help="step size of the time axis (default: the "
       "measured batch if all points share one, else 1024, scaled from measured "
       "throughput)")
@@ -335,13 +317,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   batches = points.loc[points["train_examples_per_s"].notna(), "train_batch"]
   batch = args.batch or (int(batches.iloc[0]) if batches.nunique() == 1
                          else 1024)
-  points["step_s"] = step_seconds(points, batch)
+  # A training step of `batch` examples: measured, else from throughput.
+  at_batch = (points["train_batch"] == batch).fillna(False)
+  points["step_s"] = (points["train_step_ms"].where(at_batch) / 1000).fillna(
+      batch / points["train_examples_per_s"])
   points["label"] = [label(m, s) for m, s in zip(points["model"],
                                                   points["image_size"])]
   ratios = speedups(points)
   args.out.parent.mkdir(parents=True, exist_ok=True)
-  points[list(FIELDS)].to_csv(args.out.with_suffix(".csv"), index=False,
-                              lineterminator="\r\n")
+  points[FIELDS].to_csv(args.out.with_suffix(".csv"), index=False,
+                        lineterminator="\r\n")
   claim = reference.loc[(reference["table"] == "claim") & reference["row"]
                         .str.contains("EfficientNets"), "value"]
   text = markdown(points, ratios, batch, claim.iloc[0] if len(claim) else None,

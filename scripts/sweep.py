@@ -1,27 +1,26 @@
-"""Sweeps: a grid (or list) over config fields, expanded into train.py runs.
+"""Sweeps: the train.py runs a JSON sweep file lists, checked, then launched.
+
+A sweep file (docs/sweeps/ holds the paper's) lists `runs` × a `grid` of
+config fields, with `set` under both; `config` is the default config, a run
+may set its own, and `name` names a run (else its index and what varies):
+
+  {"name": "table3", "root": "runs", "set": {"global_batch_size": 1024},
+   "config": "configs/resnet50_90ep.py:resnet50_lambda",
+   "runs": [{"config": "configs/resnet50_90ep.py:resnet50"},
+            {"model_overrides.intra_depth": 4, "name": "lambda_u4"}],
+   "grid": {"seed": [0, 1]}}
 
 Each run gets a workdir (ROOT/NAME/RUN) and its exact command; the sweep
 writes a manifest (JSON: every run's workdir, overrides, model, image size
-and command), then runs the commands here one after another, prints them for
-a cluster (`--print`), or only shows them (`--dry-run`, writes nothing).
-Every field is set on a locked copy of its config first, so a typo fails
-here, not hours later on a cluster.
+and command), then runs the commands here one after another (skipping runs
+whose workdir holds final_metrics.json), prints them for a cluster
+(`--print`), or only shows them (`--dry-run`, writes nothing). Every field is
+set on a locked copy of its config first, so a typo fails here, not hours
+later on a cluster. `--root`, `--name` and `--set FIELD=VALUE` override the
+file's, e.g. to fill in its bucket:
 
-Grid values split on commas outside brackets, or on semicolons when there are
-any (for values that hold commas, such as config arguments):
-
-  python -m scripts.sweep --config=configs/resnet50_90ep.py:resnet50_lambda \\
-      --grid model_overrides.query_depth=8,16 --grid image_size=160,224 \\
-      --set num_train_steps=100 --root=/tmp/sweeps --name=qd --dry-run
-
-A JSON file says the same (`runs` × `grid`, with `set` under both; a run may
-set `config`, and `name` names it; see docs/sweeps/):
-
-  {"name": "table3", "root": "runs", "set": {"global_batch_size": 1024},
-   "runs": [{"config": "configs/resnet50_90ep.py:resnet50"},
-            {"config": "configs/resnet50_90ep.py:resnet50_lambda",
-             "model_overrides.intra_depth": 4, "name": "lambda_u4"}]}
-
+  python -m scripts.sweep --file=docs/sweeps/table3.json --dry-run \\
+      --root=gs://B/runs --set data_dir=gs://B/tensorflow_datasets
   python -m scripts.sweep --file=sweep.json --print --launcher=slurm \\
       --launcher-args="--nodes 4 --gpus-per-node 8"
 
@@ -35,11 +34,11 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
-import importlib.util
 import itertools
 import json
 import pathlib
 import re
+import runpy
 import shlex
 import subprocess
 import sys
@@ -52,67 +51,44 @@ from lambda_networks.benchmarks import reporting
 REPO_ROOT = reporting.REPO_ROOT
 LAUNCHERS = {"local": None, "slurm": "scripts/launch_slurm.sh",
              "tpu": "scripts/launch_tpu_pod.sh"}
-SPEC_KEYS = ("name", "config", "root", "set", "grid", "runs")
+DEFAULTS = {"set": {}, "grid": {}, "runs": [], "name": "sweep",
+            "root": "results/sweeps"}
 
 
 class SweepError(ValueError):
   """A sweep specification that cannot be expanded."""
 
 
-def split_values(text: str) -> list[str]:
-  """'8,16' -> ['8', '16']; '(1,1),(2,2)' -> ['(1,1)', '(2,2)']; 'a,b;c' -> ['a,b', 'c']."""
-  separator = ";" if ";" in text else ","
-  values, depth = [""], 0
-  for char in text:
-    if separator == ",":
-      depth += (char in "([{") - (char in ")]}")
-    if char == separator and depth == 0:
-      values.append("")
-    else:
-      values[-1] += char
-  values = [v.strip() for v in values]
-  if depth or "" in values:
-    raise SweepError(f"cannot split {text!r} into values: unbalanced brackets "
-                     "or an empty value.")
-  return values
-
-
 def format_value(value: Any) -> str:
-  """A JSON/CLI value as config_flags reads it after --config.field=."""
+  """A JSON value as config_flags reads it after --config.field=."""
   if isinstance(value, (list, tuple)):
     return "(" + ",".join(map(format_value, value)) + ("," if len(value) == 1 else "") + ")"
   return str(value)
 
 
-def spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
-  """The sweep as a dict: --file, then the command-line flags over it."""
-  spec: dict[str, Any] = {}
-  if args.file:
-    try:
-      spec = json.loads(pathlib.Path(args.file).read_text())
-    except json.JSONDecodeError as error:
-      raise SweepError(f"{args.file} is not valid JSON: {error}") from None
-    if unknown := sorted(set(spec) - set(SPEC_KEYS)):
-      raise SweepError(f"{args.file}: unknown key(s) {unknown}; a sweep file has "
-                       f"{', '.join(SPEC_KEYS)}.")
-  for key in ("set", "grid", "runs"):
-    spec.setdefault(key, [] if key == "runs" else {})
-  spec.update({key: getattr(args, key) for key in ("config", "root", "name")
+def field_value(text: str) -> tuple[str, str]:
+  """'FIELD=VALUE' (for --set) -> (FIELD, VALUE)."""
+  field, separator, value = text.partition("=")
+  if not separator or not field.strip():
+    raise argparse.ArgumentTypeError(f"{text!r} must look like FIELD=VALUE, "
+                                     "e.g. num_train_steps=100")
+  return field.strip().removeprefix("config."), value.strip()
+
+
+def read_spec(args: argparse.Namespace) -> dict[str, Any]:
+  """The sweep file, with the command line's --root, --name and --set."""
+  try:
+    spec = json.loads(pathlib.Path(args.file).read_text())
+  except (OSError, json.JSONDecodeError) as error:
+    raise SweepError(f"cannot read {args.file}: {error}") from None
+  if unknown := sorted(set(spec) - {"config", *DEFAULTS}):
+    raise SweepError(f"{args.file}: unknown key(s) {unknown}; a sweep file has "
+                     f"config, {', '.join(DEFAULTS)}.")
+  for key, default in DEFAULTS.items():
+    spec.setdefault(key, copy.deepcopy(default))
+  spec.update({key: getattr(args, key) for key in ("root", "name")
                if getattr(args, key) is not None})
-  for flag, items in (("--set", args.set), ("--grid", args.grid)):
-    for item in items:
-      key, sep, value = item.partition("=")
-      key = key.strip().removeprefix("config.")
-      if not sep or not key:
-        raise SweepError(f"{flag} {item!r} must look like field=value(s), e.g. "
-                         f"{flag} model_overrides.query_depth=8,16.")
-      spec[flag[2:]][key] = value.strip() if flag == "--set" else split_values(value)
-  if not (spec.get("config") or "config" in spec["grid"]
-          or any("config" in r for r in spec["runs"])):
-    raise SweepError("no config: pass --config=configs/<file>.py[:arg] or a "
-                     "'config' key in the sweep file.")
-  spec.setdefault("name", "sweep")
-  spec.setdefault("root", "results/sweeps")
+  spec["set"].update(args.set)
   for key, values in spec["grid"].items():
     if not isinstance(values, list) or not values:
       raise SweepError(f"grid field {key!r} needs a non-empty list of values, "
@@ -135,8 +111,11 @@ def expand(spec: dict[str, Any]) -> list[dict[str, Any]]:
       if "config" in combo or ("config" in entry and len(spec["runs"]) > 1):
         varying = {"config": config, **varying}
       index = len(runs)
-      runs.append(dict(config=config, overrides=overrides,
-                       name=name or f"{index:03d}_{_slug(varying)}", index=index))
+      name = name or f"{index:03d}_{_slug(varying)}"
+      if not config:
+        raise SweepError(f"run {name!r} has no config: give the sweep file a "
+                         "'config' (configs/<file>.py[:arg]) or the run one.")
+      runs.append(dict(config=config, overrides=overrides, name=name, index=index))
   names = [run["name"] for run in runs]
   if duplicate := next((n for n in names if names.count(n) > 1), None):
     raise SweepError(f"two runs are both named {duplicate!r}; names must be "
@@ -164,11 +143,8 @@ def load_config(config_arg: str) -> ml_collections.ConfigDict:
   if not path.exists():
     raise SweepError(f"config file {path_text!r} does not exist (relative to "
                      f"the repository root {REPO_ROOT}).")
-  spec = importlib.util.spec_from_file_location(f"_sweep_config_{path.stem}", path)
-  module = importlib.util.module_from_spec(spec)
   try:
-    spec.loader.exec_module(module)
-    return module.get_config(arg) if arg else module.get_config()
+    return runpy.run_path(str(path))["get_config"](*filter(None, [arg]))
   except Exception as error:  # pylint: disable=broad-except
     raise SweepError(f"config {config_arg!r} does not load: "
                      f"{type(error).__name__}: {error}") from None
@@ -185,19 +161,9 @@ def resolve(run: dict[str, Any], cache: dict[str, ml_collections.ConfigDict]
     try:
       config.update_from_flattened_dict(
           {key: reporting.parse_value(value) if isinstance(value, str) else value})
-    except KeyError:
-      node = config
-      for part in key.split(".")[:-1]:
-        if not isinstance(node.get(part), ml_collections.ConfigDict):
-          break
-        node = node[part]
-      raise SweepError(
-          f"run {run['name']!r}: {run['config']} has no field {key!r} "
-          f"(--config.{key} would fail in train.py). Fields there: "
-          f"{', '.join(sorted(node.keys()))}.") from None
-    except (TypeError, ValueError) as error:
-      raise SweepError(f"run {run['name']!r}: cannot set {key}={value!r}: "
-                       f"{error}") from None
+    except (KeyError, TypeError, ValueError) as error:
+      raise SweepError(f"run {run['name']!r} ({run['config']}): cannot set "
+                       f"{key}={value!r}: {error.args[0]}") from None
   return config
 
 
@@ -268,15 +234,13 @@ def run_locally(manifest: dict[str, Any], path: pathlib.Path, *,
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   parser = reporting.parser(__doc__)
   add = parser.add_argument
-  add("--config", help="configs/<file>.py[:arg], as for train.py")
-  add("--file", help="a JSON sweep file (see above)")
-  add("--grid", action="append", default=[], metavar="FIELD=V1,V2,...",
-      help="a grid axis (repeatable)")
-  add("--set", action="append", default=[], metavar="FIELD=VALUE",
-      help="a field for every run (repeatable)")
-  add("--root", help="workdirs go to ROOT/NAME/RUN (local or gs://; default "
-      "results/sweeps)")
-  add("--name", help="sweep name (default: 'sweep')")
+  add("--file", required=True, help="the JSON sweep file (see above)")
+  add("--set", action="append", default=[], type=field_value,
+      metavar="FIELD=VALUE", help="a field for every run, over the file's "
+      "(repeatable)")
+  add("--root", help="workdirs go to ROOT/NAME/RUN (local or gs://; default: "
+      "the file's, else results/sweeps)")
+  add("--name", help="sweep name (default: the file's, else 'sweep')")
   add("--manifest", type=pathlib.Path, help="manifest path (default: ROOT/NAME/"
       "manifest.json, or results/sweeps/NAME/ for bucket roots)")
   add("--launcher", choices=list(LAUNCHERS), default="local")
@@ -300,7 +264,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
   args = parse_args(argv)
   try:
-    manifest = build_manifest(spec_from_args(args), args)
+    manifest = build_manifest(read_spec(args), args)
   except SweepError as error:
     raise SystemExit(f"sweep: {error}") from None
   root = manifest["root"] if "://" not in manifest["root"] else (

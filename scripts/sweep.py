@@ -1,32 +1,29 @@
 """Sweeps: the train.py runs a JSON sweep file lists, checked, then launched.
 
-A sweep file (docs/sweeps/ holds the paper's) lists `runs` × a `grid` of
-config fields, with `set` under both; `config` is the default config, a run
-may set its own, and `name` names a run (else its index and what varies):
+A sweep file (docs/sweeps/ holds the paper's) crosses its `runs` with a
+`grid` of config fields, `set` under both; `config` is the runs' config
+unless a run names its own, and `name` names a run (else: its index and what
+varies). Every run gets the workdir ROOT/NAME/RUN and its exact command in a
+manifest (JSON: workdirs, overrides, model, image size, commands, status).
+The commands run here one after another, skipping runs whose workdir holds
+final_metrics.json; `--print` prints them for a cluster instead, `--dry-run`
+only shows them (and writes nothing). Every field is first set on a locked
+copy of its config, so a typo fails here, not hours later on a cluster.
+`--root`, `--name` and `--set FIELD=VALUE` go over the file's.
 
   {"name": "table3", "root": "runs", "set": {"global_batch_size": 1024},
    "config": "configs/resnet50_90ep.py:resnet50_lambda",
    "runs": [{"config": "configs/resnet50_90ep.py:resnet50"},
-            {"model_overrides.intra_depth": 4, "name": "lambda_u4"}],
-   "grid": {"seed": [0, 1]}}
-
-Each run gets a workdir (ROOT/NAME/RUN) and its exact command; the sweep
-writes a manifest (JSON: every run's workdir, overrides, model, image size
-and command), then runs the commands here one after another (skipping runs
-whose workdir holds final_metrics.json), prints them for a cluster
-(`--print`), or only shows them (`--dry-run`, writes nothing). Every field is
-set on a locked copy of its config first, so a typo fails here, not hours
-later on a cluster. `--root`, `--name` and `--set FIELD=VALUE` override the
-file's, e.g. to fill in its bucket:
+            {"model_overrides.intra_depth": 4, "name": "lambda_u4"}]}
 
   python -m scripts.sweep --file=docs/sweeps/table3.json --dry-run \\
       --root=gs://B/runs --set data_dir=gs://B/tensorflow_datasets
   python -m scripts.sweep --file=sweep.json --print --launcher=slurm \\
       --launcher-args="--nodes 4 --gpus-per-node 8"
 
-Launchers wrap each command: `local` runs `python train.py ...`; `slurm`
-and `tpu` call scripts/launch_slurm.sh / scripts/launch_tpu_pod.sh with the
-same train.py arguments after `--`.
+Launchers: `local` runs `python train.py ...`; `slurm` and `tpu` call
+scripts/launch_slurm.sh and scripts/launch_tpu_pod.sh with the same train.py
+arguments after `--`.
 """
 
 from __future__ import annotations
@@ -34,6 +31,7 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
+import functools
 import itertools
 import json
 import pathlib
@@ -56,66 +54,59 @@ DEFAULTS = {"set": {}, "grid": {}, "runs": [], "name": "sweep",
 
 
 class SweepError(ValueError):
-  """A sweep specification that cannot be expanded."""
+  """A sweep file that cannot be expanded."""
 
 
 def format_value(value: Any) -> str:
   """A JSON value as config_flags reads it after --config.field=."""
   if isinstance(value, (list, tuple)):
-    return "(" + ",".join(map(format_value, value)) + ("," if len(value) == 1 else "") + ")"
+    return f"({','.join(map(format_value, value))}{',' * (len(value) == 1)})"
   return str(value)
 
 
 def field_value(text: str) -> tuple[str, str]:
   """'FIELD=VALUE' (for --set) -> (FIELD, VALUE)."""
-  field, separator, value = text.partition("=")
-  if not separator or not field.strip():
-    raise argparse.ArgumentTypeError(f"{text!r} must look like FIELD=VALUE, "
-                                     "e.g. num_train_steps=100")
-  return field.strip().removeprefix("config."), value.strip()
+  field, separator, value = (part.strip() for part in text.partition("="))
+  if not separator or not field:
+    raise argparse.ArgumentTypeError(f"{text!r} must look like FIELD=VALUE")
+  return field.removeprefix("config."), value
 
 
 def read_spec(args: argparse.Namespace) -> dict[str, Any]:
-  """The sweep file, with the command line's --root, --name and --set."""
+  """The sweep file, with --root, --name and --set over it."""
   try:
     spec = json.loads(pathlib.Path(args.file).read_text())
   except (OSError, json.JSONDecodeError) as error:
     raise SweepError(f"cannot read {args.file}: {error}") from None
   if unknown := sorted(set(spec) - {"config", *DEFAULTS}):
-    raise SweepError(f"{args.file}: unknown key(s) {unknown}; a sweep file has "
-                     f"config, {', '.join(DEFAULTS)}.")
+    raise SweepError(f"{args.file}: unknown key(s) {unknown}; a sweep file "
+                     f"has config, {', '.join(DEFAULTS)}.")
   for key, default in DEFAULTS.items():
     spec.setdefault(key, copy.deepcopy(default))
-  spec.update({key: getattr(args, key) for key in ("root", "name")
-               if getattr(args, key) is not None})
+  spec.update((key, getattr(args, key)) for key in ("root", "name")
+              if getattr(args, key) is not None)
   spec["set"].update(args.set)
-  for key, values in spec["grid"].items():
-    if not isinstance(values, list) or not values:
-      raise SweepError(f"grid field {key!r} needs a non-empty list of values, "
-                       f"got {values!r}.")
+  if bad := [k for k, v in spec["grid"].items() if not v or not isinstance(v, list)]:
+    raise SweepError(f"grid field(s) {bad} need a non-empty list of values.")
   return spec
 
 
 def expand(spec: dict[str, Any]) -> list[dict[str, Any]]:
   """runs × grid combinations, `set` underneath; the order is stable."""
-  combos = [dict(zip(spec["grid"], values))
-            for values in itertools.product(*spec["grid"].values())]
   runs = []
-  for entry in spec["runs"] or [{}]:
-    for combo in combos:
-      overrides = {**spec["set"], **entry, **combo}
-      config = overrides.pop("config", spec.get("config"))
-      name = overrides.pop("name", None)
-      varying = {k: v for k, v in {**entry, **combo}.items()
-                 if k not in ("config", "name")}
-      if "config" in combo or ("config" in entry and len(spec["runs"]) > 1):
-        varying = {"config": config, **varying}
-      index = len(runs)
-      name = name or f"{index:03d}_{_slug(varying)}"
-      if not config:
-        raise SweepError(f"run {name!r} has no config: give the sweep file a "
-                         "'config' (configs/<file>.py[:arg]) or the run one.")
-      runs.append(dict(config=config, overrides=overrides, name=name, index=index))
+  for entry, values in itertools.product(
+      spec["runs"] or [{}], itertools.product(*spec["grid"].values())):
+    combo = dict(zip(spec["grid"], values))
+    overrides = {**spec["set"], **entry, **combo}
+    config, name = overrides.pop("config", spec.get("config")), overrides.pop("name", None)
+    varying = {k: v for k, v in {**entry, **combo}.items() if k not in ("config", "name")}
+    if "config" in combo or ("config" in entry and len(spec["runs"]) > 1):
+      varying = {"config": config, **varying}
+    name = name or f"{len(runs):03d}_{_slug(varying)}"
+    if not config:
+      raise SweepError(f"run {name!r} has no config: give the file (or the run) a "
+                       "'config', configs/<file>.py[:arg].")
+    runs.append(dict(config=config, overrides=overrides, name=name, index=len(runs)))
   names = [run["name"] for run in runs]
   if duplicate := next((n for n in names if names.count(n) > 1), None):
     raise SweepError(f"two runs are both named {duplicate!r}; names must be "
@@ -136,26 +127,23 @@ def _slug(varying: dict[str, Any]) -> str:
   return re.sub(r"[^A-Za-z0-9_.=-]+", "", slug.replace(",", "-"))[:120]
 
 
+@functools.cache
 def load_config(config_arg: str) -> ml_collections.ConfigDict:
   """configs/<file>.py[:arg] -> its get_config([arg]), as train.py sees it."""
-  path_text, _, arg = config_arg.partition(":")
-  path = REPO_ROOT / path_text  # An absolute path_text stays as it is.
-  if not path.exists():
-    raise SweepError(f"config file {path_text!r} does not exist (relative to "
-                     f"the repository root {REPO_ROOT}).")
+  path, _, arg = config_arg.partition(":")
+  if not (REPO_ROOT / path).exists():  # An absolute path stays as it is.
+    raise SweepError(f"config file {path!r} does not exist (relative to the "
+                     f"repository root {REPO_ROOT}).")
   try:
-    return runpy.run_path(str(path))["get_config"](*filter(None, [arg]))
+    return runpy.run_path(str(REPO_ROOT / path))["get_config"](*filter(None, [arg]))
   except Exception as error:  # pylint: disable=broad-except
     raise SweepError(f"config {config_arg!r} does not load: "
                      f"{type(error).__name__}: {error}") from None
 
 
-def resolve(run: dict[str, Any], cache: dict[str, ml_collections.ConfigDict]
-            ) -> ml_collections.ConfigDict:
+def resolve(run: dict[str, Any]) -> ml_collections.ConfigDict:
   """The run's config with its overrides; unknown fields and bad values fail."""
-  if run["config"] not in cache:
-    cache[run["config"]] = load_config(run["config"])
-  config = copy.deepcopy(cache[run["config"]])
+  config = copy.deepcopy(load_config(run["config"]))
   config.lock()  # Unknown fields raise KeyError, values of the wrong type TypeError.
   for key, value in run["overrides"].items():
     try:
@@ -182,27 +170,22 @@ def commands(run: dict[str, Any], args: argparse.Namespace) -> list[list[str]]:
 
 def build_manifest(spec: dict[str, Any], args: argparse.Namespace
                    ) -> dict[str, Any]:
-  runs, cache = expand(spec), {}
-  root = spec["root"].rstrip("/")
+  runs, root = expand(spec), spec["root"].rstrip("/")
   for run in runs:
     run["workdir"] = f"{root}/{spec['name']}/{run['name']}"
     run["job_name"] = f"{spec['name']}-{run['name']}"[:64]
-    if args.no_validate:
-      run.update(model=None, image_size=None)
-    else:
-      config = resolve(run, cache)
-      run.update({key: config.get(key) for key in (
-          "model", "image_size", "dataset", "global_batch_size")})
+    config = {} if args.no_validate else resolve(run)
+    run.update({key: config.get(key) for key in (
+        "model", "image_size", "dataset", "global_batch_size")})
     run["commands"] = commands(run, args)
     run["command_lines"] = [shlex.join(c) for c in run["commands"]]
     finished = "://" not in root and (
         pathlib.Path(run["workdir"]) / "final_metrics.json").exists()
     run["status"] = "finished before" if finished else "pending"
-  return dict(
-      name=spec["name"], root=root, launcher=args.launcher,
-      created=datetime.datetime.now(datetime.timezone.utc).strftime(
-          "%Y-%m-%dT%H:%M:%SZ"),
-      git_commit=reporting.git_commit(short=False), spec=spec, runs=runs)
+  created = datetime.datetime.now(datetime.timezone.utc)
+  return dict(name=spec["name"], root=root, launcher=args.launcher,
+              created=created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+              git_commit=reporting.git_commit(short=False), spec=spec, runs=runs)
 
 
 def write_manifest(manifest: dict[str, Any], path: pathlib.Path) -> None:
@@ -236,8 +219,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   add = parser.add_argument
   add("--file", required=True, help="the JSON sweep file (see above)")
   add("--set", action="append", default=[], type=field_value,
-      metavar="FIELD=VALUE", help="a field for every run, over the file's "
-      "(repeatable)")
+      metavar="FIELD=VALUE", help="a field for every run (repeatable)")
   add("--root", help="workdirs go to ROOT/NAME/RUN (local or gs://; default: "
       "the file's, else results/sweeps)")
   add("--name", help="sweep name (default: the file's, else 'sweep')")

@@ -51,6 +51,7 @@ LAUNCHERS = {"local": None, "slurm": "scripts/launch_slurm.sh",
              "tpu": "scripts/launch_tpu_pod.sh"}
 DEFAULTS = {"set": {}, "grid": {}, "runs": [], "name": "sweep",
             "root": "results/sweeps"}
+MODEL = "model_overrides."  # Fields of the model's config (train.model_flags).
 
 
 class SweepError(ValueError):
@@ -142,16 +143,22 @@ def load_config(config_arg: str) -> ml_collections.ConfigDict:
 
 
 def resolve(run: dict[str, Any]) -> ml_collections.ConfigDict:
-  """The run's config with its overrides; unknown fields and bad values fail."""
+  """The run's config with its fields set as train.py sets them; bad ones fail."""
   config = copy.deepcopy(load_config(run["config"]))
   config.lock()  # Unknown fields raise KeyError, values of the wrong type TypeError.
-  for key, value in run["overrides"].items():
-    try:
-      config.update_from_flattened_dict(
-          {key: reporting.parse_value(value) if isinstance(value, str) else value})
-    except (KeyError, TypeError, ValueError) as error:
-      raise SweepError(f"run {run['name']!r} ({run['config']}): cannot set "
-                       f"{key}={value!r}: {error.args[0]}") from None
+  fields = {key: reporting.parse_value(value) if isinstance(value, str) else value
+            for key, value in run["overrides"].items() if not key.startswith(MODEL)}
+  model_fields = [(key.removeprefix(MODEL), format_value(value))
+                  for key, value in run["overrides"].items() if key.startswith(MODEL)]
+  try:
+    config.update_from_flattened_dict(fields)
+    if model_fields:  # Typed by the model's config class, as train.py types them.
+      from lambda_networks.train import model_flags  # pylint: disable=g-import-not-at-top
+      model_flags.apply(config, model_fields)
+  except (KeyError, TypeError, ValueError) as error:
+    text, hint = str(error.args[0]), re.search("Did you mean .*", str(error.args[0]))
+    text = text.split(" Other fields present")[0] + (f" {hint[0]}" if hint else "")
+    raise SweepError(f"run {run['name']!r} ({run['config']}): {text}") from None
   return config
 
 

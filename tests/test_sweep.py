@@ -54,6 +54,17 @@ def test_values_are_formatted_as_config_flags_reads_them(tmp_path):
       "--config.model_overrides.receptive_field=(9,)"]
 
 
+def test_model_fields_are_typed_by_the_model_as_train_py_types_them(tmp_path):
+  """Fields the config file does not list, values of another type than it lists."""
+  runs = sweep.main([sweep_file(
+      tmp_path, config=CONFIG, set={"model_overrides.width_multiplier": 0.25,
+                                    "model_overrides.receptive_field": "global"}),
+      "--dry-run"])["runs"]
+  assert runs[0]["command_lines"][0].endswith(
+      "--config.model_overrides.width_multiplier=0.25 "
+      "--config.model_overrides.receptive_field=global")
+
+
 def test_dry_run_writes_nothing(tmp_path, capsys):
   sweep.main([sweep_file(tmp_path, name="dry", config=CONFIG, root=str(tmp_path),
                          grid={"image_size": [128, 160]}), "--dry-run", "--with-eval"])
@@ -88,12 +99,20 @@ def test_unknown_fields_and_bad_values_fail_before_running(tmp_path, capsys):
                            grid={"model_overrides.query_dept": [8, 16]}),
                 "--dry-run"])
   message = str(typo.value)
-  assert "cannot set model_overrides.query_dept=8" in message
-  assert 'Did you mean "query_depth"' in message
-  assert all(field in message for field in ("intra_depth", "receptive_field"))
-  with pytest.raises(SystemExit, match="cannot set model_overrides.receptive_field"):
+  assert "model_overrides.query_dept: 'resnet50_lambda' (ResNetConfig) has no " \
+      "field 'query_dept'" in message
+  assert all(field in message for field in ("intra_depth", "query_depth",
+                                            "receptive_field"))
+  with pytest.raises(SystemExit, match='Key "seeds" does not exist.* Did you '
+                     'mean "seed"'):
+    sweep.main([sweep_file(tmp_path, config=CONFIG, grid={"seeds": [1]}),
+                "--dry-run"])
+  with pytest.raises(SystemExit, match="receptive_field must be an odd positive "
+                     "int, 'global' or None, got 'big'"):
     sweep.main([sweep_file(tmp_path, config=CONFIG), "--set",
                 "model_overrides.receptive_field=big", "--dry-run"])
+  with pytest.raises(SystemExit, match="Could not override field 'seed'"):
+    sweep.main([sweep_file(tmp_path, config=CONFIG), "--set", "seed=x", "--dry-run"])
   with pytest.raises(SystemExit, match="no config"):
     sweep.main([sweep_file(tmp_path, grid={"seed": [1, 2]}), "--dry-run"])
   with pytest.raises(SystemExit, match="does not exist"):

@@ -1,16 +1,14 @@
 """Speed–accuracy: LambdaResNets against EfficientNets, as a table and a plot.
 
-Joins benchmark CSVs (scripts/benchmark_models.py: measured step times), the
-metrics JSONs that eval.py writes and the paper's numbers
-(docs/paper_reference.csv, marked paper-reported) into PREFIX.md (the table
-and the speed-up at equal accuracy), PREFIX.csv and PREFIX.png (accuracy
-against step time; hollow markers: paper-reported accuracies). The speed-up
-of a LambdaResNet is the EfficientNet step time at its accuracy, interpolated
-log-linearly between the two EfficientNets that bracket it, over its own.
-
-A metrics JSON names its model and image size in its fields, in a sweep
-manifest (`--manifest`), or after the path: `PATH#model=NAME,image_size=160`;
-a workdir stands for its newest eval_*.json.
+Joins benchmark CSVs (scripts/benchmark_models.py: step times), eval.py's
+metrics JSONs and the paper's numbers (docs/paper_reference.csv, marked
+paper-reported) into PREFIX.md (the table, and the speed-up at equal
+accuracy: the EfficientNet step time at a LambdaResNet's accuracy, log-linearly
+interpolated between the two EfficientNets that bracket it, over its own),
+PREFIX.csv and PREFIX.png (hollow markers: paper-reported accuracies). A
+metrics JSON names its model and image size in its fields, in a sweep manifest
+(`--manifest`), or after the path: `PATH#model=NAME,image_size=160`; a workdir
+stands for its newest eval_*.json.
 
   python -m scripts.speed_accuracy --benchmarks results/benchmarks/models.csv \\
       --metrics runs/l50_160#model=lambda_resnet50,image_size=160 \\
@@ -95,8 +93,8 @@ def select_benchmarks(paths: list[pathlib.Path], *, dtype: str | None,
     keep &= rows["device_kind"].fillna("").str.lower().str.contains(
         device.lower(), regex=False)
   rows = rows[keep].assign(device=lambda r: r.apply(describe_device, axis=1))
-  return (rows.sort_values("batch_size", kind="stable")
-          .groupby([*KEY, "mode"]).tail(1).reindex(columns=columns))
+  return rows.sort_values("batch_size", kind="stable").groupby(
+      [*KEY, "mode"]).tail(1).reindex(columns=columns)
 
 
 def newest_eval_json(workdir: pathlib.Path) -> pathlib.Path | None:
@@ -149,27 +147,30 @@ def join(benchmarks: pd.DataFrame, metrics: dict[tuple[str, int], float],
       "train_examples_per_s": train["examples_per_s"],
       "inference_examples_per_s": inference["examples_per_s"],
       "train_gflops_per_example": train["gflops_per_example"],
-      "train_mfu": train["mfu"],  # Device and dtype: the train row's, else inference's.
-      **{key: train[key].combine_first(inference[key]) for key in ("device", "dtype")}
-  }).reset_index().merge(pd.DataFrame(
+      "train_mfu": train["mfu"],  # Device and dtype: the train row's, else
+      **{key: train[key].combine_first(inference[key])  # the inference row's.
+         for key in ("device", "dtype")}}).reset_index().merge(pd.DataFrame(
       [(*key, top1) for key, top1 in metrics.items()],
       columns=[*KEY, "measured_top1"]), on=KEY, how="outer")
   points = points[points["model"].map(family_of) != "other"]
   reference = reference[reference["image_size"].notna()].astype({"image_size": int})
-  for tables, columns in ((["speed_accuracy", "efficientnet"], {"top1": "paper_top1"}),
-                          (["headline"], {"train_examples_per_s": "paper_train_examples_per_s",
-                                          "hardware": "paper_hardware"})):
+  for tables, columns in (
+      (["speed_accuracy", "efficientnet"], {"top1": "paper_top1"}),
+      (["headline"], {"train_examples_per_s": "paper_train_examples_per_s",
+                      "hardware": "paper_hardware"})):
     rows = reference[reference["table"].isin(tables)][[*KEY, *columns]]
     points = points.merge(rows.rename(columns=columns), on=KEY,
                           how="outer" if all_paper_points else "left")
   points = points.assign(
       family=points["model"].map(family_of),
       top1=points["measured_top1"].astype(float).fillna(points["paper_top1"]),
-      top1_source=np.select([points["measured_top1"].notna(), points["paper_top1"].notna()],
-                            ["measured", "paper-reported"], None),
+      top1_source=np.select(
+          [points["measured_top1"].notna(), points["paper_top1"].notna()],
+          ["measured", "paper-reported"], None),
   ).astype({"image_size": int, "train_batch": "Int64"})
   order = points["family"].map({LAMBDA: 0, EFFICIENT: 1})
-  return points.assign(order=order).sort_values(["order", *KEY])[FIELDS].reset_index(drop=True)
+  return points.assign(order=order).sort_values(["order", *KEY])[
+      FIELDS].reset_index(drop=True)
 
 
 def speedups(points: pd.DataFrame) -> pd.DataFrame:
@@ -213,7 +214,8 @@ def markdown(points: pd.DataFrame, ratios: pd.DataFrame, batch: int,
             _fmt(p.paper_train_examples_per_s, 0)] for p in points.itertuples()]),
       speedup_table=reporting.markdown_table(
           ["LambdaResNet", "top-1", f"its step (ms, batch {batch})",
-           "EfficientNet step at that top-1 (ms)", "interpolated between", "speed-up"],
+           "EfficientNet step at that top-1 (ms)", "interpolated between",
+           "speed-up"],
           [[r.label, f"{r.top1:.1f} ({r.top1_source})", _fmt(1000 * r.step_s),
             _fmt(1000 * r.efficientnet_s), r.between, _fmt(r.ratio, 2)]
            for r in ratios.itertuples()]),
@@ -238,7 +240,8 @@ def plot(points: pd.DataFrame, batch: int, path: pathlib.Path) -> None:
     for p, xy in zip(members.itertuples(), zip(x, y)):
       axis.scatter(*xy, s=50, color=color, zorder=3, linewidths=1.5,
                    facecolors=color if p.top1_source == "measured" else "none")
-      axis.annotate(p.label, xy, fontsize=7, xytext=(4, -10), textcoords="offset points")
+      axis.annotate(p.label, xy, fontsize=7, xytext=(4, -10),
+                    textcoords="offset points")
   if shown.empty:
     axis.text(0.5, 0.5, "no point has both a measured step time and an accuracy",
               ha="center", va="center", transform=axis.transAxes)
@@ -254,8 +257,9 @@ def plot(points: pd.DataFrame, batch: int, path: pathlib.Path) -> None:
       ("top-1 measured here", dict(color="black", linestyle="none")),
       ("top-1 paper-reported", dict(color="black", linestyle="none",
                                     markerfacecolor="none"))]
-  axis.legend(handles=[matplotlib.lines.Line2D([], [], marker="o", label=name, **style)
-                       for name, style in markers], fontsize=8, loc="lower right")
+  axis.legend(handles=[matplotlib.lines.Line2D([], [], marker="o", label=name,
+                                               **style) for name, style in markers],
+              fontsize=8, loc="lower right")
   figure.tight_layout()
   figure.savefig(path, dpi=120)
   plt.close(figure)
@@ -269,8 +273,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   add("--metrics", nargs="*", default=[],
       help="eval JSONs or workdirs, optionally '#model=NAME,image_size=INT'")
   add("--manifest", nargs="*", default=[], type=pathlib.Path,
-      help="sweep manifests (scripts/sweep.py): each run's workdir, model and "
-      "image size")
+      help="sweep manifests (scripts/sweep.py): runs' workdirs, models, sizes")
   add("--reference", type=pathlib.Path,
       default=reporting.REPO_ROOT / "docs" / "paper_reference.csv")
   add("--batch", type=int, help="step size of the time axis (default: the "
@@ -278,10 +281,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
       "throughput)")
   add("--dtype", help="only benchmark rows of this dtype")
   add("--device", help="only benchmark rows whose device_kind contains this")
-  add("--include-overrides", action="store_true",
-      help="also use benchmark rows of overridden models")
-  add("--all-paper-points", action="store_true",
-      help="list every paper model, not only measured ones")
+  add("--include-overrides", action="store_true", help="also use benchmark "
+      "rows of overridden models")
+  add("--all-paper-points", action="store_true", help="list every paper "
+      "model, not only measured ones")
   add("--out", type=pathlib.Path, default=pathlib.Path("results/speed_accuracy"),
       help="output prefix: PREFIX.md, PREFIX.csv, PREFIX.png")
   return reporting.parse(parser, argv)
@@ -306,7 +309,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
       for m, s in zip(points["model"], points["image_size"])]
   ratios = speedups(points)
   args.out.parent.mkdir(parents=True, exist_ok=True)
-  points[FIELDS].to_csv(args.out.with_suffix(".csv"), index=False, lineterminator="\r\n")
+  points[FIELDS].to_csv(args.out.with_suffix(".csv"), index=False,
+                        lineterminator="\r\n")
   claim = reference.loc[(reference["table"] == "claim")
                         & reference["row"].str.contains("EfficientNets"), "value"]
   text = markdown(points, ratios, batch, claim.iloc[0] if len(claim) else None,

@@ -3,12 +3,11 @@
 A sweep file (docs/sweeps/ holds the paper's) crosses its `runs` with a
 `grid` of config fields, `set` under both; `config` is the runs' config
 unless a run names its own, and `name` names a run (else: its index and what
-varies). Every run gets the workdir ROOT/NAME/RUN and its exact command in a
-manifest (JSON: workdirs, overrides, model, image size, commands, status).
-The commands run here one after another, skipping runs whose workdir holds
-final_metrics.json; `--print` prints them for a cluster instead, `--dry-run`
-only shows them (and writes nothing). Every field is first set on a locked
-copy of its config, so a typo fails here, not hours later on a cluster.
+varies). Each run gets the workdir ROOT/NAME/RUN and its command in a
+manifest (JSON); the commands run here in turn (runs whose workdir holds
+final_metrics.json are skipped), or `--print` prints them for a cluster, or
+`--dry-run` only shows them. Every field is first set on its config as
+train.py sets it, so a typo fails here, not hours later on a cluster.
 `--root`, `--name` and `--set FIELD=VALUE` go over the file's.
 
   {"name": "table3", "root": "runs", "set": {"global_batch_size": 1024},
@@ -46,7 +45,6 @@ import ml_collections
 
 from lambda_networks.benchmarks import reporting
 
-REPO_ROOT = reporting.REPO_ROOT
 LAUNCHERS = {"local": None, "slurm": "scripts/launch_slurm.sh",
              "tpu": "scripts/launch_tpu_pod.sh"}
 DEFAULTS = {"set": {}, "grid": {}, "runs": [], "name": "sweep",
@@ -99,8 +97,10 @@ def expand(spec: dict[str, Any]) -> list[dict[str, Any]]:
       spec["runs"] or [{}], itertools.product(*spec["grid"].values())):
     combo = dict(zip(spec["grid"], values))
     overrides = {**spec["set"], **entry, **combo}
-    config, name = overrides.pop("config", spec.get("config")), overrides.pop("name", None)
-    varying = {k: v for k, v in {**entry, **combo}.items() if k not in ("config", "name")}
+    config = overrides.pop("config", spec.get("config"))
+    name = overrides.pop("name", None)
+    varying = {k: v for k, v in {**entry, **combo}.items()
+               if k not in ("config", "name")}
     if "config" in combo or ("config" in entry and len(spec["runs"]) > 1):
       varying = {"config": config, **varying}
     name = name or f"{len(runs):03d}_{_slug(varying)}"
@@ -132,11 +132,9 @@ def _slug(varying: dict[str, Any]) -> str:
 def load_config(config_arg: str) -> ml_collections.ConfigDict:
   """configs/<file>.py[:arg] -> its get_config([arg]), as train.py sees it."""
   path, _, arg = config_arg.partition(":")
-  if not (REPO_ROOT / path).exists():  # An absolute path stays as it is.
-    raise SweepError(f"config file {path!r} does not exist (relative to the "
-                     f"repository root {REPO_ROOT}).")
-  try:
-    return runpy.run_path(str(REPO_ROOT / path))["get_config"](*filter(None, [arg]))
+  try:  # Relative to the repository root; an absolute path stays as it is.
+    module = runpy.run_path(str(reporting.REPO_ROOT / path))
+    return module["get_config"](*filter(None, [arg]))
   except Exception as error:  # pylint: disable=broad-except
     raise SweepError(f"config {config_arg!r} does not load: "
                      f"{type(error).__name__}: {error}") from None
@@ -162,29 +160,25 @@ def resolve(run: dict[str, Any]) -> ml_collections.ConfigDict:
   return config
 
 
-def commands(run: dict[str, Any], args: argparse.Namespace) -> list[list[str]]:
-  """The run's command(s): train, then eval if asked, wrapped by the launcher."""
-  train_args = [f"--config={run['config']}", f"--workdir={run['workdir']}",
-                *(f"--config.{key}={format_value(value)}"
-                  for key, value in run["overrides"].items())]
-  launcher = LAUNCHERS[args.launcher]
-  job = ["--job-name", run["job_name"]] if args.launcher == "slurm" else []
-  return [[args.python, entry, *train_args] if launcher is None else
-          [launcher, *job, *shlex.split(args.launcher_args), "--entry", entry,
-           "--", *train_args]
-          for entry in ["train.py", "eval.py"][:1 + args.with_eval]]
-
-
 def build_manifest(spec: dict[str, Any], args: argparse.Namespace
                    ) -> dict[str, Any]:
+  """Every run's workdir, fields and commands (train, then eval if asked)."""
   runs, root = expand(spec), spec["root"].rstrip("/")
+  launcher = LAUNCHERS[args.launcher]
   for run in runs:
     run["workdir"] = f"{root}/{spec['name']}/{run['name']}"
     run["job_name"] = f"{spec['name']}-{run['name']}"[:64]
     config = {} if args.no_validate else resolve(run)
     run.update({key: config.get(key) for key in (
         "model", "image_size", "dataset", "global_batch_size")})
-    run["commands"] = commands(run, args)
+    train_args = [f"--config={run['config']}", f"--workdir={run['workdir']}",
+                  *(f"--config.{key}={format_value(value)}"
+                    for key, value in run["overrides"].items())]
+    job = ["--job-name", run["job_name"]] if args.launcher == "slurm" else []
+    run["commands"] = [
+        [args.python, entry, *train_args] if launcher is None else
+        [launcher, *job, *shlex.split(args.launcher_args), "--entry", entry, "--",
+         *train_args] for entry in ["train.py", "eval.py"][:1 + args.with_eval]]
     run["command_lines"] = [shlex.join(c) for c in run["commands"]]
     finished = "://" not in root and (
         pathlib.Path(run["workdir"]) / "final_metrics.json").exists()
@@ -210,7 +204,8 @@ def run_locally(manifest: dict[str, Any], path: pathlib.Path, *,
       continue
     for command in run["commands"]:
       print(f"[{run['index']}] $ {shlex.join(command)}", flush=True)
-      if code := subprocess.run(command, cwd=REPO_ROOT, check=False).returncode:
+      code = subprocess.run(command, cwd=reporting.REPO_ROOT, check=False).returncode
+      if code:
         break
     run["status"] = f"failed (exit {code})" if code else "done"
     write_manifest(manifest, path)
@@ -257,7 +252,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   except SweepError as error:
     raise SystemExit(f"sweep: {error}") from None
   root = manifest["root"] if "://" not in manifest["root"] else (
-      REPO_ROOT / "results" / "sweeps")
+      reporting.REPO_ROOT / "results" / "sweeps")
   path = args.manifest or pathlib.Path(root) / manifest["name"] / "manifest.json"
   if args.dry_run:
     print(f"# dry run: {len(manifest['runs'])} runs; the manifest would be {path}")

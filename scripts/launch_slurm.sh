@@ -32,50 +32,18 @@
 #     --workdir=/shared/runs/resnet50_lambda --config.data_dir=/shared/tensorflow_datasets
 set -euo pipefail
 
-usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
-die() { echo "launch_slurm.sh: $*" >&2; exit 2; }
-
-REPO="$(cd "$(dirname "$0")/.." && pwd)"
+. "$(dirname "$0")/launch_common.sh"
 NODES=1 GPUS=8 CPUS=8 MEM="" TIME="48:00:00" PARTITION="" ACCOUNT=""
-JOB_NAME="lambda-networks" VENV="$REPO/.venv" ENTRY="train.py" SCRIPT_DIR="" DRY_RUN=0
-EXTRA=()
-
-while (($#)); do
-  case "$1" in
-    --nodes) NODES="${2:?--nodes needs a value}"; shift 2 ;;
-    --gpus-per-node) GPUS="${2:?--gpus-per-node needs a value}"; shift 2 ;;
-    --cpus-per-task) CPUS="${2:?--cpus-per-task needs a value}"; shift 2 ;;
-    --mem) MEM="${2:?--mem needs a value}"; shift 2 ;;
-    --time) TIME="${2:?--time needs a value}"; shift 2 ;;
-    --partition) PARTITION="${2:?--partition needs a value}"; shift 2 ;;
-    --account) ACCOUNT="${2:?--account needs a value}"; shift 2 ;;
-    --job-name) JOB_NAME="${2:?--job-name needs a value}"; shift 2 ;;
-    --venv) VENV="${2:?--venv needs a value}"; shift 2 ;;
-    --entry) ENTRY="${2:?--entry needs a value}"; shift 2 ;;
-    --script-dir) SCRIPT_DIR="${2:?--script-dir needs a value}"; shift 2 ;;
-    --sbatch-arg=*) EXTRA+=("${1#--sbatch-arg=}"); shift ;;
-    --sbatch-arg) EXTRA+=("${2:?--sbatch-arg needs a value}"); shift 2 ;;
-    --dry-run) DRY_RUN=1; shift ;;
-    -h|--help) usage; exit 0 ;;
-    --) shift; break ;;
-    *) die "unknown option $1 (train.py arguments go after --); see --help" ;;
-  esac
-done
-TRAIN_ARGS=("$@")
+JOB_NAME="lambda-networks" VENV="$REPO/.venv" SCRIPT_DIR="" EXTRA=()
+VALUE_OPTIONS="nodes:NODES gpus-per-node:GPUS cpus-per-task:CPUS mem:MEM time:TIME
+  partition:PARTITION account:ACCOUNT job-name:JOB_NAME venv:VENV
+  script-dir:SCRIPT_DIR sbatch-arg:EXTRA[]"
+FLAG_OPTIONS=""
+parse_options "$@"
 
 for pair in "nodes:$NODES" "gpus-per-node:$GPUS" "cpus-per-task:$CPUS"; do
   [[ "${pair#*:}" =~ ^[1-9][0-9]*$ ]] || die "--${pair%%:*} must be a positive integer, got ${pair#*:}"
 done
-[[ "$ENTRY" == "train.py" || "$ENTRY" == "eval.py" ]] \
-  || die "--entry must be train.py or eval.py, got $ENTRY"
-WORKDIR="" CONFIG=""
-for arg in "${TRAIN_ARGS[@]}"; do
-  case "$arg" in
-    --workdir=*) WORKDIR="${arg#--workdir=}" ;;
-    --config=*) CONFIG="${arg#--config=}" ;;
-  esac
-done
-[[ -n "$CONFIG" ]] || die "pass --config=configs/<file>.py after -- (the train.py arguments)"
 [[ -n "$WORKDIR" ]] || die "pass --workdir=DIR after -- (on a file system every node sees)"
 if [[ -z "$SCRIPT_DIR" ]]; then
   if [[ "$WORKDIR" == *://* ]]; then SCRIPT_DIR="$REPO/results/slurm"; else SCRIPT_DIR="$WORKDIR/slurm"; fi

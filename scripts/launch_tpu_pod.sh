@@ -41,58 +41,25 @@
 #     --config.data_dir=gs://MY_BUCKET/tensorflow_datasets
 set -euo pipefail
 
-usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
-die() { echo "launch_tpu_pod.sh: $*" >&2; exit 2; }
-
+. "$(dirname "$0")/launch_common.sh"
 TPU_NAME="" ZONE="" PROJECT="" ACCELERATOR="v3-32" VERSION="tpu-ubuntu2204-base"
-SPOT=0 CREATE=0 SETUP=0 COPY=1 DETACH=0 DELETE_AFTER=0 DRY_RUN=0 ALLOW_LOCAL=0
-ENTRY="train.py" REMOTE_DIR="lambda-networks-jax"
+SPOT=0 CREATE=0 SETUP=0 COPY=1 DETACH=0 DELETE_AFTER=0 ALLOW_LOCAL=0
+REMOTE_DIR="lambda-networks-jax"
 JAX_TPU="jax[tpu]~=0.10.2"
-
-while (($#)); do
-  case "$1" in
-    --tpu) TPU_NAME="${2:?--tpu needs a value}"; shift 2 ;;
-    --zone) ZONE="${2:?--zone needs a value}"; shift 2 ;;
-    --project) PROJECT="${2:?--project needs a value}"; shift 2 ;;
-    --accelerator) ACCELERATOR="${2:?--accelerator needs a value}"; shift 2 ;;
-    --version) VERSION="${2:?--version needs a value}"; shift 2 ;;
-    --entry) ENTRY="${2:?--entry needs a value}"; shift 2 ;;
-    --remote-dir) REMOTE_DIR="${2:?--remote-dir needs a value}"; shift 2 ;;
-    --spot) SPOT=1; shift ;;
-    --create) CREATE=1; shift ;;
-    --setup) SETUP=1; shift ;;
-    --no-copy) COPY=0; shift ;;
-    --detach) DETACH=1; shift ;;
-    --delete-after) DELETE_AFTER=1; shift ;;
-    --allow-local-workdir) ALLOW_LOCAL=1; shift ;;
-    --dry-run) DRY_RUN=1; shift ;;
-    -h|--help) usage; exit 0 ;;
-    --) shift; break ;;
-    *) die "unknown option $1 (train.py arguments go after --); see --help" ;;
-  esac
-done
-TRAIN_ARGS=("$@")
+VALUE_OPTIONS="tpu:TPU_NAME zone:ZONE project:PROJECT accelerator:ACCELERATOR
+  version:VERSION remote-dir:REMOTE_DIR"
+FLAG_OPTIONS="spot:SPOT=1 create:CREATE=1 setup:SETUP=1 no-copy:COPY=0
+  detach:DETACH=1 delete-after:DELETE_AFTER=1 allow-local-workdir:ALLOW_LOCAL=1"
+parse_options "$@"
 
 [[ -n "$TPU_NAME" ]] || die "--tpu NAME is required"
 [[ -n "$ZONE" ]] || die "--zone ZONE is required (e.g. europe-west4-a)"
-[[ "$ENTRY" == "train.py" || "$ENTRY" == "eval.py" ]] \
-  || die "--entry must be train.py or eval.py, got $ENTRY"
-WORKDIR="" CONFIG="" DISTRIBUTED="--distributed=on"
-for arg in "${TRAIN_ARGS[@]}"; do
-  case "$arg" in
-    --workdir=*) WORKDIR="${arg#--workdir=}" ;;
-    --config=*) CONFIG="${arg#--config=}" ;;
-    --distributed=*) DISTRIBUTED="" ;;
-  esac
-done
-[[ -n "$CONFIG" ]] || die "pass --config=configs/<file>.py after -- (the train.py arguments)"
 [[ -n "$WORKDIR" ]] || die "pass --workdir=gs://BUCKET/DIR after -- (the train.py arguments)"
 if [[ "$WORKDIR" != gs://* && "$ALLOW_LOCAL" == 0 ]]; then
   die "--workdir=$WORKDIR is not on a bucket: every worker writes checkpoints \
 there, so it must be gs://BUCKET/DIR (or pass --allow-local-workdir on one host)"
 fi
 
-REPO="$(cd "$(dirname "$0")/.." && pwd)"
 LOCATION=(--zone="$ZONE")
 [[ -n "$PROJECT" ]] && LOCATION+=(--project="$PROJECT")
 
@@ -136,7 +103,8 @@ if ((SETUP)); then
 fi
 
 # 4. The same command on all workers.
-QUOTED_ARGS="${DISTRIBUTED:+ $DISTRIBUTED}$(printf ' %q' "${TRAIN_ARGS[@]}")"
+QUOTED_ARGS="$(printf ' %q' "${TRAIN_ARGS[@]}")"
+if [[ -z "$DISTRIBUTED" ]]; then QUOTED_ARGS=" --distributed=on$QUOTED_ARGS"; fi
 REMOTE="cd ~/$REMOTE_DIR && . .venv/bin/activate && python $ENTRY$QUOTED_ARGS"
 if ((DETACH)); then
   REMOTE="cd ~/$REMOTE_DIR && . .venv/bin/activate && nohup python $ENTRY$QUOTED_ARGS \

@@ -1,33 +1,28 @@
-"""Sweeps: a grid (or list) over config fields, expanded into train.py runs.
+"""Sweeps: the train.py runs a JSON sweep file lists, checked, then launched.
 
-Each run gets a workdir (ROOT/NAME/RUN) and its exact command; the sweep
-writes a manifest (JSON: every run's workdir, overrides, model, image size
-and command), then runs the commands here one after another, prints them for
-a cluster (`--print`), or only shows them (`--dry-run`, writes nothing).
-Every field is set on a locked copy of its config first, so a typo fails
-here, not hours later on a cluster.
-
-Grid values split on commas outside brackets, or on semicolons when there are
-any (for values that hold commas, such as config arguments):
-
-  python -m scripts.sweep --config=configs/resnet50_90ep.py:resnet50_lambda \\
-      --grid model_overrides.query_depth=8,16 --grid image_size=160,224 \\
-      --set num_train_steps=100 --root=/tmp/sweeps --name=qd --dry-run
-
-A JSON file says the same (`runs` × `grid`, with `set` under both; a run may
-set `config`, and `name` names it; see docs/sweeps/):
+A sweep file (docs/sweeps/ holds the paper's) crosses its `runs` with a
+`grid` of config fields, `set` under both; `config` is the runs' config
+unless a run names its own, and `name` names a run (else: its index and what
+varies). Each run gets the workdir ROOT/NAME/RUN and its command in a
+manifest (JSON); the commands run here in turn (runs whose workdir holds
+final_metrics.json are skipped), or `--print` prints them for a cluster, or
+`--dry-run` only shows them. Every field is first set on its config as
+train.py sets it, so a typo fails here, not hours later on a cluster.
+`--root`, `--name` and `--set FIELD=VALUE` go over the file's.
 
   {"name": "table3", "root": "runs", "set": {"global_batch_size": 1024},
+   "config": "configs/resnet50_90ep.py:resnet50_lambda",
    "runs": [{"config": "configs/resnet50_90ep.py:resnet50"},
-            {"config": "configs/resnet50_90ep.py:resnet50_lambda",
-             "model_overrides.intra_depth": 4, "name": "lambda_u4"}]}
+            {"model_overrides.intra_depth": 4, "name": "lambda_u4"}]}
 
+  python -m scripts.sweep --file=docs/sweeps/table3.json --dry-run \\
+      --root=gs://B/runs --set data_dir=gs://B/tensorflow_datasets
   python -m scripts.sweep --file=sweep.json --print --launcher=slurm \\
       --launcher-args="--nodes 4 --gpus-per-node 8"
 
-Launchers wrap each command: `local` runs `python train.py ...`; `slurm`
-and `tpu` call scripts/launch_slurm.sh / scripts/launch_tpu_pod.sh with the
-same train.py arguments after `--`.
+Launchers: `local` runs `python train.py ...`; `slurm` and `tpu` call
+scripts/launch_slurm.sh and scripts/launch_tpu_pod.sh with the same train.py
+arguments after `--`.
 """
 
 from __future__ import annotations
@@ -35,11 +30,12 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
-import importlib.util
+import functools
 import itertools
 import json
 import pathlib
 import re
+import runpy
 import shlex
 import subprocess
 import sys
@@ -49,94 +45,69 @@ import ml_collections
 
 from lambda_networks.benchmarks import reporting
 
-REPO_ROOT = reporting.REPO_ROOT
 LAUNCHERS = {"local": None, "slurm": "scripts/launch_slurm.sh",
              "tpu": "scripts/launch_tpu_pod.sh"}
-SPEC_KEYS = ("name", "config", "root", "set", "grid", "runs")
+DEFAULTS = {"set": {}, "grid": {}, "runs": [], "name": "sweep",
+            "root": "results/sweeps"}
+MODEL = "model_overrides."  # Fields of the model's config (train.model_flags).
 
 
 class SweepError(ValueError):
-  """A sweep specification that cannot be expanded."""
-
-
-def split_values(text: str) -> list[str]:
-  """'8,16' -> ['8', '16']; '(1,1),(2,2)' -> ['(1,1)', '(2,2)']; 'a,b;c' -> ['a,b', 'c']."""
-  separator = ";" if ";" in text else ","
-  values, depth = [""], 0
-  for char in text:
-    if separator == ",":
-      depth += (char in "([{") - (char in ")]}")
-    if char == separator and depth == 0:
-      values.append("")
-    else:
-      values[-1] += char
-  values = [v.strip() for v in values]
-  if depth or "" in values:
-    raise SweepError(f"cannot split {text!r} into values: unbalanced brackets "
-                     "or an empty value.")
-  return values
+  """A sweep file that cannot be expanded."""
 
 
 def format_value(value: Any) -> str:
-  """A JSON/CLI value as config_flags reads it after --config.field=."""
+  """A JSON value as config_flags reads it after --config.field=."""
   if isinstance(value, (list, tuple)):
-    return "(" + ",".join(map(format_value, value)) + ("," if len(value) == 1 else "") + ")"
+    return f"({','.join(map(format_value, value))}{',' * (len(value) == 1)})"
   return str(value)
 
 
-def spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
-  """The sweep as a dict: --file, then the command-line flags over it."""
-  spec: dict[str, Any] = {}
-  if args.file:
-    try:
-      spec = json.loads(pathlib.Path(args.file).read_text())
-    except json.JSONDecodeError as error:
-      raise SweepError(f"{args.file} is not valid JSON: {error}") from None
-    if unknown := sorted(set(spec) - set(SPEC_KEYS)):
-      raise SweepError(f"{args.file}: unknown key(s) {unknown}; a sweep file has "
-                       f"{', '.join(SPEC_KEYS)}.")
-  for key in ("set", "grid", "runs"):
-    spec.setdefault(key, [] if key == "runs" else {})
-  spec.update({key: getattr(args, key) for key in ("config", "root", "name")
-               if getattr(args, key) is not None})
-  for flag, items in (("--set", args.set), ("--grid", args.grid)):
-    for item in items:
-      key, sep, value = item.partition("=")
-      key = key.strip().removeprefix("config.")
-      if not sep or not key:
-        raise SweepError(f"{flag} {item!r} must look like field=value(s), e.g. "
-                         f"{flag} model_overrides.query_depth=8,16.")
-      spec[flag[2:]][key] = value.strip() if flag == "--set" else split_values(value)
-  if not (spec.get("config") or "config" in spec["grid"]
-          or any("config" in r for r in spec["runs"])):
-    raise SweepError("no config: pass --config=configs/<file>.py[:arg] or a "
-                     "'config' key in the sweep file.")
-  spec.setdefault("name", "sweep")
-  spec.setdefault("root", "results/sweeps")
-  for key, values in spec["grid"].items():
-    if not isinstance(values, list) or not values:
-      raise SweepError(f"grid field {key!r} needs a non-empty list of values, "
-                       f"got {values!r}.")
+def field_value(text: str) -> tuple[str, str]:
+  """'FIELD=VALUE' (for --set) -> (FIELD, VALUE)."""
+  field, separator, value = (part.strip() for part in text.partition("="))
+  if not separator or not field:
+    raise argparse.ArgumentTypeError(f"{text!r} must look like FIELD=VALUE")
+  return field.removeprefix("config."), value
+
+
+def read_spec(args: argparse.Namespace) -> dict[str, Any]:
+  """The sweep file, with --root, --name and --set over it."""
+  try:
+    spec = json.loads(pathlib.Path(args.file).read_text())
+  except (OSError, json.JSONDecodeError) as error:
+    raise SweepError(f"cannot read {args.file}: {error}") from None
+  if unknown := sorted(set(spec) - {"config", *DEFAULTS}):
+    raise SweepError(f"{args.file}: unknown key(s) {unknown}; a sweep file "
+                     f"has config, {', '.join(DEFAULTS)}.")
+  for key, default in DEFAULTS.items():
+    spec.setdefault(key, copy.deepcopy(default))
+  spec.update((key, getattr(args, key)) for key in ("root", "name")
+              if getattr(args, key) is not None)
+  spec["set"].update(args.set)
+  if bad := [k for k, v in spec["grid"].items() if not v or not isinstance(v, list)]:
+    raise SweepError(f"grid field(s) {bad} need a non-empty list of values.")
   return spec
 
 
 def expand(spec: dict[str, Any]) -> list[dict[str, Any]]:
   """runs × grid combinations, `set` underneath; the order is stable."""
-  combos = [dict(zip(spec["grid"], values))
-            for values in itertools.product(*spec["grid"].values())]
   runs = []
-  for entry in spec["runs"] or [{}]:
-    for combo in combos:
-      overrides = {**spec["set"], **entry, **combo}
-      config = overrides.pop("config", spec.get("config"))
-      name = overrides.pop("name", None)
-      varying = {k: v for k, v in {**entry, **combo}.items()
-                 if k not in ("config", "name")}
-      if "config" in combo or ("config" in entry and len(spec["runs"]) > 1):
-        varying = {"config": config, **varying}
-      index = len(runs)
-      runs.append(dict(config=config, overrides=overrides,
-                       name=name or f"{index:03d}_{_slug(varying)}", index=index))
+  for entry, values in itertools.product(
+      spec["runs"] or [{}], itertools.product(*spec["grid"].values())):
+    combo = dict(zip(spec["grid"], values))
+    overrides = {**spec["set"], **entry, **combo}
+    config = overrides.pop("config", spec.get("config"))
+    name = overrides.pop("name", None)
+    varying = {k: v for k, v in {**entry, **combo}.items()
+               if k not in ("config", "name")}
+    if "config" in combo or ("config" in entry and len(spec["runs"]) > 1):
+      varying = {"config": config, **varying}
+    name = name or f"{len(runs):03d}_{_slug(varying)}"
+    if not config:
+      raise SweepError(f"run {name!r} has no config: give the file (or the run) a "
+                       "'config', configs/<file>.py[:arg].")
+    runs.append(dict(config=config, overrides=overrides, name=name, index=len(runs)))
   names = [run["name"] for run in runs]
   if duplicate := next((n for n in names if names.count(n) > 1), None):
     raise SweepError(f"two runs are both named {duplicate!r}; names must be "
@@ -157,86 +128,65 @@ def _slug(varying: dict[str, Any]) -> str:
   return re.sub(r"[^A-Za-z0-9_.=-]+", "", slug.replace(",", "-"))[:120]
 
 
+@functools.cache
 def load_config(config_arg: str) -> ml_collections.ConfigDict:
   """configs/<file>.py[:arg] -> its get_config([arg]), as train.py sees it."""
-  path_text, _, arg = config_arg.partition(":")
-  path = REPO_ROOT / path_text  # An absolute path_text stays as it is.
-  if not path.exists():
-    raise SweepError(f"config file {path_text!r} does not exist (relative to "
-                     f"the repository root {REPO_ROOT}).")
-  spec = importlib.util.spec_from_file_location(f"_sweep_config_{path.stem}", path)
-  module = importlib.util.module_from_spec(spec)
-  try:
-    spec.loader.exec_module(module)
-    return module.get_config(arg) if arg else module.get_config()
+  path, _, arg = config_arg.partition(":")
+  try:  # Relative to the repository root; an absolute path stays as it is.
+    module = runpy.run_path(str(reporting.REPO_ROOT / path))
+    return module["get_config"](*filter(None, [arg]))
   except Exception as error:  # pylint: disable=broad-except
     raise SweepError(f"config {config_arg!r} does not load: "
                      f"{type(error).__name__}: {error}") from None
 
 
-def resolve(run: dict[str, Any], cache: dict[str, ml_collections.ConfigDict]
-            ) -> ml_collections.ConfigDict:
-  """The run's config with its overrides; unknown fields and bad values fail."""
-  if run["config"] not in cache:
-    cache[run["config"]] = load_config(run["config"])
-  config = copy.deepcopy(cache[run["config"]])
+def resolve(run: dict[str, Any]) -> ml_collections.ConfigDict:
+  """The run's config with its fields set as train.py sets them; bad ones fail."""
+  config = copy.deepcopy(load_config(run["config"]))
   config.lock()  # Unknown fields raise KeyError, values of the wrong type TypeError.
-  for key, value in run["overrides"].items():
-    try:
-      config.update_from_flattened_dict(
-          {key: reporting.parse_value(value) if isinstance(value, str) else value})
-    except KeyError:
-      node = config
-      for part in key.split(".")[:-1]:
-        if not isinstance(node.get(part), ml_collections.ConfigDict):
-          break
-        node = node[part]
-      raise SweepError(
-          f"run {run['name']!r}: {run['config']} has no field {key!r} "
-          f"(--config.{key} would fail in train.py). Fields there: "
-          f"{', '.join(sorted(node.keys()))}.") from None
-    except (TypeError, ValueError) as error:
-      raise SweepError(f"run {run['name']!r}: cannot set {key}={value!r}: "
-                       f"{error}") from None
+  fields = {key: reporting.parse_value(value) if isinstance(value, str) else value
+            for key, value in run["overrides"].items() if not key.startswith(MODEL)}
+  model_fields = [(key.removeprefix(MODEL), format_value(value))
+                  for key, value in run["overrides"].items() if key.startswith(MODEL)]
+  try:
+    config.update_from_flattened_dict(fields)
+    if model_fields:  # Typed by the model's config class, as train.py types them.
+      from lambda_networks.train import model_flags  # pylint: disable=g-import-not-at-top
+      model_flags.apply(config, model_fields)
+  except (KeyError, TypeError, ValueError) as error:
+    text, hint = str(error.args[0]), re.search("Did you mean .*", str(error.args[0]))
+    text = text.split(" Other fields present")[0] + (f" {hint[0]}" if hint else "")
+    raise SweepError(f"run {run['name']!r} ({run['config']}): {text}") from None
   return config
-
-
-def commands(run: dict[str, Any], args: argparse.Namespace) -> list[list[str]]:
-  """The run's command(s): train, then eval if asked, wrapped by the launcher."""
-  train_args = [f"--config={run['config']}", f"--workdir={run['workdir']}",
-                *(f"--config.{key}={format_value(value)}"
-                  for key, value in run["overrides"].items())]
-  launcher = LAUNCHERS[args.launcher]
-  job = ["--job-name", run["job_name"]] if args.launcher == "slurm" else []
-  return [[args.python, entry, *train_args] if launcher is None else
-          [launcher, *job, *shlex.split(args.launcher_args), "--entry", entry,
-           "--", *train_args]
-          for entry in ["train.py", "eval.py"][:1 + args.with_eval]]
 
 
 def build_manifest(spec: dict[str, Any], args: argparse.Namespace
                    ) -> dict[str, Any]:
-  runs, cache = expand(spec), {}
-  root = spec["root"].rstrip("/")
+  """Every run's workdir, fields and commands (train, then eval if asked)."""
+  runs, root = expand(spec), spec["root"].rstrip("/")
+  launcher = LAUNCHERS[args.launcher]
   for run in runs:
     run["workdir"] = f"{root}/{spec['name']}/{run['name']}"
     run["job_name"] = f"{spec['name']}-{run['name']}"[:64]
-    if args.no_validate:
-      run.update(model=None, image_size=None)
-    else:
-      config = resolve(run, cache)
-      run.update({key: config.get(key) for key in (
-          "model", "image_size", "dataset", "global_batch_size")})
-    run["commands"] = commands(run, args)
+    config = {} if args.no_validate else resolve(run)
+    run.update({key: config.get(key) for key in (
+        "model", "image_size", "dataset", "global_batch_size")})
+    train_args = [f"--config={run['config']}", f"--workdir={run['workdir']}",
+                  *(f"--config.{key}={format_value(value)}"
+                    for key, value in run["overrides"].items())]
+    job = ["--job-name", run["job_name"]] if args.launcher == "slurm" else []
+    run["commands"] = [
+        [args.python, entry, *train_args] if launcher is None else
+        [launcher, *job, *shlex.split(args.launcher_args), "--entry", entry, "--",
+         *train_args] for entry in ["train.py", "eval.py"][:1 + args.with_eval]]
     run["command_lines"] = [shlex.join(c) for c in run["commands"]]
     finished = "://" not in root and (
         pathlib.Path(run["workdir"]) / "final_metrics.json").exists()
     run["status"] = "finished before" if finished else "pending"
-  return dict(
-      name=spec["name"], root=root, launcher=args.launcher,
-      created=datetime.datetime.now(datetime.timezone.utc).strftime(
-          "%Y-%m-%dT%H:%M:%SZ"),
-      git_commit=reporting.git_commit(short=False), spec=spec, runs=runs)
+  created = datetime.datetime.now(datetime.timezone.utc)
+  return dict(name=spec["name"], root=root, launcher=args.launcher,
+              created=created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+              git_commit=reporting.git_commit(short=False), spec=spec, runs=runs)
 
 
 def write_manifest(manifest: dict[str, Any], path: pathlib.Path) -> None:
@@ -254,7 +204,8 @@ def run_locally(manifest: dict[str, Any], path: pathlib.Path, *,
       continue
     for command in run["commands"]:
       print(f"[{run['index']}] $ {shlex.join(command)}", flush=True)
-      if code := subprocess.run(command, cwd=REPO_ROOT, check=False).returncode:
+      code = subprocess.run(command, cwd=reporting.REPO_ROOT, check=False).returncode
+      if code:
         break
     run["status"] = f"failed (exit {code})" if code else "done"
     write_manifest(manifest, path)
@@ -268,15 +219,12 @@ def run_locally(manifest: dict[str, Any], path: pathlib.Path, *,
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   parser = reporting.parser(__doc__)
   add = parser.add_argument
-  add("--config", help="configs/<file>.py[:arg], as for train.py")
-  add("--file", help="a JSON sweep file (see above)")
-  add("--grid", action="append", default=[], metavar="FIELD=V1,V2,...",
-      help="a grid axis (repeatable)")
-  add("--set", action="append", default=[], metavar="FIELD=VALUE",
-      help="a field for every run (repeatable)")
-  add("--root", help="workdirs go to ROOT/NAME/RUN (local or gs://; default "
-      "results/sweeps)")
-  add("--name", help="sweep name (default: 'sweep')")
+  add("--file", required=True, help="the JSON sweep file (see above)")
+  add("--set", action="append", default=[], type=field_value,
+      metavar="FIELD=VALUE", help="a field for every run (repeatable)")
+  add("--root", help="workdirs go to ROOT/NAME/RUN (local or gs://; default: "
+      "the file's, else results/sweeps)")
+  add("--name", help="sweep name (default: the file's, else 'sweep')")
   add("--manifest", type=pathlib.Path, help="manifest path (default: ROOT/NAME/"
       "manifest.json, or results/sweeps/NAME/ for bucket roots)")
   add("--launcher", choices=list(LAUNCHERS), default="local")
@@ -300,11 +248,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
   args = parse_args(argv)
   try:
-    manifest = build_manifest(spec_from_args(args), args)
+    manifest = build_manifest(read_spec(args), args)
   except SweepError as error:
     raise SystemExit(f"sweep: {error}") from None
   root = manifest["root"] if "://" not in manifest["root"] else (
-      REPO_ROOT / "results" / "sweeps")
+      reporting.REPO_ROOT / "results" / "sweeps")
   path = args.manifest or pathlib.Path(root) / manifest["name"] / "manifest.json"
   if args.dry_run:
     print(f"# dry run: {len(manifest['runs'])} runs; the manifest would be {path}")

@@ -97,6 +97,10 @@ def test_slurm_checks_its_arguments():
   assert result.returncode == 2 and "--nodes must be a positive integer" in result.stderr
   result = run("launch_slurm.sh", "--dry-run", "--", "--config=c.py", check=False)
   assert result.returncode == 2 and "--workdir" in result.stderr
+  result = run("launch_slurm.sh", "--dry-run", "--nodes", check=False)
+  assert result.returncode == 2 and "--nodes needs a value" in result.stderr
+  result = run("launch_slurm.sh", "--dry-run", "--nodes=2", "--", *TRAIN_ARGS)
+  assert "#SBATCH --nodes=2" in result.stdout.splitlines()
 
 
 def test_prepare_imagenet_dry_run(tmp_path):
@@ -132,7 +136,7 @@ def test_shell_help(script):
 
 
 @pytest.mark.parametrize("module, flags", [
-    ("sweep", ("--file", "--grid", "--launcher", "--dry-run")),
+    ("sweep", ("--file", "--set", "--launcher", "--dry-run")),
     ("speed_accuracy", ("--benchmarks", "--metrics", "--manifest"))])
 def test_python_scripts_run_as_modules(module, flags):
   """`python -m scripts.NAME --help` works (no JAX import: fast)."""

@@ -10,23 +10,22 @@ from scripts import sweep
 CONFIG = "configs/resnet50_90ep.py:resnet50_lambda"
 
 
-def test_split_values_respects_brackets_and_semicolons():
-  assert sweep.split_values("8,16") == ["8", "16"]
-  assert sweep.split_values("(1,1),(2,2)") == ["(1,1)", "(2,2)"]
-  assert sweep.split_values("configs/a.py:50,128;configs/a.py:50,160") == [
-      "configs/a.py:50,128", "configs/a.py:50,160"]
-  with pytest.raises(sweep.SweepError):
-    sweep.split_values("(1,2")
+def sweep_file(directory, **spec):
+  """Writes a sweep file into `directory` and returns its --file flag."""
+  path = directory / f"{spec.get('name', 'sweep')}.json"
+  path.write_text(json.dumps(spec))
+  return f"--file={path}"
 
 
 def test_grid_expands_to_runs_with_own_workdirs(tmp_path, capsys):
   manifest = sweep.main([
-      f"--config={CONFIG}", "--grid", "model_overrides.intra_depth=1,4",
-      "--grid", "image_size=160,224", "--set", "num_train_steps=100",
-      f"--root={tmp_path}", "--name=grid", "--print"])
+      sweep_file(tmp_path, name="grid", config=CONFIG, root=str(tmp_path),
+                 grid={"model_overrides.intra_depth": [1, 4],
+                       "image_size": [160, 224]}),
+      "--set", "num_train_steps=100", "--print"])
   runs = manifest["runs"]
   assert [(r["overrides"]["model_overrides.intra_depth"], r["overrides"]["image_size"])
-          for r in runs] == [("1", "160"), ("1", "224"), ("4", "160"), ("4", "224")]
+          for r in runs] == [(1, 160), (1, 224), (4, 160), (4, 224)]
   assert len({r["workdir"] for r in runs}) == 4
   assert runs[2]["workdir"] == f"{tmp_path}/grid/002_intra_depth-4_image_size-160"
   assert runs[2]["model"] == "resnet50_lambda" and runs[2]["image_size"] == 160
@@ -39,12 +38,36 @@ def test_grid_expands_to_runs_with_own_workdirs(tmp_path, capsys):
   written = json.loads((tmp_path / "grid" / "manifest.json").read_text())
   assert [r["command_lines"] for r in written["runs"]] == [
       r["command_lines"] for r in runs]
-  assert written["git_commit"] and written["spec"]["grid"]["image_size"] == ["160", "224"]
+  assert written["git_commit"] and written["spec"]["grid"]["image_size"] == [160, 224]
+  assert written["spec"]["set"] == {"num_train_steps": "100"}
+
+
+def test_values_are_formatted_as_config_flags_reads_them(tmp_path):
+  runs = sweep.main([sweep_file(
+      tmp_path, config=CONFIG, root=str(tmp_path),
+      grid={"model_overrides.receptive_field": [[7, 7], [9]], "seed": [0]}),
+      "--no-validate", "--dry-run"])["runs"]
+  assert [r["name"] for r in runs] == ["000_receptive_field-7-7_seed-0",
+                                       "001_receptive_field-9-_seed-0"]
+  assert [r["commands"][0][-2] for r in runs] == [
+      "--config.model_overrides.receptive_field=(7,7)",
+      "--config.model_overrides.receptive_field=(9,)"]
+
+
+def test_model_fields_are_typed_by_the_model_as_train_py_types_them(tmp_path):
+  """Fields the config file does not list, values of another type than it lists."""
+  runs = sweep.main([sweep_file(
+      tmp_path, config=CONFIG, set={"model_overrides.width_multiplier": 0.25,
+                                    "model_overrides.receptive_field": "global"}),
+      "--dry-run"])["runs"]
+  assert runs[0]["command_lines"][0].endswith(
+      "--config.model_overrides.width_multiplier=0.25 "
+      "--config.model_overrides.receptive_field=global")
 
 
 def test_dry_run_writes_nothing(tmp_path, capsys):
-  sweep.main([f"--config={CONFIG}", "--grid", "image_size=128,160",
-              f"--root={tmp_path}", "--name=dry", "--dry-run", "--with-eval"])
+  sweep.main([sweep_file(tmp_path, name="dry", config=CONFIG, root=str(tmp_path),
+                         grid={"image_size": [128, 160]}), "--dry-run", "--with-eval"])
   out = capsys.readouterr().out
   assert "dry run: 2 runs" in out
   assert out.count("python train.py") == 2 and out.count("python eval.py") == 2
@@ -59,13 +82,10 @@ def test_file_runs_times_grid_with_names_and_configs(tmp_path):
                 "model_overrides.intra_depth": 4,
                 "model_overrides.receptive_field": 7}],
       "grid": {"seed": [0, 1]}}
-  path = tmp_path / "sweep.json"
-  path.write_text(json.dumps(spec))
   with pytest.raises(SystemExit, match="both named 'lambda_u4_r7'"):
-    sweep.main([f"--file={path}", "--dry-run"])  # Named run × 2 seeds.
+    sweep.main([sweep_file(tmp_path, **spec), "--dry-run"])  # Named run × 2 seeds.
   spec["grid"] = {}
-  path.write_text(json.dumps(spec))
-  runs = sweep.main([f"--file={path}", "--dry-run"])["runs"]
+  runs = sweep.main([sweep_file(tmp_path, **spec), "--dry-run"])["runs"]
   assert [r["name"] for r in runs] == ["000_resnet50_90ep-resnet50", "lambda_u4_r7"]
   assert [r["model"] for r in runs] == ["resnet50", "resnet50_lambda"]
   assert runs[1]["command_lines"][0].endswith(
@@ -73,31 +93,53 @@ def test_file_runs_times_grid_with_names_and_configs(tmp_path):
       "--config.model_overrides.receptive_field=7")
 
 
-def test_unknown_fields_and_bad_values_fail_before_running(tmp_path):
-  with pytest.raises(SystemExit, match="has no field 'model_overrides.query_dept'.*"
-                     "intra_depth, query_depth, receptive_field"):
-    sweep.main([f"--config={CONFIG}", "--grid", "model_overrides.query_dept=8,16",
+def test_unknown_fields_and_bad_values_fail_before_running(tmp_path, capsys):
+  with pytest.raises(SystemExit) as typo:
+    sweep.main([sweep_file(tmp_path, config=CONFIG,
+                           grid={"model_overrides.query_dept": [8, 16]}),
                 "--dry-run"])
-  with pytest.raises(SystemExit, match="cannot set model_overrides.receptive_field"):
-    sweep.main([f"--config={CONFIG}", "--set", "model_overrides.receptive_field=big",
+  message = str(typo.value)
+  assert "model_overrides.query_dept: 'resnet50_lambda' (ResNetConfig) has no " \
+      "field 'query_dept'" in message
+  assert all(field in message for field in ("intra_depth", "query_depth",
+                                            "receptive_field"))
+  with pytest.raises(SystemExit, match='Key "seeds" does not exist.* Did you '
+                     'mean "seed"'):
+    sweep.main([sweep_file(tmp_path, config=CONFIG, grid={"seeds": [1]}),
                 "--dry-run"])
+  with pytest.raises(SystemExit, match="receptive_field must be an odd positive "
+                     "int, 'global' or None, got 'big'"):
+    sweep.main([sweep_file(tmp_path, config=CONFIG), "--set",
+                "model_overrides.receptive_field=big", "--dry-run"])
+  with pytest.raises(SystemExit, match="Could not override field 'seed'"):
+    sweep.main([sweep_file(tmp_path, config=CONFIG), "--set", "seed=x", "--dry-run"])
   with pytest.raises(SystemExit, match="no config"):
-    sweep.main(["--grid", "seed=1,2", "--dry-run"])
-  with pytest.raises(SystemExit, match="does not exist"):
-    sweep.main(["--config=configs/nope.py", "--dry-run"])
+    sweep.main([sweep_file(tmp_path, grid={"seed": [1, 2]}), "--dry-run"])
+  with pytest.raises(SystemExit, match="nope.py.* does not load: FileNotFoundError"):
+    sweep.main([sweep_file(tmp_path, config="configs/nope.py"), "--dry-run"])
+  with pytest.raises(SystemExit, match="unknown key.*'grids'"):
+    sweep.main([sweep_file(tmp_path, config=CONFIG, grids={"seed": [1]}), "--dry-run"])
+  with pytest.raises(SystemExit, match=r"\['seed'\] need a non-empty list"):
+    sweep.main([sweep_file(tmp_path, config=CONFIG, grid={"seed": "1,2"}), "--dry-run"])
+  with pytest.raises(SystemExit):
+    sweep.main([sweep_file(tmp_path, config=CONFIG), "--set", "seed", "--dry-run"])
+  assert "must look like FIELD=VALUE" in capsys.readouterr().err
+  (tmp_path / "broken.json").write_text("{")
+  with pytest.raises(SystemExit, match="cannot read .*broken.json"):
+    sweep.main([f"--file={tmp_path / 'broken.json'}", "--dry-run"])
 
 
 def test_launchers_wrap_the_same_train_arguments(tmp_path):
-  runs = sweep.main([f"--config={CONFIG}", "--grid", "seed=0,1", "--name=s",
-                     "--root=gs://bucket/runs", "--launcher=slurm",
+  file_flag = sweep_file(tmp_path, name="s", config=CONFIG, root="gs://bucket/runs",
+                         grid={"seed": [0, 1]})
+  runs = sweep.main([file_flag, "--launcher=slurm",
                      "--launcher-args=--nodes 4 --gpus-per-node 8",
                      f"--manifest={tmp_path / 'm.json'}", "--print"])["runs"]
   assert runs[0]["commands"][0] == [
       "scripts/launch_slurm.sh", "--job-name", "s-000_seed-0", "--nodes", "4",
       "--gpus-per-node", "8", "--entry", "train.py", "--", f"--config={CONFIG}",
       "--workdir=gs://bucket/runs/s/000_seed-0", "--config.seed=0"]
-  runs = sweep.main([f"--config={CONFIG}", "--grid", "seed=0,1", "--name=s",
-                     "--root=gs://bucket/runs", "--launcher=tpu",
+  runs = sweep.main([file_flag, "--launcher=tpu",
                      "--launcher-args=--tpu pod --zone europe-west4-a",
                      "--with-eval", "--dry-run"])["runs"]
   assert [c[:6] for c in runs[1]["commands"]] == [
@@ -111,7 +153,7 @@ def test_local_runs_go_one_after_another_and_skip_finished(tmp_path, capsys):
   (root / "local" / "001_seed-1").mkdir(parents=True)
   (root / "local" / "001_seed-1" / "final_metrics.json").write_text("{}")
   # `echo` stands in for the interpreter: each "run" prints its arguments.
-  manifest = sweep.main([f"--config={CONFIG}", "--grid", "seed=0,1,2",
+  manifest = sweep.main([sweep_file(tmp_path, config=CONFIG, grid={"seed": [0, 1, 2]}),
                          f"--root={root}", "--name=local", "--python=echo"])
   out = capsys.readouterr().out
   assert [r["status"] for r in manifest["runs"]] == ["done", "finished before", "done"]
@@ -122,8 +164,8 @@ def test_local_runs_go_one_after_another_and_skip_finished(tmp_path, capsys):
 
 def test_a_failed_run_stops_the_sweep(tmp_path):
   with pytest.raises(SystemExit, match="1 run"):
-    sweep.main([f"--config={CONFIG}", "--grid", "seed=0,1", f"--root={tmp_path}",
-                "--name=fail", "--python=false"])
+    sweep.main([sweep_file(tmp_path, name="fail", config=CONFIG, root=str(tmp_path),
+                           grid={"seed": [0, 1]}), "--python=false"])
   written = json.loads((tmp_path / "fail" / "manifest.json").read_text())
   assert [r["status"] for r in written["runs"]] == ["failed (exit 1)", "pending"]
 

@@ -6,13 +6,11 @@ paper-reported) into PREFIX.md (the table, and the speed-up at equal
 accuracy: the EfficientNet step time at a LambdaResNet's accuracy, log-linearly
 interpolated between the two EfficientNets that bracket it, over its own),
 PREFIX.csv and PREFIX.png (hollow markers: paper-reported accuracies). A
-metrics JSON names its model and image size in its fields, in a sweep manifest
-(`--manifest`), or after the path: `PATH#model=NAME,image_size=160`; a workdir
-stands for its newest eval_*.json.
+metrics JSON names the model and image size it scores; a workdir stands for
+its newest eval_*.json.
 
   python -m scripts.speed_accuracy --benchmarks results/benchmarks/models.csv \\
-      --metrics runs/l50_160#model=lambda_resnet50,image_size=160 \\
-      --out docs/speed_accuracy_cpu
+      --metrics runs/lambda_resnet_family/*/ --out docs/speed_accuracy_cpu
 """
 
 from __future__ import annotations
@@ -106,34 +104,24 @@ def newest_eval_json(workdir: pathlib.Path) -> pathlib.Path | None:
   return max(found)[2] if found else (final if final.exists() else None)
 
 
-def load_metrics(specs: Iterable[str], manifests: Iterable[pathlib.Path]
+def load_metrics(paths: Iterable[str | pathlib.Path]
                  ) -> dict[tuple[str, int], float]:
-  """(model, image size) -> measured top-1 in percent."""
-  entries = []
-  for spec in specs:  # 'PATH#model=x,image_size=160'
-    path, _, labels = spec.partition("#")
-    given = dict(item.partition("=")[::2] for item in filter(None, labels.split(",")))
-    if set(given) - set(KEY) or "" in given.values():
-      raise ValueError(f"metrics labels in {spec!r} must be model=NAME or "
-                       "image_size=INT.")
-    entries.append((pathlib.Path(path), given))
-  entries += [(pathlib.Path(run["workdir"]), run) for manifest in manifests
-              for run in json.loads(pathlib.Path(manifest).read_text())["runs"]]
+  """(model, image size) -> measured top-1 in percent, from eval.py's JSONs."""
   results = {}
-  for path, given in entries:
+  for path in map(pathlib.Path, paths):
     if (found := newest_eval_json(path) if path.is_dir() else path) is None:
       print(f"note: no eval_*.json in {path}; skipped", file=sys.stderr)
       continue
     data = json.loads(found.read_text())
-    model, size = (given.get(key) or data.get(key) for key in KEY)
-    if not model or not size:
+    if not data.get("model") or not data.get("image_size"):
       raise ValueError(
-          f"{found} does not say which model and image size it scores; add "
-          f"them after the path: '{found}#model=lambda_resnet50,image_size=160' "
-          "(or pass the sweep manifest with --manifest).")
+          f"{found} does not say which model and image size it scores (an "
+          "older eval.py wrote it); score the run again, which records them: "
+          f"python eval.py --workdir={found.parent}")
     if not isinstance(top1 := data.get("top1"), (int, float)):
       raise ValueError(f"{found} has no numeric 'top1' field.")
-    results[(model, int(size))] = 100 * top1 if top1 <= 1 else top1
+    results[(data["model"], int(data["image_size"]))] = (
+        100 * top1 if top1 <= 1 else top1)
   return results
 
 
@@ -270,10 +258,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   add = parser.add_argument
   add("--benchmarks", nargs="*", default=[], type=pathlib.Path,
       help="CSVs written by scripts/benchmark_models.py")
-  add("--metrics", nargs="*", default=[],
-      help="eval JSONs or workdirs, optionally '#model=NAME,image_size=INT'")
-  add("--manifest", nargs="*", default=[], type=pathlib.Path,
-      help="sweep manifests (scripts/sweep.py): runs' workdirs, models, sizes")
+  add("--metrics", nargs="*", default=[], type=pathlib.Path,
+      help="eval.py's JSONs, or workdirs (their newest eval JSON)")
   add("--reference", type=pathlib.Path,
       default=reporting.REPO_ROOT / "docs" / "paper_reference.csv")
   add("--batch", type=int, help="step size of the time axis (default: the "
@@ -296,7 +282,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   points = join(select_benchmarks(args.benchmarks, dtype=args.dtype,
                                   device=args.device,
                                   include_overrides=args.include_overrides),
-                load_metrics(args.metrics, args.manifest), reference,
+                load_metrics(args.metrics), reference,
                 all_paper_points=args.all_paper_points)
   batches = points.loc[points["train_examples_per_s"].notna(), "train_batch"]
   batch = args.batch or (int(batches.iloc[0]) if batches.nunique() == 1 else 1024)

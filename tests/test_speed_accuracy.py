@@ -44,12 +44,13 @@ def inputs(tmp_path):
   write_fixture_csv(tmp_path / "bench.csv")
   workdir = tmp_path / "run_l50_160"
   workdir.mkdir()
-  # What eval.py writes (no image size in it); an older step is ignored.
+  # What eval.py writes; an older step is ignored.
   (workdir / "eval_validation_step100.json").write_text(json.dumps(
       dict(top1=0.781, top5=0.94, loss=1.0, examples=50000, step=100,
-           weights="ema", split="validation", model="lambda_resnet50")))
+           weights="ema", split="validation", model="lambda_resnet50",
+           image_size=160)))
   (workdir / "eval_validation_step50.json").write_text(json.dumps(
-      dict(top1=0.5, model="lambda_resnet50", step=50)))
+      dict(top1=0.5, model="lambda_resnet50", image_size=160, step=50)))
   return tmp_path, workdir
 
 
@@ -58,7 +59,7 @@ def test_table_png_and_speedup(inputs):
   out = tmp_path / "out" / "sa"
   result = speed_accuracy.main([
       "--benchmarks", str(tmp_path / "bench.csv"),
-      "--metrics", f"{workdir}#image_size=160", "--out", str(out)])
+      "--metrics", str(workdir), "--out", str(out)])
   assert result["batch"] == 4
   png = out.with_suffix(".png").read_bytes()
   assert png.startswith(b"\x89PNG") and len(png) > 10_000
@@ -85,22 +86,24 @@ def test_table_png_and_speedup(inputs):
   assert len(rows) == 5 and rows[0]["top1_source"] in ("measured", "paper-reported")
 
 
-def test_manifest_gives_model_and_image_size(inputs):
+def test_workdirs_give_their_newest_eval_json(inputs):
   tmp_path, workdir = inputs
-  manifest = tmp_path / "manifest.json"
-  manifest.write_text(json.dumps({"runs": [
-      {"workdir": str(workdir), "model": "lambda_resnet50", "image_size": 160},
-      {"workdir": str(tmp_path / "not_run_yet"), "model": "efficientnet_b0",
-       "image_size": 224}]}))
-  (tmp_path / "not_run_yet").mkdir()
-  metrics = speed_accuracy.load_metrics([], [manifest])
+  (tmp_path / "not_run_yet").mkdir()  # A sweep run without eval JSON: skipped.
+  metrics = speed_accuracy.load_metrics([workdir, tmp_path / "not_run_yet"])
   assert metrics == {("lambda_resnet50", 160): pytest.approx(78.1)}
 
 
-def test_metrics_without_image_size_is_a_clear_error(inputs):
-  _, workdir = inputs
-  with pytest.raises(ValueError, match="image_size=160"):
-    speed_accuracy.load_metrics([str(workdir)], [])
+@pytest.mark.parametrize("fields, message", [
+    (dict(top1=0.78, model="lambda_resnet50"),
+     "does not say which model and image size.* python eval.py --workdir="),
+    (dict(top1=0.78, image_size=160), "python eval.py --workdir="),
+    (dict(top1="n/a", model="lambda_resnet50", image_size=160),
+     "no numeric 'top1'")])
+def test_metrics_without_model_size_or_top1_is_a_clear_error(tmp_path, fields,
+                                                             message):
+  (tmp_path / "eval_validation_step1.json").write_text(json.dumps(fields))
+  with pytest.raises(ValueError, match=message):
+    speed_accuracy.load_metrics([tmp_path])
 
 
 def test_no_bracketing_efficientnets_says_so(tmp_path):

@@ -14,7 +14,7 @@ import argparse
 import inspect
 import itertools
 import pathlib
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from lambda_networks import models
 from lambda_networks import paper
@@ -41,7 +41,6 @@ TABLE4_FIELDS = (
     "device_kind", "host_cpu", "jax", "flax", "git_commit", "date")
 MODEL_TABLE_FIELDS = ("model", "overrides", "image_size", "params_m",
                       "gflops_xla", "paper_params", "paper_top1", "paper_source")
-TABLE4_BASELINE = ("conv (baseline)", "resnet50", "")  # Hybrids table, C C C C.
 # Model-table variants that are overrides of a registry model, at 224.
 MODEL_TABLE_VARIANTS = (
     ("resnet50_lambda", {"intra_depth": 4, "receptive_field": 7}),
@@ -49,14 +48,9 @@ MODEL_TABLE_VARIANTS = (
 )
 
 
-def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
-  """['query_depth=8', 'stage_mixers=CCLL'] -> {'query_depth': 8, ...}."""
-  for item in items:
-    if "=" not in item or item.startswith("="):
-      raise ValueError(f"override {item!r} must look like field=value, e.g. "
-                       "query_depth=8 or stage_depths=(1,1,1,1).")
-  return {key.strip(): reporting.parse_value(value.strip())
-          for key, _, value in (item.partition("=") for item in items)}
+def parse_overrides(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
+  """[('query_depth', '8'), ('stage_mixers', 'CCLL')] -> {'query_depth': 8, ...}."""
+  return {field: reporting.parse_value(text) for field, text in pairs}
 
 
 def format_overrides(overrides: dict[str, Any]) -> str:
@@ -107,6 +101,13 @@ def throughput(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
                   mode=mode) | dict(dtype=args.dtype)
 
 
+def table4_references() -> list[dict[str, str]]:
+  """The conv baseline (the hybrids table's C C C C), then the Table 4 rows."""
+  return [dict(r, row="conv (baseline)") for r in paper.rows()
+          if (r["table"], r["model"], r["overrides"]) == ("hybrids", "resnet50", "")
+          ] + [r for r in paper.rows() if r["table"] == "table4"]
+
+
 def table4(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
   """The paper's Table 4: ResNet-50 with each spatial mixer, memory and speed.
 
@@ -121,19 +122,12 @@ def table4(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
   python -m scripts.benchmark_models table4 --batch 2 --out docs/table4_cpu
   python -m scripts.benchmark_models table4 --analytic-only   # seconds
   """
-  references = [dict(r, row=TABLE4_BASELINE[0]) for r in paper.rows(
-      args.reference) if (r["table"], r["model"], r["overrides"]) == (
-          "hybrids", *TABLE4_BASELINE[1:])]
-  references += [r for r in paper.rows(args.reference)
-                 if r["table"] == "table4"]
-  if unknown := sorted(set(args.rows or ()) - {r["row"] for r in references}):
-    raise SystemExit(f"unknown --rows {unknown}; choose from "
-                     f"{[r['row'] for r in references]}.")
-  for reference in references:
+  for reference in table4_references():
     if args.rows and reference["row"] not in args.rows:
       continue
     name = reference["model"]
-    overrides = parse_overrides(reference["overrides"].split())
+    overrides = parse_overrides(
+        map(reporting.field_value, reference["overrides"].split()))
     if args.dtype != "float32":
       overrides["dtype"] = args.dtype
     config = models.get_config(name, image_size=args.image_size, **overrides)
@@ -324,6 +318,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
       help="global batch sizes (split over the devices)")
   add("--modes", nargs="+", default=list(steps.MODES), choices=steps.MODES)
   add("--override", action="append", default=[], metavar="FIELD=VALUE",
+      type=reporting.field_value,
       help="model config override for every model (repeatable), e.g. "
       "width_multiplier=0.0625 or stage_depths=(1,1,1,1)")
   add = command(table4, TABLE4_FIELDS, ("layer",) + TABLE4_FIELDS[5:11],
@@ -333,10 +328,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   add("--analytic-batch", type=int, default=128,
       help="batch of the paper-convention analytic column")
   add("--image-size", type=int, default=224)
-  add("--rows", nargs="+", help="only these layer names (default: all)")
+  add("--rows", nargs="+", metavar="LAYER", help="only these layers (default: "
+      "all)", choices=[r["row"] for r in table4_references()])
   add("--analytic-only", action="store_true",
       help="analytic memory only: nothing compiled or run")
-  add("--reference", type=pathlib.Path, default=paper.REFERENCE)
   add = command(model_table, MODEL_TABLE_FIELDS, MODEL_TABLE_FIELDS[:5],
                 reporting.REPO_ROOT / "docs/model_table", model_table_markdown)
   add("--models", nargs="*", help="registry names (default: all)")

@@ -73,18 +73,20 @@ def describe_device(row: pd.Series) -> str:
 
 
 def select_benchmarks(paths: list[pathlib.Path], *, dtype: str | None,
-                      device: str | None, include_overrides: bool
-                      ) -> pd.DataFrame:
-  """One row per (model, size, mode): the measured one with the largest batch."""
+                      device: str | None) -> pd.DataFrame:
+  """One row per (model, size, mode): the measured one with the largest batch.
+
+  Rows of overridden models are left out: they are not the model their
+  accuracy (model, image size) is looked up for.
+  """
   columns = [*KEY, "mode", "batch_size", "step_time_ms", "examples_per_s",
              "gflops_per_example", "mfu", "device", "dtype"]
   if not paths:
     return pd.DataFrame(columns=columns)
   rows = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
   rows["examples_per_s"] = pd.to_numeric(rows["examples_per_s"], errors="coerce")
-  keep = (rows["status"] == "ok") & rows["examples_per_s"].notna()
-  if not include_overrides:
-    keep &= rows["overrides"].isna() | (rows["overrides"] == "")
+  keep = ((rows["status"] == "ok") & rows["examples_per_s"].notna()
+          & (rows["overrides"].isna() | (rows["overrides"] == "")))
   if dtype:
     keep &= rows.get("dtype") == dtype
   if device:
@@ -267,8 +269,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
       "throughput)")
   add("--dtype", help="only benchmark rows of this dtype")
   add("--device", help="only benchmark rows whose device_kind contains this")
-  add("--include-overrides", action="store_true", help="also use benchmark "
-      "rows of overridden models")
   add("--all-paper-points", action="store_true", help="list every paper "
       "model, not only measured ones")
   add("--out", type=pathlib.Path, default=pathlib.Path("results/speed_accuracy"),
@@ -280,8 +280,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   args = parse_args(argv)
   reference = pd.read_csv(args.reference)
   points = join(select_benchmarks(args.benchmarks, dtype=args.dtype,
-                                  device=args.device,
-                                  include_overrides=args.include_overrides),
+                                  device=args.device),
                 load_metrics(args.metrics), reference,
                 all_paper_points=args.all_paper_points)
   batches = points.loc[points["train_examples_per_s"].notna(), "train_batch"]

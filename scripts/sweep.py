@@ -63,14 +63,6 @@ def format_value(value: Any) -> str:
   return str(value)
 
 
-def field_value(text: str) -> tuple[str, str]:
-  """'FIELD=VALUE' (for --set) -> (FIELD, VALUE)."""
-  field, separator, value = (part.strip() for part in text.partition("="))
-  if not separator or not field:
-    raise argparse.ArgumentTypeError(f"{text!r} must look like FIELD=VALUE")
-  return field.removeprefix("config."), value
-
-
 def read_spec(args: argparse.Namespace) -> dict[str, Any]:
   """The sweep file, with --root, --name and --set over it."""
   try:
@@ -84,7 +76,8 @@ def read_spec(args: argparse.Namespace) -> dict[str, Any]:
     spec.setdefault(key, copy.deepcopy(default))
   spec.update((key, getattr(args, key)) for key in ("root", "name")
               if getattr(args, key) is not None)
-  spec["set"].update(args.set)
+  spec["set"].update((field.removeprefix("config."), value)
+                     for field, value in args.set)
   if bad := [k for k, v in spec["grid"].items() if not v or not isinstance(v, list)]:
     raise SweepError(f"grid field(s) {bad} need a non-empty list of values.")
   return spec
@@ -220,7 +213,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   parser = reporting.parser(__doc__)
   add = parser.add_argument
   add("--file", required=True, help="the JSON sweep file (see above)")
-  add("--set", action="append", default=[], type=field_value,
+  add("--set", action="append", default=[], type=reporting.field_value,
       metavar="FIELD=VALUE", help="a field for every run (repeatable)")
   add("--root", help="workdirs go to ROOT/NAME/RUN (local or gs://; default: "
       "the file's, else results/sweeps)")

@@ -36,6 +36,15 @@ def command_line(script: str, argv: Sequence[str]) -> str:
   return " ".join(["python -m", f"scripts.{script}", *argv])
 
 
+def field_value(text: str) -> tuple[str, str]:
+  """'FIELD=VALUE' -> (FIELD, VALUE), an argparse `type`; a clear error else."""
+  field, separator, value = (part.strip() for part in text.partition("="))
+  if not separator or not field:
+    raise argparse.ArgumentTypeError(
+        f"{text!r} must look like FIELD=VALUE, e.g. stage_depths=(1,1,1,1)")
+  return field, value
+
+
 def parse_value(text: str) -> Any:
   """'8' -> 8, '0.5' -> 0.5, '(1,1)' -> (1, 1), 'True' -> True, else the text."""
   try:

@@ -116,10 +116,9 @@ def markdown(rows: pd.DataFrame, header: str) -> str:
 
 
 def plot(rows: pd.DataFrame, path: pathlib.Path) -> None:
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+  from matplotlib import figure as mpl_figure  # pylint: disable=g-import-not-at-top
+  figure = mpl_figure.Figure(figsize=(11, 4))  # No pyplot: no GUI backend.
+  axes = figure.subplots(1, 2)
   for axis, (metric, (_, label)) in zip(axes, METRICS.items()):
     for variant, points in rows.groupby("variant", sort=False):
       points = points[points.status == "ok"]

@@ -68,7 +68,10 @@ def measure(args: argparse.Namespace, name: str, overrides: dict[str, Any],
             **point: Any) -> dict[str, Any]:
   """The point (image size, batch size, mode) and steps.measure's row for it."""
   return dict(model=name, overrides=format_overrides(overrides), **point) | (
-      steps.measure(name, overrides, **point, **args.step_options))
+      steps.measure(name, overrides, **point, memory_limit=args.memory_limit,
+                    num_classes=args.num_classes, num_devices=args.num_devices,
+                    compile_only=args.compile_only, warmup=args.warmup,
+                    repeats=args.repeats, max_seconds=args.max_seconds))
 
 
 def throughput(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
@@ -339,13 +342,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   for name in getattr(args, "models", None) or ():
     models.get_spec(name)  # A clear error for unknown names, before any work.
   args.command_line = reporting.command_line("benchmark_models", args.argv)
-  if "compile_only" in args:  # A measuring command: one memory limit for all.
-    args.step_options = dict(
-        memory_limit=steps.device_memory_bytes() if args.memory_limit_gib
-        is None else int(args.memory_limit_gib * steps.GIB),
-        num_classes=args.num_classes, num_devices=args.num_devices,
-        compile_only=args.compile_only, warmup=args.warmup,
-        repeats=args.repeats, max_seconds=args.max_seconds)
+  if "memory_limit_gib" in args:  # A measuring command: one limit for all.
+    args.memory_limit = (steps.device_memory_bytes() if args.memory_limit_gib
+                         is None else int(args.memory_limit_gib * steps.GIB))
   return args
 
 

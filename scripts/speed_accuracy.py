@@ -25,6 +25,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from lambda_networks import paper
 from lambda_networks.benchmarks import reporting
 
 LAMBDA, EFFICIENT = "LambdaResNet", "EfficientNet"
@@ -217,11 +218,10 @@ def markdown(points: pd.DataFrame, ratios: pd.DataFrame, batch: int,
 
 
 def plot(points: pd.DataFrame, batch: int, path: pathlib.Path) -> None:
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-
-  figure, axis = plt.subplots(figsize=(7.5, 5))
+  from matplotlib import figure as mpl_figure  # pylint: disable=g-import-not-at-top
+  from matplotlib import lines  # pylint: disable=g-import-not-at-top
+  figure = mpl_figure.Figure(figsize=(7.5, 5))  # No pyplot: no GUI backend.
+  axis = figure.subplots()
   colors = {LAMBDA: "tab:blue", EFFICIENT: "tab:orange"}
   shown = points.dropna(subset=["top1", "step_s"]).sort_values("step_s")
   for family, members in shown.groupby("family"):
@@ -247,12 +247,10 @@ def plot(points: pd.DataFrame, batch: int, path: pathlib.Path) -> None:
       ("top-1 measured here", dict(color="black", linestyle="none")),
       ("top-1 paper-reported", dict(color="black", linestyle="none",
                                     markerfacecolor="none"))]
-  axis.legend(handles=[matplotlib.lines.Line2D([], [], marker="o", label=name,
-                                               **style) for name, style in markers],
-              fontsize=8, loc="lower right")
+  axis.legend(handles=[lines.Line2D([], [], marker="o", label=name, **style)
+                       for name, style in markers], fontsize=8, loc="lower right")
   figure.tight_layout()
   figure.savefig(path, dpi=120)
-  plt.close(figure)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -262,8 +260,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
       help="CSVs written by scripts/benchmark_models.py")
   add("--metrics", nargs="*", default=[], type=pathlib.Path,
       help="eval.py's JSONs, or workdirs (their newest eval JSON)")
-  add("--reference", type=pathlib.Path,
-      default=reporting.REPO_ROOT / "docs" / "paper_reference.csv")
   add("--batch", type=int, help="step size of the time axis (default: the "
       "measured batch if all points share one, else 1024, scaled from measured "
       "throughput)")
@@ -278,7 +274,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
   args = parse_args(argv)
-  reference = pd.read_csv(args.reference)
+  reference = pd.read_csv(paper.REFERENCE)
   points = join(select_benchmarks(args.benchmarks, dtype=args.dtype,
                                   device=args.device),
                 load_metrics(args.metrics), reference,

@@ -137,7 +137,7 @@ def test_shell_help(script):
 
 @pytest.mark.parametrize("module, flags", [
     ("sweep", ("--file", "--set", "--launcher", "--dry-run")),
-    ("speed_accuracy", ("--benchmarks", "--metrics", "--reference"))])
+    ("speed_accuracy", ("--benchmarks", "--metrics", "--out"))])
 def test_python_scripts_run_as_modules(module, flags):
   """`python -m scripts.NAME --help` works (no JAX import: fast)."""
   result = subprocess.run([sys.executable, "-m", f"scripts.{module}", "--help"],

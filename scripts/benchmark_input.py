@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
+import multiprocessing
 import os
 import pathlib
-import subprocess
-import sys
 import time
+from typing import Any
 
 import pandas as pd
 
@@ -52,8 +51,9 @@ def parse_cores(text: str) -> int | str:
   return text if text == "all" else int(text)
 
 
-def worker(args: argparse.Namespace) -> None:
-  """Runs every (augment, size); JSON lines out."""
+def worker(args: argparse.Namespace, cores: int) -> list[dict[str, Any]]:
+  """Measures every (augment, size) in this process, pinned to `cores` cores."""
+  rows = []
   for augment, size in itertools.product(args.augments, args.image_sizes):
     layers, magnitude = parse_augment(augment)
     config = default.get_config()  # Pointed at the generated dataset:
@@ -61,27 +61,22 @@ def worker(args: argparse.Namespace) -> None:
                   image_size=size, randaugment_layers=layers,
                   randaugment_magnitude=magnitude, global_batch_size=args.batch,
                   seed=args.seed)
-    print(json.dumps(input_pipeline.measure(
-        config, augment=augment, images=args.images, cores=args.worker_cores)),
-          flush=True)
+    rows.append(input_pipeline.measure(config, augment=augment,
+                                       images=args.images, cores=cores))
+  return rows
 
 
 def run_workers(args: argparse.Namespace) -> pd.DataFrame:
-  """Runs `worker` in a process pinned to each of `args.cores` core counts."""
+  """Runs `worker` in a new process pinned to each of `args.cores` core counts."""
   available, rows = sorted(os.sched_getaffinity(0)), []
   try:
     for cores in args.cores:
       os.sched_setaffinity(0, available[:cores])  # The worker inherits it.
-      process = subprocess.run(
-          [sys.executable, "-m", "scripts.benchmark_input", *args.argv,
-           "--worker-cores", str(cores)], capture_output=True, text=True,
-          check=False, env=dict(os.environ, PYTHONPATH=str(reporting.REPO_ROOT)))
-      if process.returncode:
-        raise RuntimeError(f"worker on {cores} cores failed:\n{process.stderr[-3000:]}")
-      for line in process.stdout.splitlines():
-        if line.startswith("{"):
-          rows.append(json.loads(line))
-          print(PROGRESS.format(**rows[-1]), flush=True)
+      # Spawned: a fresh TensorFlow sizes its thread pools to the pinned cores.
+      with multiprocessing.get_context("spawn").Pool(1) as pool:
+        for row in pool.apply(worker, (args, cores)):
+          rows.append(row)
+          print(PROGRESS.format(**row), flush=True)
   finally:
     os.sched_setaffinity(0, available)
   return pd.DataFrame(rows, columns=input_pipeline.FIELDS)
@@ -123,19 +118,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   add("--profile", action="store_true",
       help="also time each stage on one core (profile.md)")
   add("--out", type=pathlib.Path, default=pathlib.Path("results/input"))
-  add("--worker-cores", type=int, default=0, help=argparse.SUPPRESS)
-  args = reporting.parse(parser, argv)
-  available = len(os.sched_getaffinity(0))  # A worker's: those it is pinned to.
+  args = parser.parse_args(argv)
+  available = len(os.sched_getaffinity(0))
   args.cores = list(dict.fromkeys(available if n == "all" else n for n in args.cores))
-  if not args.worker_cores and not all(1 <= n <= available for n in args.cores):
+  if not all(1 <= n <= available for n in args.cores):
     parser.error(f"--cores {args.cores}: this host has {available} usable cores.")
   return args
 
 
-def main(argv: list[str] | None = None) -> pd.DataFrame | None:
+def main(argv: list[str] | None = None) -> pd.DataFrame:
   args = parse_args(argv)
-  if args.worker_cores:
-    return worker(args)
   start = time.perf_counter()
   builder = jpeg_dataset.build(args.data_dir, num_train=args.num_train,
                                num_eval=args.num_eval, seed=args.seed,

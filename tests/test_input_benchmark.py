@@ -1,10 +1,9 @@
 """The generated JPEG dataset and scripts.benchmark_input (no timings asserted)."""
 
 import csv
-import json
 import os
 import pathlib
-import subprocess
+import types
 
 import pandas as pd
 import pytest
@@ -67,16 +66,14 @@ def _argv(built, *extra: str) -> list[str]:
           "--seed", "5", "--cores", "1", "--images", "4", "--batch", "2", *extra]
 
 
-def test_worker_measures_each_setting_in_order(built, monkeypatch, capsys):
+def test_worker_measures_each_setting_in_order(built, monkeypatch):
   """In process, timing nothing: which pipeline each (augment, size) gets."""
   monkeypatch.setattr(input_pipeline, "measure", lambda config, **kwargs: dict(
       kwargs, size=config.image_size, layers=config.randaugment_layers,
       magnitude=config.randaugment_magnitude, batch=config.global_batch_size,
       dataset=config.dataset, data_dir=config.data_dir))
-  benchmark_input.main(_argv(built, "--augments", "off", "2x15", "--image-sizes",
-                             "32", "48", "--worker-cores", "1"))
-  rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()
-          if line.startswith("{")]
+  rows = benchmark_input.worker(benchmark_input.parse_args(_argv(
+      built, "--augments", "off", "2x15", "--image-sizes", "32", "48")), 1)
   assert [(r["augment"], r["size"], r["layers"], r["magnitude"]) for r in rows] == [
       ("off", 32, 0, 0.0), ("off", 48, 0, 0.0), ("2x15", 32, 2, 15.0),
       ("2x15", 48, 2, 15.0)]
@@ -87,25 +84,36 @@ def test_worker_measures_each_setting_in_order(built, monkeypatch, capsys):
 
 
 def test_one_pinned_worker_per_core_count(built, monkeypatch, tmp_path):
-  """In process: each worker's cores and command line, the parent unpinned."""
+  """In process: each worker's cores and arguments, the parent unpinned."""
   calls = []
 
-  def fake_run(command, **kwargs):
-    del kwargs
-    cores = len(os.sched_getaffinity(0))  # What the worker would inherit.
-    args = benchmark_input.parse_args(command[3:])  # Parses once pinned.
-    calls.append((cores, args.worker_cores, command[2]))
-    row = dict.fromkeys(input_pipeline.FIELDS, 1.0) | dict(
-        augment="off", image_size=32, cores=cores, load_average_1min=0.5)
-    return subprocess.CompletedProcess(command, 0, json.dumps(row) + "\n", "")
+  class FakePool:  # multiprocessing.get_context("spawn").Pool(1), run here.
+    def __init__(self, processes):
+      assert processes == 1
 
-  monkeypatch.setattr(benchmark_input.subprocess, "run", fake_run)
+    def __enter__(self):
+      return self
+
+    def __exit__(self, *error):
+      del error
+
+    def apply(self, function, args):
+      cores = len(os.sched_getaffinity(0))  # What the worker would inherit.
+      calls.append((cores, args[1], function))
+      return [dict.fromkeys(input_pipeline.FIELDS, 1.0) | dict(
+          augment="off", image_size=32, cores=cores, load_average_1min=0.5)]
+
+  def get_context(method):
+    assert method == "spawn"  # Not forked: a fresh TensorFlow per worker.
+    return types.SimpleNamespace(Pool=FakePool)
+
+  monkeypatch.setattr(benchmark_input.multiprocessing, "get_context", get_context)
   rows = benchmark_input.run_workers(benchmark_input.parse_args(_argv(
       built, "--augments", "off", "--image-sizes", "32", "--cores", "1",
       str(len(AFFINITY)),
       "--out", str(tmp_path))))
   counts = list(dict.fromkeys([1, len(AFFINITY)]))
-  assert calls == [(n, n, "scripts.benchmark_input") for n in counts]
+  assert calls == [(n, n, benchmark_input.worker) for n in counts]
   assert rows.cores.tolist() == counts
   assert tuple(rows.columns) == input_pipeline.FIELDS
   assert os.sched_getaffinity(0) == AFFINITY

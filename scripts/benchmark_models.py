@@ -54,7 +54,7 @@ def parse_overrides(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
 
 
 def format_overrides(overrides: dict[str, Any]) -> str:
-  return " ".join(f"{k}={v}".replace(" ", "") for k, v in overrides.items())
+  return " ".join(f"{k}={reporting.format_value(v)}" for k, v in overrides.items())
 
 
 def image_sizes_for(name: str, sizes: list[str]) -> list[int]:

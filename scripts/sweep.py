@@ -56,13 +56,6 @@ class SweepError(ValueError):
   """A sweep file that cannot be expanded."""
 
 
-def format_value(value: Any) -> str:
-  """A JSON value as config_flags reads it after --config.field=."""
-  if isinstance(value, (list, tuple)):
-    return f"({','.join(map(format_value, value))}{',' * (len(value) == 1)})"
-  return str(value)
-
-
 def read_spec(args: argparse.Namespace) -> dict[str, Any]:
   """The sweep file, with --root, --name and --set over it."""
   try:
@@ -116,7 +109,7 @@ def _slug(varying: dict[str, Any]) -> str:
       path, sep, arg = str(value).partition(":")
       parts.append(pathlib.Path(path).stem + (f"-{arg}" if sep else ""))
     else:
-      parts.append(f"{key.split('.')[-1]}-{format_value(value)}")
+      parts.append(f"{key.split('.')[-1]}-{reporting.format_value(value)}")
   slug = "_".join(parts) or "run"
   return re.sub(r"[^A-Za-z0-9_.=-]+", "", slug.replace(",", "-"))[:120]
 
@@ -139,7 +132,7 @@ def resolve(run: dict[str, Any]) -> ml_collections.ConfigDict:
   config.lock()  # Unknown fields raise KeyError, values of the wrong type TypeError.
   fields = {key: reporting.parse_value(value) if isinstance(value, str) else value
             for key, value in run["overrides"].items() if not key.startswith(MODEL)}
-  model_fields = [(key.removeprefix(MODEL), format_value(value))
+  model_fields = [(key.removeprefix(MODEL), reporting.format_value(value))
                   for key, value in run["overrides"].items() if key.startswith(MODEL)]
   try:
     config.update_from_flattened_dict(fields)
@@ -165,7 +158,7 @@ def build_manifest(spec: dict[str, Any], args: argparse.Namespace
     run.update({key: config.get(key) for key in (
         "model", "image_size", "dataset", "global_batch_size")})
     train_args = [f"--config={run['config']}", f"--workdir={run['workdir']}",
-                  *(f"--config.{key}={format_value(value)}"
+                  *(f"--config.{key}={reporting.format_value(value)}"
                     for key, value in run["overrides"].items())]
     job = ["--job-name", run["job_name"]] if args.launcher == "slurm" else []
     run["commands"] = [

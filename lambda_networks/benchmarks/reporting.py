@@ -54,6 +54,13 @@ def parse_value(text: str) -> Any:
   return tuple(value) if isinstance(value, list) else value
 
 
+def format_value(value: Any) -> str:
+  """The inverse of `parse_value`, as config_flags reads it: (1, 1) -> '(1,1)'."""
+  if isinstance(value, (list, tuple)):
+    return f"({','.join(map(format_value, value))}{',' * (len(value) == 1)})"
+  return str(value)
+
+
 def git_commit(short: bool = True) -> str:
   """HEAD's commit ('+dirty' when tracked files changed), or 'unknown'."""
   try:

@@ -48,9 +48,13 @@ MODEL_TABLE_VARIANTS = (
 )
 
 
-def parse_overrides(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
-  """[('query_depth', '8'), ('stage_mixers', 'CCLL')] -> {'query_depth': 8, ...}."""
-  return {field: reporting.parse_value(text) for field, text in pairs}
+def parse_overrides(pairs: Iterable[tuple[str, str]], dtype: str
+                    ) -> dict[str, Any]:
+  """[('query_depth', '8')], 'bfloat16' -> {'query_depth': 8, 'dtype': ...}."""
+  overrides = {field: reporting.parse_value(text) for field, text in pairs}
+  if dtype != "float32":  # The models' default, not written as an override.
+    overrides.setdefault("dtype", dtype)
+  return overrides
 
 
 def format_overrides(overrides: dict[str, Any]) -> str:
@@ -91,9 +95,7 @@ def throughput(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
   python -m scripts.benchmark_models throughput --models resnet26 \\
       --image-sizes 32 --batch-sizes 2 --override width_multiplier=0.0625  # tiny
   """
-  overrides = parse_overrides(args.override)
-  if args.dtype != "float32":
-    overrides.setdefault("dtype", args.dtype)
+  overrides = parse_overrides(args.override, args.dtype)
   points = [(name, size, batch, mode) for name in args.models
             for size in image_sizes_for(name, args.image_sizes)
             for batch in args.batch_sizes for mode in args.modes]
@@ -130,9 +132,7 @@ def table4(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
       continue
     name = reference["model"]
     overrides = parse_overrides(
-        map(reporting.field_value, reference["overrides"].split()))
-    if args.dtype != "float32":
-      overrides["dtype"] = args.dtype
+        map(reporting.field_value, reference["overrides"].split()), args.dtype)
     config = models.get_config(name, image_size=args.image_size, **overrides)
     analytic = {
         column: round(memory.analytic_floats(
@@ -284,10 +284,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
               *, timing: tuple[int, int] | None = None) -> Callable[..., Any]:
     """A subcommand named after `rows`, whose docstring is its help."""
     doc = inspect.getdoc(rows)
-    sub = commands.add_parser(
-        rows.__name__.replace("_", "-"), help=doc.split("\n")[0],
-        description=doc.split("\n\n")[0], epilog=doc.partition("\n\n")[2],
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = reporting.parser(doc, commands.add_parser, help=doc.split("\n")[0],
+                           name=rows.__name__.replace("_", "-"))
     sub.set_defaults(table_rows=rows, fields=fields, progress=progress,
                      markdown=markdown)
     add = sub.add_argument

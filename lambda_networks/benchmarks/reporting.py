@@ -11,16 +11,17 @@ import platform
 import re
 import subprocess
 import sys
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
-def parser(doc: str) -> argparse.ArgumentParser:
-  """A parser whose help is the script's docstring (first paragraph on top)."""
-  return argparse.ArgumentParser(
-      description=doc.split("\n\n")[0], epilog="\n\n".join(doc.split("\n\n")[1:]),
-      formatter_class=argparse.RawDescriptionHelpFormatter)
+def parser(doc: str, make: Callable[..., argparse.ArgumentParser] = (
+    argparse.ArgumentParser), **kwargs: Any) -> argparse.ArgumentParser:
+  """A parser (or `make`'s, e.g. a subcommand's) whose help is `doc`."""
+  description, _, epilog = doc.partition("\n\n")  # First paragraph on top.
+  return make(description=description, epilog=epilog, **kwargs,
+              formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def parse(parser: argparse.ArgumentParser,

@@ -242,16 +242,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   path = args.manifest or pathlib.Path(root) / manifest["name"] / "manifest.json"
   if args.dry_run:
     print(f"# dry run: {len(manifest['runs'])} runs; the manifest would be {path}")
-  else:
-    write_manifest(manifest, path)
-  if args.dry_run or args.print:
     for run in manifest["runs"]:
-      if args.dry_run:
-        print(f"# [{run['index']}] {run['name']} ({run['status']}): model "
-              f"{run['model']}, image size {run['image_size']}")
-      print(*run["command_lines"], sep="\n")
-    if args.print:
-      print(f"# manifest: {path}", file=sys.stderr)
+      print(f"# [{run['index']}] {run['name']} ({run['status']}): model "
+            f"{run['model']}, image size {run['image_size']}",
+            *run["command_lines"], sep="\n")
+    return manifest
+  write_manifest(manifest, path)
+  if args.print:
+    print(*(line for run in manifest["runs"] for line in run["command_lines"]),
+          sep="\n")
+    print(f"# manifest: {path}", file=sys.stderr)
     return manifest
   print(f"manifest: {path}")
   if failures := run_locally(manifest, path, rerun=args.rerun,

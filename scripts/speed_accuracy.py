@@ -73,12 +73,12 @@ def describe_device(row: pd.Series) -> str:
   return f"{row.get('device_kind')}" + (f" ×{int(count)}" if pd.notna(count) else "")
 
 
-def select_benchmarks(paths: list[pathlib.Path], *, dtype: str | None,
-                      device: str | None) -> pd.DataFrame:
+def select_benchmarks(paths: list[pathlib.Path]) -> pd.DataFrame:
   """One row per (model, size, mode): the measured one with the largest batch.
 
   Rows of overridden models are left out: they are not the model their
-  accuracy (model, image size) is looked up for.
+  accuracy (model, image size) is looked up for. One benchmark CSV holds one
+  device and dtype; pass the CSVs of the setting to compare.
   """
   columns = [*KEY, "mode", "batch_size", "step_time_ms", "examples_per_s",
              "gflops_per_example", "mfu", "device", "dtype"]
@@ -88,11 +88,6 @@ def select_benchmarks(paths: list[pathlib.Path], *, dtype: str | None,
   rows["examples_per_s"] = pd.to_numeric(rows["examples_per_s"], errors="coerce")
   keep = ((rows["status"] == "ok") & rows["examples_per_s"].notna()
           & (rows["overrides"].isna() | (rows["overrides"] == "")))
-  if dtype:
-    keep &= rows.get("dtype") == dtype
-  if device:
-    keep &= rows["device_kind"].fillna("").str.lower().str.contains(
-        device.lower(), regex=False)
   rows = rows[keep].assign(device=lambda r: r.apply(describe_device, axis=1))
   return rows.sort_values("batch_size", kind="stable").groupby(
       [*KEY, "mode"]).tail(1).reindex(columns=columns)
@@ -263,8 +258,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   add("--batch", type=int, help="step size of the time axis (default: the "
       "measured batch if all points share one, else 1024, scaled from measured "
       "throughput)")
-  add("--dtype", help="only benchmark rows of this dtype")
-  add("--device", help="only benchmark rows whose device_kind contains this")
   add("--all-paper-points", action="store_true", help="list every paper "
       "model, not only measured ones")
   add("--out", type=pathlib.Path, default=pathlib.Path("results/speed_accuracy"),
@@ -275,9 +268,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
   args = parse_args(argv)
   reference = pd.read_csv(paper.REFERENCE)
-  points = join(select_benchmarks(args.benchmarks, dtype=args.dtype,
-                                  device=args.device),
-                load_metrics(args.metrics), reference,
+  points = join(select_benchmarks(args.benchmarks), load_metrics(args.metrics),
+                reference,
                 all_paper_points=args.all_paper_points)
   batches = points.loc[points["train_examples_per_s"].notna(), "train_batch"]
   batch = args.batch or (int(batches.iloc[0]) if batches.nunique() == 1 else 1024)

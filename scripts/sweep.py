@@ -154,7 +154,7 @@ def build_manifest(spec: dict[str, Any], args: argparse.Namespace
   for run in runs:
     run["workdir"] = f"{root}/{spec['name']}/{run['name']}"
     run["job_name"] = f"{spec['name']}-{run['name']}"[:64]
-    config = {} if args.no_validate else resolve(run)
+    config = resolve(run)
     run.update({key: config.get(key) for key in (
         "model", "image_size", "dataset", "global_batch_size")})
     train_args = [f"--config={run['config']}", f"--workdir={run['workdir']}",
@@ -225,8 +225,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   for flag, text in (
       ("--with-eval", "also run eval.py after each train.py"),
       ("--rerun", "also run runs whose workdir has final_metrics.json"),
-      ("--keep-going", "go on after a failed run"),
-      ("--no-validate", "do not load the configs to check the fields")):
+      ("--keep-going", "go on after a failed run")):
     add(flag, action="store_true", help=text)
   return parser.parse_args(argv)
 

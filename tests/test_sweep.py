@@ -45,13 +45,11 @@ def test_grid_expands_to_runs_with_own_workdirs(tmp_path, capsys):
 def test_values_are_formatted_as_config_flags_reads_them(tmp_path):
   runs = sweep.main([sweep_file(
       tmp_path, config=CONFIG, root=str(tmp_path),
-      grid={"model_overrides.receptive_field": [[7, 7], [9]], "seed": [0]}),
-      "--no-validate", "--dry-run"])["runs"]
-  assert [r["name"] for r in runs] == ["000_receptive_field-7-7_seed-0",
-                                       "001_receptive_field-9-_seed-0"]
+      grid={"mesh_shape": [[2, 4], [8]], "seed": [0]}), "--dry-run"])["runs"]
+  assert [r["name"] for r in runs] == ["000_mesh_shape-2-4_seed-0",
+                                       "001_mesh_shape-8-_seed-0"]
   assert [r["commands"][0][-2] for r in runs] == [
-      "--config.model_overrides.receptive_field=(7,7)",
-      "--config.model_overrides.receptive_field=(9,)"]
+      "--config.mesh_shape=(2,4)", "--config.mesh_shape=(8,)"]
 
 
 def test_model_fields_are_typed_by_the_model_as_train_py_types_them(tmp_path):

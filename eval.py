@@ -15,7 +15,6 @@ train.py.
 
 import functools
 import json
-import re
 import sys
 
 from absl import app
@@ -90,8 +89,8 @@ def main(argv):
   manager.close()
   if jax.process_index() == 0:
     print(text, flush=True)  # Before writing: a failed write loses nothing.
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", config.eval_split)
-    path = epath.Path(workdir) / f"eval_{name}_step{step}.json"
+    path = epath.Path(workdir) / workdir_lib.metrics_file_name(
+        config.eval_split, step)
     try:
       path.write_text(text + "\n")
     except OSError as error:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import re
 import sys
 from typing import Any, Iterable
 
@@ -26,7 +25,9 @@ import numpy as np
 import pandas as pd
 
 from lambda_networks import paper
+from lambda_networks.benchmarks import environment
 from lambda_networks.benchmarks import reporting
+from lambda_networks.train import workdir
 
 LAMBDA, EFFICIENT = "LambdaResNet", "EfficientNet"
 FAMILIES = {"lambda_resnet": LAMBDA, "efficientnet": EFFICIENT}
@@ -64,15 +65,6 @@ def family_of(model: str) -> str:
                if model.startswith(prefix)), "other")
 
 
-def describe_device(row: pd.Series) -> str:
-  """'NVIDIA H100 80GB HBM3 ×1' or, for CPUs, the host processor and cores."""
-  if row.get("backend") == "cpu" and pd.notna(row.get("host_cpu")):
-    cores = row.get("host_cpus")
-    return f"CPU {row['host_cpu']} ({'?' if pd.isna(cores) else int(cores)} cores)"
-  count = row.get("num_devices", row.get("device_count"))
-  return f"{row.get('device_kind')}" + (f" ×{int(count)}" if pd.notna(count) else "")
-
-
 def select_benchmarks(paths: list[pathlib.Path]) -> pd.DataFrame:
   """One row per (model, size, mode): the measured one with the largest batch.
 
@@ -88,18 +80,9 @@ def select_benchmarks(paths: list[pathlib.Path]) -> pd.DataFrame:
   rows["examples_per_s"] = pd.to_numeric(rows["examples_per_s"], errors="coerce")
   keep = ((rows["status"] == "ok") & rows["examples_per_s"].notna()
           & (rows["overrides"].isna() | (rows["overrides"] == "")))
-  rows = rows[keep].assign(device=lambda r: r.apply(describe_device, axis=1))
+  rows = rows[keep].assign(device=lambda r: r.apply(environment.device_label, axis=1))
   return rows.sort_values("batch_size", kind="stable").groupby(
       [*KEY, "mode"]).tail(1).reindex(columns=columns)
-
-
-def newest_eval_json(workdir: pathlib.Path) -> pathlib.Path | None:
-  """The eval_<split>_step<N>.json with the largest N (validation first)."""
-  found = [(int(m[2]), m[1] == "validation", path)
-           for path in workdir.glob("eval_*_step*.json")
-           if (m := re.fullmatch(r"eval_(.+)_step(\d+)\.json", path.name))]
-  final = workdir / "final_metrics.json"
-  return max(found)[2] if found else (final if final.exists() else None)
 
 
 def load_metrics(paths: Iterable[str | pathlib.Path]
@@ -107,7 +90,8 @@ def load_metrics(paths: Iterable[str | pathlib.Path]
   """(model, image size) -> measured top-1 in percent, from eval.py's JSONs."""
   results = {}
   for path in map(pathlib.Path, paths):
-    if (found := newest_eval_json(path) if path.is_dir() else path) is None:
+    found = workdir.newest_metrics_file(path) if path.is_dir() else path
+    if found is None:
       print(f"note: no eval_*.json in {path}; skipped", file=sys.stderr)
       continue
     data = json.loads(found.read_text())
@@ -124,7 +108,7 @@ def load_metrics(paths: Iterable[str | pathlib.Path]
 
 
 def join(benchmarks: pd.DataFrame, metrics: dict[tuple[str, int], float],
-         reference: pd.DataFrame, *, all_paper_points: bool) -> pd.DataFrame:
+         reference: pd.DataFrame) -> pd.DataFrame:
   """One row per model/size that something measured or the paper has."""
   train, inference = (benchmarks[benchmarks["mode"] == mode].set_index(KEY)
                       for mode in ("train", "inference"))
@@ -145,8 +129,7 @@ def join(benchmarks: pd.DataFrame, metrics: dict[tuple[str, int], float],
       (["headline"], {"train_examples_per_s": "paper_train_examples_per_s",
                       "hardware": "paper_hardware"})):
     rows = reference[reference["table"].isin(tables)][[*KEY, *columns]]
-    points = points.merge(rows.rename(columns=columns), on=KEY,
-                          how="outer" if all_paper_points else "left")
+    points = points.merge(rows.rename(columns=columns), on=KEY, how="left")
   points = points.assign(
       family=points["model"].map(family_of),
       top1=points["measured_top1"].astype(float).fillna(points["paper_top1"]),
@@ -258,8 +241,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   add("--batch", type=int, help="step size of the time axis (default: the "
       "measured batch if all points share one, else 1024, scaled from measured "
       "throughput)")
-  add("--all-paper-points", action="store_true", help="list every paper "
-      "model, not only measured ones")
   add("--out", type=pathlib.Path, default=pathlib.Path("results/speed_accuracy"),
       help="output prefix: PREFIX.md, PREFIX.csv, PREFIX.png")
   return reporting.parse(parser, argv)
@@ -269,8 +250,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   args = parse_args(argv)
   reference = pd.read_csv(paper.REFERENCE)
   points = join(select_benchmarks(args.benchmarks), load_metrics(args.metrics),
-                reference,
-                all_paper_points=args.all_paper_points)
+                reference)
   batches = points.loc[points["train_examples_per_s"].notna(), "train_batch"]
   batch = args.batch or (int(batches.iloc[0]) if batches.nunique() == 1 else 1024)
   # A training step of `batch` examples: measured, else from throughput.

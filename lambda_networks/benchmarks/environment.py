@@ -40,3 +40,13 @@ def summary(env: dict[str, Any]) -> str:
           f"host {env['host_cpu']}, {env['host_cpus']} CPUs), jax {env['jax']}, "
           f"flax {env['flax']}, commit {env['git_commit']}, {env['date']}")
 
+
+def device_label(row: dict[str, Any]) -> str:
+  """A result row's device: 'NVIDIA H100 80GB HBM3 ×1', or for CPUs the host
+  processor and cores. Missing values are None or NaN (pandas rows)."""
+  missing = lambda value: value is None or value != value  # pylint: disable=g-long-lambda
+  if row.get("backend") == "cpu" and not missing(row.get("host_cpu")):
+    cores = row.get("host_cpus")
+    return f"CPU {row['host_cpu']} ({'?' if missing(cores) else int(cores)} cores)"
+  count = row.get("num_devices", row.get("device_count"))
+  return f"{row.get('device_kind')}" + ("" if missing(count) else f" ×{int(count)}")

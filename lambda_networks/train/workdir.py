@@ -8,7 +8,7 @@ trainer is refused while the first lives; a lock left by a process that died
 on this host (SIGKILL, power loss) is taken over with a message. Local locks
 are created atomically (O_EXCL); on object stores (gs://) the check and the
 write are two steps, so two trainers started in the same instant may both
-pass.
+pass. eval.py's result files are named, and found, here.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import pathlib
+import re
 import socket
 import sys
 import time
@@ -162,3 +164,19 @@ class Lock:
       return False
     pid = holder.get("pid")
     return isinstance(pid, int) and pid != os.getpid() and not _alive(pid)
+
+
+def metrics_file_name(split: str, step: int) -> str:
+  """eval.py's result file for a split at a step: eval_<split>_step<N>.json."""
+  return f"eval_{re.sub(r'[^A-Za-z0-9_.-]+', '_', split)}_step{step}.json"
+
+
+def newest_metrics_file(workdir: str | pathlib.Path) -> pathlib.Path | None:
+  """The eval_<split>_step<N>.json with the largest N (validation first), else
+  the run's final_metrics.json, else None."""
+  workdir = pathlib.Path(workdir)
+  found = [(int(m[2]), m[1] == "validation", path)
+           for path in workdir.glob("eval_*_step*.json")
+           if (m := re.fullmatch(r"eval_(.+)_step(\d+)\.json", path.name))]
+  final = workdir / "final_metrics.json"
+  return max(found)[2] if found else (final if final.exists() else None)

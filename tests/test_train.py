@@ -20,25 +20,43 @@ from conftest import CONFIG, assert_same_state, run
 
 
 @pytest.mark.slow
-def test_end_to_end_on_mock_tfds(tmp_path):
+def test_end_to_end_on_mock_tfds_and_eval_from_the_workdir_alone(tmp_path):
+  """train.py on (mock) ImageNet with model overrides and eval_split=auto;
+  eval.py with nothing but --workdir reproduces training's final eval."""
   data_dir, workdir = tmp_path / "tfds", tmp_path / "run"
   mock = ["tests/tfds_mock.py", str(data_dir), "40", "37"]
   flags = [CONFIG, f"--workdir={workdir}", "--config.dataset=imagenet2012",
-           f"--config.data_dir={data_dir}", "--config.eval_split=validation",
+           f"--config.data_dir={data_dir}", "--config.eval_split=auto",
            "--config.image_size=32", "--config.randaugment_magnitude=5",
-           "--config.num_train_steps=4", "--config.eval_batch_size=16"]
+           "--config.num_train_steps=4", "--config.eval_batch_size=16",
+           "--config.model_overrides.receptive_field=none",
+           "--config.model_overrides.width_multiplier=0.5"]
   _, output = run([*mock, "train.py", *flags])
   assert "1000 classes" in output
   assert "eval at step 4 (ema weights, 37 examples of 'validation')" in output
   assert list(workdir.glob("events.out.tfevents.*")), "no TensorBoard events"
   assert (workdir / "checkpoints" / "4").is_dir()
+  saved = json.loads((workdir / "config.json").read_text())
+  assert saved["eval_split"] == "validation"  # "auto" resolved from the dataset.
+  assert saved["model_overrides"]["width_multiplier"] == 0.5
   final = json.loads((workdir / "final_metrics.json").read_text())
   assert final["examples"] == 37 and final["step"] == 4
+
+  # eval.py with only the workdir: the saved config, the same score.
+  result = workdir / "eval_validation_step4.json"
+  _, output = run([*mock, "eval.py", f"--workdir={workdir}"])
+  assert "WARNING" not in output
+  metrics = json.loads(result.read_text())
+  for key in ("top1", "top5", "loss", "examples", "step", "weights", "model",
+              "model_overrides", "dataset", "split", "image_size", "dtype"):
+    assert metrics[key] == final[key], key
+  assert metrics["model_overrides"]["receptive_field"] == "none"
+  assert metrics["model"] == "resnet26" and metrics["examples"] == 37
 
   # eval.py: another batch size, same count; raw weights on request.
   _, output = run([*mock, "eval.py", *flags, "--config.eval_batch_size=24",
                    "--weights=raw"])
-  metrics = json.loads((workdir / "eval_validation_step4.json").read_text())
+  metrics = json.loads(result.read_text())
   assert metrics["examples"] == 37
   assert metrics["weights"] == "raw" and metrics["step"] == 4
   assert 0.0 <= metrics["top1"] <= metrics["top5"] <= 1.0
@@ -98,15 +116,11 @@ def test_mismatched_checkpoint_is_refused(finished_run, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("flag,message", [
-    ("--config.not_a_field=1", "unknown config field 'not_a_field'"),
-    ("--config.global_batch_size=12", "not divisible by the 8 devices"),
-])
-def test_bad_flags_are_refused(tmp_path, flag, message):
-  code, output = run(["train.py", CONFIG, f"--workdir={tmp_path}", flag],
-                     expect_ok=False)
+def test_batch_not_divisible_by_the_devices_is_refused(tmp_path):
+  code, output = run(["train.py", CONFIG, f"--workdir={tmp_path}",
+                      "--config.global_batch_size=12"], expect_ok=False)
   assert code != 0
-  assert message in output, output[-3000:]
+  assert "not divisible by the 8 devices" in output, output[-3000:]
 
 
 def test_unknown_model_is_refused():
@@ -129,24 +143,3 @@ def test_non_finite_loss_stops_with_a_clear_message():
   ok = trainer._check_finite(5, {"loss": np.float32(1.0), "finite": np.bool_(True)},
                              Manager())
   assert ok == {"loss": 1.0}
-
-
-@pytest.mark.slow
-def test_eval_with_only_the_workdir_reproduces_training(tmp_path):
-  workdir = tmp_path / "run"
-  run(["train.py", CONFIG, f"--workdir={workdir}", "--config.num_train_steps=4",
-       "--config.eval_split=auto",
-       "--config.model_overrides.receptive_field=none",
-       "--config.model_overrides.width_multiplier=0.5"])
-  saved = json.loads((workdir / "config.json").read_text())
-  assert saved["eval_split"] == "test"  # "auto" resolved from the dataset.
-  assert saved["model_overrides"]["width_multiplier"] == 0.5
-  final = json.loads((workdir / "final_metrics.json").read_text())
-  _, output = run(["eval.py", f"--workdir={workdir}"])  # Nothing else.
-  assert "WARNING" not in output
-  metrics = json.loads((workdir / "eval_test_step4.json").read_text())
-  for key in ("top1", "top5", "loss", "examples", "step", "weights", "model",
-              "model_overrides", "dataset", "split", "image_size", "dtype"):
-    assert metrics[key] == final[key], key
-  assert metrics["model_overrides"]["receptive_field"] == "none"
-  assert metrics["model"] == "resnet26" and metrics["examples"] == 37

@@ -2,10 +2,13 @@
 
 Keys, abstract models and a jitted apply for the model tests; subprocess runs
 of train.py / eval.py and one finished training run for the end-to-end tests.
+Runs registered with `early_run` start with the session, in a background
+thread, so they overlap the in-process tests (mostly one core's work).
 pytest puts tests/ on sys.path (no __init__.py), so test files import the
 functions with `from conftest import ...`; fixtures need no import.
 """
 
+import concurrent.futures
 import functools
 import os
 import pathlib
@@ -103,8 +106,42 @@ def assert_same_state(expected_dir, actual_dir, **tolerance):
     else:
       np.testing.assert_array_equal(got, want, err_msg=name)
 
-@pytest.fixture(scope="session")
-def finished_run(tmp_path_factory):
+# Name -> function(tmp_path_factory, runs) of each early run, in start order.
+_EARLY_RUNS = {}
+
+
+def early_run(function):
+  """Makes `function(tmp_path_factory, runs)` a session fixture of its name.
+
+  If a selected test uses it, it starts when the session starts, in one
+  background thread that runs the early runs one after another in the order
+  they were registered; the fixture waits for its result (or its failure).
+  An early run may wait for one registered before it: `runs[name].result()`.
+  """
+  _EARLY_RUNS[function.__name__] = function
+
+  @pytest.fixture(scope="session", name=function.__name__)
+  def fixture(early_runs):
+    return early_runs[function.__name__].result()
+
+  fixture.__doc__ = function.__doc__
+  return fixture
+
+
+@pytest.fixture(scope="session", autouse=True)
+def early_runs(request, tmp_path_factory):
+  """Futures of the early runs the selected tests use, started now."""
+  needed = {name for item in request.session.items for name in item.fixturenames}
+  runs = {}
+  with concurrent.futures.ThreadPoolExecutor(max_workers=1) as executor:
+    for name, function in _EARLY_RUNS.items():
+      if name in needed:
+        runs[name] = executor.submit(function, tmp_path_factory, runs)
+    yield runs
+
+
+@early_run
+def finished_run(tmp_path_factory, unused_runs):
   """An uninterrupted 8-step run (1 process, 8 devices), started with a
   relative --workdir. Shared: tests may read it or run failing commands
   against it, and must leave it as they found it."""

@@ -23,7 +23,8 @@ import pytest
 
 from lambda_networks.train import checkpointing
 from lambda_networks.train import workdir as workdir_lib
-from conftest import CONFIG, REPO, SYNTHETIC_STEPS, assert_same_state, run
+from conftest import (CONFIG, REPO, SYNTHETIC_STEPS, assert_same_state,
+                      early_run, run)
 
 pytestmark = pytest.mark.slow
 
@@ -36,12 +37,17 @@ def snapshot(directory: pathlib.Path) -> dict[str, tuple[int, int, str]]:
           for path in sorted(directory.rglob("*")) if path.is_file()}
 
 
-@pytest.fixture(scope="module")
-def interrupted_run(tmp_path_factory):
-  """A run stopped by Ctrl-C (SIGINT) during step 7."""
+@early_run
+def interrupted_run(tmp_path_factory, unused_runs):
+  """A run stopped by Ctrl-C (SIGINT) during step 7: (workdir, status, output)."""
   workdir = tmp_path_factory.mktemp("interrupted") / "run"
   code, output = run(["tests/signal_at_step.py", "7", "SIGINT", "train.py",
                       CONFIG, f"--workdir={workdir}"], expect_ok=False)
+  return workdir, code, output
+
+
+def _interrupted_workdir(interrupted_run) -> pathlib.Path:
+  workdir, code, output = interrupted_run
   assert code == 130, output[-3000:]
   assert "Stopped by SIGINT at step 7; checkpoint saved" in output
   assert "Traceback" not in output
@@ -127,12 +133,22 @@ def test_eval_prints_its_result_before_a_failed_write(finished_run):
   assert f'"top1": {final["top1"]}' in output  # Same weights, same score.
 
 
-def test_sigint_saves_and_resumes_exactly(finished_run, interrupted_run, tmp_path):
-  workdir = tmp_path / "run"
-  shutil.copytree(interrupted_run, workdir)
-  assert (workdir / "checkpoints" / "7").is_dir()
-  assert not (workdir / workdir_lib.LOCK_NAME).exists()
+@early_run
+def resumed_after_sigint(tmp_path_factory, runs):
+  """A copy of the interrupted run, run again to the end."""
+  workdir = tmp_path_factory.mktemp("resumed") / "run"
+  shutil.copytree(runs["interrupted_run"].result()[0], workdir)
+  listed = sorted(p.name for p in workdir.iterdir())
   _, output = run(["train.py", CONFIG, f"--workdir={workdir}"])
+  return workdir, listed, output
+
+
+def test_sigint_saves_and_resumes_exactly(finished_run, interrupted_run,
+                                          resumed_after_sigint):
+  interrupted = _interrupted_workdir(interrupted_run)
+  workdir, listed, output = resumed_after_sigint
+  assert (interrupted / "checkpoints" / "7").is_dir()
+  assert workdir_lib.LOCK_NAME not in listed
   assert "Resumed from step 7" in output
   assert_same_state(finished_run, workdir)
 
@@ -154,12 +170,16 @@ def _flip_one_bit_silently(workdir: pathlib.Path, step: int) -> None:
     checkpointer.save(workdir / "checkpoints" / str(step) / "state", tree, force=True)
 
 
-def test_damaged_checkpoints_fall_back_to_the_newest_good_one(
-    finished_run, interrupted_run, tmp_path):
-  workdir = tmp_path / "run"
-  shutil.copytree(interrupted_run, workdir)
+@early_run
+def resumed_from_damaged_checkpoints(tmp_path_factory, runs):
+  """A copy of the interrupted run with checkpoint 7 truncated, 6 silently
+  changed, 3 missing a file and the lock of a dead trainer, run again."""
+  workdir = tmp_path_factory.mktemp("damaged") / "run"
+  shutil.copytree(runs["interrupted_run"].result()[0], workdir)
   checkpoints = workdir / "checkpoints"
-  assert sorted(int(p.name) for p in checkpoints.iterdir()) == [1, 3, 6, 7]
+  steps = sorted(int(p.name) for p in checkpoints.iterdir())
+  if steps != [1, 3, 6, 7]:
+    return workdir, steps, ""
   truncated = _largest_array_file(checkpoints / "7")
   truncated.write_bytes(truncated.read_bytes()[:truncated.stat().st_size // 2])
   _flip_one_bit_silently(workdir, 6)
@@ -169,8 +189,16 @@ def test_damaged_checkpoints_fall_back_to_the_newest_good_one(
                         capture_output=True, text=True, check=True)
   (workdir / workdir_lib.LOCK_NAME).write_text(json.dumps(
       {"host": socket.gethostname(), "pid": int(dead.stdout), "start_time": "x"}))
-
   _, output = run(["train.py", CONFIG, f"--workdir={workdir}"])
+  return workdir, steps, output
+
+
+def test_damaged_checkpoints_fall_back_to_the_newest_good_one(
+    finished_run, interrupted_run, resumed_from_damaged_checkpoints):
+  _interrupted_workdir(interrupted_run)
+  workdir, steps, output = resumed_from_damaged_checkpoints
+  checkpoints = workdir / "checkpoints"
+  assert steps == [1, 3, 6, 7]
   assert "Taking over a stale lock" in output
   assert f"Checkpoint {checkpoints / '7'} is damaged (" in output
   assert (f"Checkpoint {checkpoints / '6'} is damaged (CorruptCheckpointError: 1 "

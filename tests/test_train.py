@@ -43,27 +43,15 @@ def mock_tfds_runs(tmp_path_factory, unused_runs):
 
 
 @pytest.mark.slow
-def test_end_to_end_on_mock_tfds_and_eval_from_the_workdir_alone(mock_tfds_runs):
+def test_end_to_end_on_mock_tfds(mock_tfds_runs):
   workdir = mock_tfds_runs["workdir"]
   output = mock_tfds_runs["train_output"]
   assert "1000 classes" in output
   assert "eval at step 4 (ema weights, 37 examples of 'validation')" in output
   assert list(workdir.glob("events.out.tfevents.*")), "no TensorBoard events"
   assert (workdir / "checkpoints" / "4").is_dir()
-  saved = json.loads((workdir / "config.json").read_text())
-  assert saved["eval_split"] == "validation"  # "auto" resolved from the dataset.
-  assert saved["model_overrides"]["width_multiplier"] == 0.5
   final = json.loads((workdir / "final_metrics.json").read_text())
   assert final["examples"] == 37 and final["step"] == 4
-
-  # eval.py with only the workdir: the saved config, the same score.
-  assert "WARNING" not in mock_tfds_runs["eval_output"]
-  metrics = mock_tfds_runs["eval_metrics"]
-  for key in ("top1", "top5", "loss", "examples", "step", "weights", "model",
-              "model_overrides", "dataset", "split", "image_size", "dtype"):
-    assert metrics[key] == final[key], key
-  assert metrics["model_overrides"]["receptive_field"] == "none"
-  assert metrics["model"] == "resnet26" and metrics["examples"] == 37
 
   # eval.py: another batch size, same count; raw weights on request.
   metrics = mock_tfds_runs["raw_metrics"]
@@ -71,6 +59,22 @@ def test_end_to_end_on_mock_tfds_and_eval_from_the_workdir_alone(mock_tfds_runs)
   assert metrics["weights"] == "raw" and metrics["step"] == 4
   assert 0.0 <= metrics["top1"] <= metrics["top5"] <= 1.0
   assert np.isfinite(metrics["loss"])
+
+
+@pytest.mark.slow
+def test_eval_with_only_the_workdir_reproduces_training(mock_tfds_runs):
+  workdir = mock_tfds_runs["workdir"]
+  saved = json.loads((workdir / "config.json").read_text())
+  assert saved["eval_split"] == "validation"  # "auto" resolved from the dataset.
+  assert saved["model_overrides"]["width_multiplier"] == 0.5
+  final = json.loads((workdir / "final_metrics.json").read_text())
+  assert "WARNING" not in mock_tfds_runs["eval_output"]
+  metrics = mock_tfds_runs["eval_metrics"]
+  for key in ("top1", "top5", "loss", "examples", "step", "weights", "model",
+              "model_overrides", "dataset", "split", "image_size", "dtype"):
+    assert metrics[key] == final[key], key
+  assert metrics["model_overrides"]["receptive_field"] == "none"
+  assert metrics["model"] == "resnet26" and metrics["examples"] == 37
 
 
 @early_run
@@ -128,22 +132,33 @@ def test_two_processes_match_one_process(finished_run, two_process_run):
   assert_same_state(finished_run, workdir, rtol=2e-5, atol=2e-6)
 
 
-@pytest.mark.slow
-def test_mismatched_checkpoint_is_refused(finished_run, tmp_path):
+@early_run
+def refused_runs(tmp_path_factory, runs):
+  """Runs refused after JAX starts: the finished run's checkpoints under
+  another model, and a batch the 8 devices cannot split."""
+  tmp_path = tmp_path_factory.mktemp("refused")
   workdir = tmp_path / "other_model"
-  shutil.copytree(finished_run / "checkpoints", workdir / "checkpoints")
-  code, output = run(["train.py", CONFIG, f"--workdir={workdir}",
-                      "--config.model_overrides.stage_widths=(8,24)"],
-                     expect_ok=False)
+  shutil.copytree(runs["finished_run"].result() / "checkpoints",
+                  workdir / "checkpoints")
+  mismatched = run(["train.py", CONFIG, f"--workdir={workdir}",
+                    "--config.model_overrides.stage_widths=(8,24)"],
+                   expect_ok=False)
+  batch = run(["train.py", CONFIG, f"--workdir={tmp_path / 'batch'}",
+               "--config.global_batch_size=12"], expect_ok=False)
+  return dict(mismatched=mismatched, batch=batch)
+
+
+@pytest.mark.slow
+def test_mismatched_checkpoint_is_refused(refused_runs):
+  code, output = refused_runs["mismatched"]
   assert code != 0
   assert "different model or shape" in output
   assert "Use a new --workdir" in output
 
 
 @pytest.mark.slow
-def test_batch_not_divisible_by_the_devices_is_refused(tmp_path):
-  code, output = run(["train.py", CONFIG, f"--workdir={tmp_path}",
-                      "--config.global_batch_size=12"], expect_ok=False)
+def test_batch_not_divisible_by_the_devices_is_refused(refused_runs):
+  code, output = refused_runs["batch"]
   assert code != 0
   assert "not divisible by the 8 devices" in output, output[-3000:]
 

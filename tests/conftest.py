@@ -10,6 +10,7 @@ functions with `from conftest import ...`; fixtures need no import.
 
 import concurrent.futures
 import functools
+import inspect
 import os
 import pathlib
 import subprocess
@@ -106,17 +107,18 @@ def assert_same_state(expected_dir, actual_dir, **tolerance):
     else:
       np.testing.assert_array_equal(got, want, err_msg=name)
 
-# Name -> function(tmp_path_factory, runs) of each early run, in start order.
+# Name -> function of each early run, in the order they start.
 _EARLY_RUNS = {}
 
 
 def early_run(function):
-  """Makes `function(tmp_path_factory, runs)` a session fixture of its name.
+  """Makes `function(tmp_path_factory, **earlier_runs)` a session fixture.
 
-  If a selected test uses it, it starts when the session starts, in one
-  background thread that runs the early runs one after another in the order
-  they were registered; the fixture waits for its result (or its failure).
-  An early run may wait for one registered before it: `runs[name].result()`.
+  The fixture has the function's name. If a selected test uses it, the
+  function starts when the session starts, in one background thread that
+  runs the early runs one after another in the order they were registered;
+  its other parameters name early runs registered before it, whose results
+  it receives. The fixture waits for the result (or raises its failure).
   """
   _EARLY_RUNS[function.__name__] = function
 
@@ -128,20 +130,33 @@ def early_run(function):
   return fixture
 
 
+def _earlier_runs(function) -> list[str]:
+  return [name for name in inspect.signature(function).parameters
+          if name != "tmp_path_factory"]
+
+
+def _start(function, tmp_path_factory, runs):
+  earlier = {name: runs[name].result() for name in _earlier_runs(function)}
+  return function(tmp_path_factory, **earlier)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def early_runs(request, tmp_path_factory):
   """Futures of the early runs the selected tests use, started now."""
   needed = {name for item in request.session.items for name in item.fixturenames}
+  for name in reversed(list(_EARLY_RUNS)):  # Each needs only earlier ones.
+    if name in needed:
+      needed.update(_earlier_runs(_EARLY_RUNS[name]))
   runs = {}
   with concurrent.futures.ThreadPoolExecutor(max_workers=1) as executor:
     for name, function in _EARLY_RUNS.items():
       if name in needed:
-        runs[name] = executor.submit(function, tmp_path_factory, runs)
+        runs[name] = executor.submit(_start, function, tmp_path_factory, runs)
     yield runs
 
 
 @early_run
-def finished_run(tmp_path_factory, unused_runs):
+def finished_run(tmp_path_factory):
   """An uninterrupted 8-step run (1 process, 8 devices), started with a
   relative --workdir. Shared: tests may read it or run failing commands
   against it, and must leave it as they found it."""

@@ -21,7 +21,7 @@ from conftest import CONFIG, assert_same_state, early_run, run
 
 
 @early_run
-def mock_tfds_runs(tmp_path_factory, unused_runs):
+def mock_tfds_runs(tmp_path_factory):
   """train.py on (mock) ImageNet with model overrides and eval_split=auto,
   then eval.py with only --workdir, then with flags, batch 24, raw weights."""
   tmp_path = tmp_path_factory.mktemp("mock_tfds")
@@ -78,7 +78,7 @@ def test_eval_with_only_the_workdir_reproduces_training(mock_tfds_runs):
 
 
 @early_run
-def sigkilled_and_resumed_run(tmp_path_factory, unused_runs):
+def sigkilled_and_resumed_run(tmp_path_factory):
   """A run SIGKILLed after the save of step 6, then resumed to the end."""
   workdir = tmp_path_factory.mktemp("killed") / "run"
   code, killed_output = run(["tests/kill_after_save.py", "6", "train.py", CONFIG,
@@ -108,7 +108,7 @@ def _free_port():
 
 
 @early_run
-def two_process_run(tmp_path_factory, unused_runs):
+def two_process_run(tmp_path_factory):
   """The 8-step run as 2 processes of 4 devices (jax.distributed)."""
   workdir = tmp_path_factory.mktemp("two_process") / "run"
   address = f"localhost:{_free_port()}"
@@ -133,12 +133,12 @@ def test_two_processes_match_one_process(finished_run, two_process_run):
 
 
 @early_run
-def refused_runs(tmp_path_factory, runs):
+def refused_runs(tmp_path_factory, finished_run):
   """Runs refused after JAX starts: the finished run's checkpoints under
   another model, and a batch the 8 devices cannot split."""
   tmp_path = tmp_path_factory.mktemp("refused")
   workdir = tmp_path / "other_model"
-  shutil.copytree(runs["finished_run"].result() / "checkpoints",
+  shutil.copytree(finished_run / "checkpoints",
                   workdir / "checkpoints")
   mismatched = run(["train.py", CONFIG, f"--workdir={workdir}",
                     "--config.model_overrides.stage_widths=(8,24)"],

@@ -40,7 +40,7 @@ def snapshot(directory: pathlib.Path) -> dict[str, tuple[int, int, str]]:
 
 
 @early_run
-def interrupted_run(tmp_path_factory, unused_runs):
+def interrupted_run(tmp_path_factory):
   """A run stopped by Ctrl-C (SIGINT) during step 7: (workdir, status, output)."""
   workdir = tmp_path_factory.mktemp("interrupted") / "run"
   code, output = run(["tests/signal_at_step.py", "7", "SIGINT", "train.py",
@@ -88,13 +88,13 @@ def _run_id(script: str, extra: list[str]) -> str:
 
 
 @early_run
-def bad_runs(tmp_path_factory, runs):
+def bad_runs(tmp_path_factory, finished_run):
   """Each of BAD_RUNS against its own copy of the finished run, by a relative
   path: {id: (status, output, files before, files after)}."""
   results = {}
   for script, extra, *_ in BAD_RUNS:
     workdir = tmp_path_factory.mktemp("bad_run") / "run"
-    shutil.copytree(runs["finished_run"].result(), workdir)
+    shutil.copytree(finished_run, workdir)
     before = snapshot(workdir)
     code, output = run([script, CONFIG, f"--workdir={os.path.relpath(workdir, REPO)}",
                         *extra], expect_ok=False)
@@ -117,11 +117,11 @@ def test_bad_runs_leave_the_finished_workdir_unchanged(
 
 
 @early_run
-def live_lock_run(tmp_path_factory, runs):
+def live_lock_run(tmp_path_factory, finished_run):
   """train.py on a copy of the finished run locked by a live process:
   (holder's pid, status, output, files before, files after)."""
   workdir = tmp_path_factory.mktemp("locked") / "run"
-  shutil.copytree(runs["finished_run"].result(), workdir)
+  shutil.copytree(finished_run, workdir)
   sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
   try:
     (workdir / workdir_lib.LOCK_NAME).write_text(json.dumps(
@@ -145,11 +145,11 @@ def test_a_live_trainer_keeps_its_workdir(live_lock_run):
 
 
 @early_run
-def blocked_eval_run(tmp_path_factory, runs):
+def blocked_eval_run(tmp_path_factory, finished_run):
   """eval.py on a copy of the finished run whose result file cannot be
   written (a directory stands in its place): (workdir, status, output)."""
   workdir = tmp_path_factory.mktemp("blocked") / "run"
-  shutil.copytree(runs["finished_run"].result(), workdir)
+  shutil.copytree(finished_run, workdir)
   (workdir / f"eval_test_step{SYNTHETIC_STEPS}.json").mkdir()
   code, output = run(["eval.py", CONFIG, f"--workdir={os.path.relpath(workdir, REPO)}"],
                      expect_ok=False)
@@ -168,10 +168,10 @@ def test_eval_prints_its_result_before_a_failed_write(blocked_eval_run):
 
 
 @early_run
-def resumed_after_sigint(tmp_path_factory, runs):
+def resumed_after_sigint(tmp_path_factory, interrupted_run):
   """A copy of the interrupted run, run again to the end."""
   workdir = tmp_path_factory.mktemp("resumed") / "run"
-  shutil.copytree(runs["interrupted_run"].result()[0], workdir)
+  shutil.copytree(interrupted_run[0], workdir)
   listed = sorted(p.name for p in workdir.iterdir())
   _, output = run(["train.py", CONFIG, f"--workdir={workdir}"])
   return workdir, listed, output
@@ -205,11 +205,11 @@ def _flip_one_bit_silently(workdir: pathlib.Path, step: int) -> None:
 
 
 @early_run
-def resumed_from_damaged_checkpoints(tmp_path_factory, runs):
+def resumed_from_damaged_checkpoints(tmp_path_factory, interrupted_run):
   """A copy of the interrupted run with checkpoint 7 truncated, 6 silently
   changed, 3 missing a file and the lock of a dead trainer, run again."""
   workdir = tmp_path_factory.mktemp("damaged") / "run"
-  shutil.copytree(runs["interrupted_run"].result()[0], workdir)
+  shutil.copytree(interrupted_run[0], workdir)
   checkpoints = workdir / "checkpoints"
   steps = sorted(int(p.name) for p in checkpoints.iterdir())
   if steps != [1, 3, 6, 7]:

@@ -2,17 +2,30 @@
 
 Keys, abstract models and a jitted apply for the model tests; subprocess runs
 of train.py / eval.py and one finished training run for the end-to-end tests.
+Runs registered with `early_run` start with the session, in a background
+thread, so they overlap the in-process tests (mostly one core's work).
 pytest puts tests/ on sys.path (no __init__.py), so test files import the
 functions with `from conftest import ...`; fixtures need no import.
 """
 
+import concurrent.futures
 import functools
+import inspect
 import os
 import pathlib
 import subprocess
 import sys
 
-import jax
+# Tests compile hundreds of small XLA programs and run each a few times:
+# without LLVM's optimisations they compile about a third faster, computing
+# the same thing (no fast math); runs a test compares all use the flag. Set
+# before JAX starts a backend; subprocesses (train.py, eval.py, scripts)
+# inherit it.
+FAST_COMPILE_FLAG = "--xla_backend_optimization_level=0"
+os.environ["XLA_FLAGS"] = " ".join(
+    filter(None, (os.environ.get("XLA_FLAGS"), FAST_COMPILE_FLAG)))
+
+import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
@@ -60,7 +73,8 @@ def run(args, *, devices=8, expect_ok=True, timeout=420, wait=True, extra_env=No
   """
   env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu",
              TF_CPP_MIN_LOG_LEVEL="2",
-             XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+             XLA_FLAGS=(f"--xla_force_host_platform_device_count={devices} "
+                        f"{FAST_COMPILE_FLAG}"),
              JAX_COMPILATION_CACHE_DIR=str(COMPILATION_CACHE),
              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
              JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1")
@@ -93,7 +107,55 @@ def assert_same_state(expected_dir, actual_dir, **tolerance):
     else:
       np.testing.assert_array_equal(got, want, err_msg=name)
 
-@pytest.fixture(scope="session")
+# Name -> function of each early run, in the order they start.
+_EARLY_RUNS = {}
+
+
+def early_run(function):
+  """Makes `function(tmp_path_factory, **earlier_runs)` a session fixture.
+
+  The fixture has the function's name. If a selected test uses it, the
+  function starts when the session starts, in one background thread that
+  runs the early runs one after another in the order they were registered;
+  its other parameters name early runs registered before it, whose results
+  it receives. The fixture waits for the result (or raises its failure).
+  """
+  _EARLY_RUNS[function.__name__] = function
+
+  @pytest.fixture(scope="session", name=function.__name__)
+  def fixture(early_runs):
+    return early_runs[function.__name__].result()
+
+  fixture.__doc__ = function.__doc__
+  return fixture
+
+
+def _earlier_runs(function) -> list[str]:
+  return [name for name in inspect.signature(function).parameters
+          if name != "tmp_path_factory"]
+
+
+def _start(function, tmp_path_factory, runs):
+  earlier = {name: runs[name].result() for name in _earlier_runs(function)}
+  return function(tmp_path_factory, **earlier)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def early_runs(request, tmp_path_factory):
+  """Futures of the early runs the selected tests use, started now."""
+  needed = {name for item in request.session.items for name in item.fixturenames}
+  for name in reversed(list(_EARLY_RUNS)):  # Each needs only earlier ones.
+    if name in needed:
+      needed.update(_earlier_runs(_EARLY_RUNS[name]))
+  runs = {}
+  with concurrent.futures.ThreadPoolExecutor(max_workers=1) as executor:
+    for name, function in _EARLY_RUNS.items():
+      if name in needed:
+        runs[name] = executor.submit(_start, function, tmp_path_factory, runs)
+    yield runs
+
+
+@early_run
 def finished_run(tmp_path_factory):
   """An uninterrupted 8-step run (1 process, 8 devices), started with a
   relative --workdir. Shared: tests may read it or run failing commands

@@ -2,7 +2,8 @@
 
 Every run is a subprocess (XLA_FLAGS must be set before JAX starts) with the
 tiny model of tests/tiny_config.py; `run` and the shared `finished_run` (an
-uninterrupted 8-step run) are in conftest.py.
+uninterrupted 8-step run) are in conftest.py. The longer runs are early runs
+(conftest.early_run): they start with the session, the tests check them.
 """
 
 import json
@@ -16,18 +17,35 @@ import pytest
 from lambda_networks.train import config_checks
 from lambda_networks.train import trainer
 from configs import default
-from conftest import CONFIG, assert_same_state, run
+from conftest import CONFIG, assert_same_state, early_run, run
 
 
-@pytest.mark.slow
-def test_end_to_end_on_mock_tfds(tmp_path):
+@early_run
+def mock_tfds_runs(tmp_path_factory):
+  """train.py on (mock) ImageNet with model overrides and eval_split=auto,
+  then eval.py with only --workdir, then with flags, batch 24, raw weights."""
+  tmp_path = tmp_path_factory.mktemp("mock_tfds")
   data_dir, workdir = tmp_path / "tfds", tmp_path / "run"
   mock = ["tests/tfds_mock.py", str(data_dir), "40", "37"]
   flags = [CONFIG, f"--workdir={workdir}", "--config.dataset=imagenet2012",
-           f"--config.data_dir={data_dir}", "--config.eval_split=validation",
+           f"--config.data_dir={data_dir}", "--config.eval_split=auto",
            "--config.image_size=32", "--config.randaugment_magnitude=5",
-           "--config.num_train_steps=4", "--config.eval_batch_size=16"]
-  _, output = run([*mock, "train.py", *flags])
+           "--config.num_train_steps=4", "--config.eval_batch_size=16",
+           "--config.model_overrides.receptive_field=none",
+           "--config.model_overrides.width_multiplier=0.5"]
+  result = workdir / "eval_validation_step4.json"
+  _, train_output = run([*mock, "train.py", *flags])
+  _, eval_output = run([*mock, "eval.py", f"--workdir={workdir}"])
+  eval_metrics = json.loads(result.read_text())
+  run([*mock, "eval.py", *flags, "--config.eval_batch_size=24", "--weights=raw"])
+  return dict(workdir=workdir, train_output=train_output, eval_output=eval_output,
+              eval_metrics=eval_metrics, raw_metrics=json.loads(result.read_text()))
+
+
+@pytest.mark.slow
+def test_end_to_end_on_mock_tfds(mock_tfds_runs):
+  workdir = mock_tfds_runs["workdir"]
+  output = mock_tfds_runs["train_output"]
   assert "1000 classes" in output
   assert "eval at step 4 (ema weights, 37 examples of 'validation')" in output
   assert list(workdir.glob("events.out.tfevents.*")), "no TensorBoard events"
@@ -36,9 +54,7 @@ def test_end_to_end_on_mock_tfds(tmp_path):
   assert final["examples"] == 37 and final["step"] == 4
 
   # eval.py: another batch size, same count; raw weights on request.
-  _, output = run([*mock, "eval.py", *flags, "--config.eval_batch_size=24",
-                   "--weights=raw"])
-  metrics = json.loads((workdir / "eval_validation_step4.json").read_text())
+  metrics = mock_tfds_runs["raw_metrics"]
   assert metrics["examples"] == 37
   assert metrics["weights"] == "raw" and metrics["step"] == 4
   assert 0.0 <= metrics["top1"] <= metrics["top5"] <= 1.0
@@ -46,16 +62,40 @@ def test_end_to_end_on_mock_tfds(tmp_path):
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_matches_uninterrupted_run(finished_run, tmp_path):
-  workdir = tmp_path / "killed"
-  code, output = run(["tests/kill_after_save.py", "6", "train.py", CONFIG,
-                      f"--workdir={workdir}"], expect_ok=False)
-  assert code == -signal.SIGKILL, output[-3000:]
+def test_eval_with_only_the_workdir_reproduces_training(mock_tfds_runs):
+  workdir = mock_tfds_runs["workdir"]
+  saved = json.loads((workdir / "config.json").read_text())
+  assert saved["eval_split"] == "validation"  # "auto" resolved from the dataset.
+  assert saved["model_overrides"]["width_multiplier"] == 0.5
+  final = json.loads((workdir / "final_metrics.json").read_text())
+  assert "WARNING" not in mock_tfds_runs["eval_output"]
+  metrics = mock_tfds_runs["eval_metrics"]
+  for key in ("top1", "top5", "loss", "examples", "step", "weights", "model",
+              "model_overrides", "dataset", "split", "image_size", "dtype"):
+    assert metrics[key] == final[key], key
+  assert metrics["model_overrides"]["receptive_field"] == "none"
+  assert metrics["model"] == "resnet26" and metrics["examples"] == 37
+
+
+@early_run
+def sigkilled_and_resumed_run(tmp_path_factory):
+  """A run SIGKILLed after the save of step 6, then resumed to the end."""
+  workdir = tmp_path_factory.mktemp("killed") / "run"
+  code, killed_output = run(["tests/kill_after_save.py", "6", "train.py", CONFIG,
+                             f"--workdir={workdir}"], expect_ok=False)
   # A half-written checkpoint (as a crash mid-save leaves) must be ignored.
   partial = workdir / "checkpoints" / "7.orbax-checkpoint-tmp-123"
   partial.mkdir(parents=True)
   (partial / "garbage").write_text("not a checkpoint")
   _, output = run(["train.py", CONFIG, f"--workdir={workdir}"])
+  return workdir, code, killed_output, output
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_matches_uninterrupted_run(finished_run,
+                                                       sigkilled_and_resumed_run):
+  workdir, code, killed_output, output = sigkilled_and_resumed_run
+  assert code == -signal.SIGKILL, killed_output[-3000:]
   resumed = [line for line in output.splitlines() if "Resumed from step" in line]
   assert resumed and ("step 3 " in resumed[0] or "step 6 " in resumed[0]), output
   assert_same_state(finished_run, workdir)  # Fails with the leaf that differs.
@@ -67,9 +107,10 @@ def _free_port():
     return sock.getsockname()[1]
 
 
-@pytest.mark.slow
-def test_two_processes_match_one_process(finished_run, tmp_path):
-  workdir = tmp_path / "two_process"
+@early_run
+def two_process_run(tmp_path_factory):
+  """The 8-step run as 2 processes of 4 devices (jax.distributed)."""
+  workdir = tmp_path_factory.mktemp("two_process") / "run"
   address = f"localhost:{_free_port()}"
   processes = [
       run(["train.py", CONFIG, f"--workdir={workdir}",
@@ -78,35 +119,48 @@ def test_two_processes_match_one_process(finished_run, tmp_path):
       for index in range(2)
   ]
   outputs = [p.communicate(timeout=420)[0] for p in processes]
-  for p, output in zip(processes, outputs):
-    assert p.returncode == 0, output[-6000:]
+  return workdir, [p.returncode for p in processes], outputs
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_process(finished_run, two_process_run):
+  workdir, codes, outputs = two_process_run
+  for code, output in zip(codes, outputs):
+    assert code == 0, output[-6000:]
   assert "8 devices in 2 process(es)" in outputs[0]
   assert "step 8/8" not in outputs[1]  # Only process 0 prints progress.
   assert_same_state(finished_run, workdir, rtol=2e-5, atol=2e-6)
 
 
-@pytest.mark.slow
-def test_mismatched_checkpoint_is_refused(finished_run, tmp_path):
+@early_run
+def refused_runs(tmp_path_factory, finished_run):
+  """Runs refused after JAX starts: the finished run's checkpoints under
+  another model, and a batch the 8 devices cannot split."""
+  tmp_path = tmp_path_factory.mktemp("refused")
   workdir = tmp_path / "other_model"
-  shutil.copytree(finished_run / "checkpoints", workdir / "checkpoints")
-  code, output = run(["train.py", CONFIG, f"--workdir={workdir}",
-                      "--config.model_overrides.stage_widths=(8,24)"],
-                     expect_ok=False)
+  shutil.copytree(finished_run / "checkpoints",
+                  workdir / "checkpoints")
+  mismatched = run(["train.py", CONFIG, f"--workdir={workdir}",
+                    "--config.model_overrides.stage_widths=(8,24)"],
+                   expect_ok=False)
+  batch = run(["train.py", CONFIG, f"--workdir={tmp_path / 'batch'}",
+               "--config.global_batch_size=12"], expect_ok=False)
+  return dict(mismatched=mismatched, batch=batch)
+
+
+@pytest.mark.slow
+def test_mismatched_checkpoint_is_refused(refused_runs):
+  code, output = refused_runs["mismatched"]
   assert code != 0
   assert "different model or shape" in output
   assert "Use a new --workdir" in output
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("flag,message", [
-    ("--config.not_a_field=1", "unknown config field 'not_a_field'"),
-    ("--config.global_batch_size=12", "not divisible by the 8 devices"),
-])
-def test_bad_flags_are_refused(tmp_path, flag, message):
-  code, output = run(["train.py", CONFIG, f"--workdir={tmp_path}", flag],
-                     expect_ok=False)
+def test_batch_not_divisible_by_the_devices_is_refused(refused_runs):
+  code, output = refused_runs["batch"]
   assert code != 0
-  assert message in output, output[-3000:]
+  assert "not divisible by the 8 devices" in output, output[-3000:]
 
 
 def test_unknown_model_is_refused():
@@ -129,24 +183,3 @@ def test_non_finite_loss_stops_with_a_clear_message():
   ok = trainer._check_finite(5, {"loss": np.float32(1.0), "finite": np.bool_(True)},
                              Manager())
   assert ok == {"loss": 1.0}
-
-
-@pytest.mark.slow
-def test_eval_with_only_the_workdir_reproduces_training(tmp_path):
-  workdir = tmp_path / "run"
-  run(["train.py", CONFIG, f"--workdir={workdir}", "--config.num_train_steps=4",
-       "--config.eval_split=auto",
-       "--config.model_overrides.receptive_field=none",
-       "--config.model_overrides.width_multiplier=0.5"])
-  saved = json.loads((workdir / "config.json").read_text())
-  assert saved["eval_split"] == "test"  # "auto" resolved from the dataset.
-  assert saved["model_overrides"]["width_multiplier"] == 0.5
-  final = json.loads((workdir / "final_metrics.json").read_text())
-  _, output = run(["eval.py", f"--workdir={workdir}"])  # Nothing else.
-  assert "WARNING" not in output
-  metrics = json.loads((workdir / "eval_test_step4.json").read_text())
-  for key in ("top1", "top5", "loss", "examples", "step", "weights", "model",
-              "model_overrides", "dataset", "split", "image_size", "dtype"):
-    assert metrics[key] == final[key], key
-  assert metrics["model_overrides"]["receptive_field"] == "none"
-  assert metrics["model"] == "resnet26" and metrics["examples"] == 37

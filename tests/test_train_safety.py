@@ -4,6 +4,8 @@ train.py and eval.py as subprocesses (8 simulated devices, the tiny model):
 a relative workdir, bad command lines against a finished run (one line,
 exit 2, files unchanged), a live lock, a blocked result file, Ctrl-C, and
 damaged checkpoints, each compared bit for bit with an uninterrupted run.
+The runs are early runs (conftest.early_run), each on its own copy of a
+finished or interrupted run; the tests check what they left.
 """
 
 import hashlib
@@ -23,7 +25,8 @@ import pytest
 
 from lambda_networks.train import checkpointing
 from lambda_networks.train import workdir as workdir_lib
-from conftest import CONFIG, REPO, SYNTHETIC_STEPS, assert_same_state, run
+from conftest import (CONFIG, REPO, SYNTHETIC_STEPS, assert_same_state,
+                      early_run, run)
 
 pytestmark = pytest.mark.slow
 
@@ -36,12 +39,17 @@ def snapshot(directory: pathlib.Path) -> dict[str, tuple[int, int, str]]:
           for path in sorted(directory.rglob("*")) if path.is_file()}
 
 
-@pytest.fixture(scope="module")
+@early_run
 def interrupted_run(tmp_path_factory):
-  """A run stopped by Ctrl-C (SIGINT) during step 7."""
+  """A run stopped by Ctrl-C (SIGINT) during step 7: (workdir, status, output)."""
   workdir = tmp_path_factory.mktemp("interrupted") / "run"
   code, output = run(["tests/signal_at_step.py", "7", "SIGINT", "train.py",
                       CONFIG, f"--workdir={workdir}"], expect_ok=False)
+  return workdir, code, output
+
+
+def _interrupted_workdir(interrupted_run) -> pathlib.Path:
+  workdir, code, output = interrupted_run
   assert code == 130, output[-3000:]
   assert "Stopped by SIGINT at step 7; checkpoint saved" in output
   assert "Traceback" not in output
@@ -75,64 +83,106 @@ BAD_RUNS = [
 ]
 
 
+def _run_id(script: str, extra: list[str]) -> str:
+  return f"{script} {' '.join(extra)}"
+
+
+@early_run
+def bad_runs(tmp_path_factory, finished_run):
+  """Each of BAD_RUNS against its own copy of the finished run, by a relative
+  path: {id: (status, output, files before, files after)}."""
+  results = {}
+  for script, extra, *_ in BAD_RUNS:
+    workdir = tmp_path_factory.mktemp("bad_run") / "run"
+    shutil.copytree(finished_run, workdir)
+    before = snapshot(workdir)
+    code, output = run([script, CONFIG, f"--workdir={os.path.relpath(workdir, REPO)}",
+                        *extra], expect_ok=False)
+    results[_run_id(script, extra)] = code, output, before, snapshot(workdir)
+  return results
+
+
 @pytest.mark.parametrize("script,extra,status,message,traceback", BAD_RUNS,
-                         ids=[f"{s} {' '.join(e)}" for s, e, *_ in BAD_RUNS])
+                         ids=[_run_id(s, e) for s, e, *_ in BAD_RUNS])
 def test_bad_runs_leave_the_finished_workdir_unchanged(
-    finished_run, script, extra, status, message, traceback):
-  before = snapshot(finished_run)
-  code, output = run([script, CONFIG, f"--workdir={os.path.relpath(finished_run, REPO)}",
-                      *extra], expect_ok=False)
+    bad_runs, script, extra, status, message, traceback):
+  code, output, before, after = bad_runs[_run_id(script, extra)]
   assert code == status, output[-3000:]
   assert message in output, output[-3000:]
   assert ("Traceback" in output) == traceback, output[-3000:]
   if status:
     errors = [line for line in output.splitlines() if line.startswith("Error: ")]
     assert len(errors) == 1, output[-3000:]
-  assert snapshot(finished_run) == before
+  assert after == before
 
 
-def test_a_live_trainer_keeps_its_workdir(finished_run):
+@early_run
+def live_lock_run(tmp_path_factory, finished_run):
+  """train.py on a copy of the finished run locked by a live process:
+  (holder's pid, status, output, files before, files after)."""
+  workdir = tmp_path_factory.mktemp("locked") / "run"
+  shutil.copytree(finished_run, workdir)
   sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
-  lock = finished_run / workdir_lib.LOCK_NAME
   try:
-    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": sleeper.pid,
-                                "start_time": "2026-01-01T00:00:00+00:00"}))
-    before = snapshot(finished_run)
-    code, output = run(["train.py", CONFIG, f"--workdir={finished_run}",
+    (workdir / workdir_lib.LOCK_NAME).write_text(json.dumps(
+        {"host": socket.gethostname(), "pid": sleeper.pid,
+         "start_time": "2026-01-01T00:00:00+00:00"}))
+    before = snapshot(workdir)
+    code, output = run(["train.py", CONFIG, f"--workdir={workdir}",
                         "--config.num_train_steps=12"], expect_ok=False)
-    assert code == 2, output[-3000:]
-    assert f"Another trainer is using this workdir (host '{socket.gethostname()}', " \
-           f"pid {sleeper.pid}" in output
-    assert snapshot(finished_run) == before
+    return sleeper.pid, code, output, before, snapshot(workdir)
   finally:
     sleeper.kill()
     sleeper.wait()
-    lock.unlink()
 
 
-def test_eval_prints_its_result_before_a_failed_write(finished_run):
-  blocked = finished_run / f"eval_test_step{SYNTHETIC_STEPS}.json"
-  blocked.mkdir()  # Writing the result there fails, as on a read-only disk.
-  try:
-    code, output = run(["eval.py", CONFIG,
-                        f"--workdir={os.path.relpath(finished_run, REPO)}"],
-                       expect_ok=False)
-  finally:
-    blocked.rmdir()
+def test_a_live_trainer_keeps_its_workdir(live_lock_run):
+  pid, code, output, before, after = live_lock_run
+  assert code == 2, output[-3000:]
+  assert f"Another trainer is using this workdir (host '{socket.gethostname()}', " \
+         f"pid {pid}" in output
+  assert after == before
+
+
+@early_run
+def blocked_eval_run(tmp_path_factory, finished_run):
+  """eval.py on a copy of the finished run whose result file cannot be
+  written (a directory stands in its place): (workdir, status, output)."""
+  workdir = tmp_path_factory.mktemp("blocked") / "run"
+  shutil.copytree(finished_run, workdir)
+  (workdir / f"eval_test_step{SYNTHETIC_STEPS}.json").mkdir()
+  code, output = run(["eval.py", CONFIG, f"--workdir={os.path.relpath(workdir, REPO)}"],
+                     expect_ok=False)
+  return workdir, code, output
+
+
+def test_eval_prints_its_result_before_a_failed_write(blocked_eval_run):
+  workdir, code, output = blocked_eval_run
   assert code == 2, output[-3000:]
   result_at = output.index('"top1"')
+  blocked = workdir / f"eval_test_step{SYNTHETIC_STEPS}.json"
   error_at = output.index(f"Error: Could not write {blocked}")
   assert result_at < error_at and "Traceback" not in output
-  final = json.loads((finished_run / "final_metrics.json").read_text())
+  final = json.loads((workdir / "final_metrics.json").read_text())
   assert f'"top1": {final["top1"]}' in output  # Same weights, same score.
 
 
-def test_sigint_saves_and_resumes_exactly(finished_run, interrupted_run, tmp_path):
-  workdir = tmp_path / "run"
-  shutil.copytree(interrupted_run, workdir)
-  assert (workdir / "checkpoints" / "7").is_dir()
-  assert not (workdir / workdir_lib.LOCK_NAME).exists()
+@early_run
+def resumed_after_sigint(tmp_path_factory, interrupted_run):
+  """A copy of the interrupted run, run again to the end."""
+  workdir = tmp_path_factory.mktemp("resumed") / "run"
+  shutil.copytree(interrupted_run[0], workdir)
+  listed = sorted(p.name for p in workdir.iterdir())
   _, output = run(["train.py", CONFIG, f"--workdir={workdir}"])
+  return workdir, listed, output
+
+
+def test_sigint_saves_and_resumes_exactly(finished_run, interrupted_run,
+                                          resumed_after_sigint):
+  interrupted = _interrupted_workdir(interrupted_run)
+  workdir, listed, output = resumed_after_sigint
+  assert (interrupted / "checkpoints" / "7").is_dir()
+  assert workdir_lib.LOCK_NAME not in listed
   assert "Resumed from step 7" in output
   assert_same_state(finished_run, workdir)
 
@@ -154,12 +204,16 @@ def _flip_one_bit_silently(workdir: pathlib.Path, step: int) -> None:
     checkpointer.save(workdir / "checkpoints" / str(step) / "state", tree, force=True)
 
 
-def test_damaged_checkpoints_fall_back_to_the_newest_good_one(
-    finished_run, interrupted_run, tmp_path):
-  workdir = tmp_path / "run"
-  shutil.copytree(interrupted_run, workdir)
+@early_run
+def resumed_from_damaged_checkpoints(tmp_path_factory, interrupted_run):
+  """A copy of the interrupted run with checkpoint 7 truncated, 6 silently
+  changed, 3 missing a file and the lock of a dead trainer, run again."""
+  workdir = tmp_path_factory.mktemp("damaged") / "run"
+  shutil.copytree(interrupted_run[0], workdir)
   checkpoints = workdir / "checkpoints"
-  assert sorted(int(p.name) for p in checkpoints.iterdir()) == [1, 3, 6, 7]
+  steps = sorted(int(p.name) for p in checkpoints.iterdir())
+  if steps != [1, 3, 6, 7]:
+    return workdir, steps, ""
   truncated = _largest_array_file(checkpoints / "7")
   truncated.write_bytes(truncated.read_bytes()[:truncated.stat().st_size // 2])
   _flip_one_bit_silently(workdir, 6)
@@ -169,8 +223,16 @@ def test_damaged_checkpoints_fall_back_to_the_newest_good_one(
                         capture_output=True, text=True, check=True)
   (workdir / workdir_lib.LOCK_NAME).write_text(json.dumps(
       {"host": socket.gethostname(), "pid": int(dead.stdout), "start_time": "x"}))
-
   _, output = run(["train.py", CONFIG, f"--workdir={workdir}"])
+  return workdir, steps, output
+
+
+def test_damaged_checkpoints_fall_back_to_the_newest_good_one(
+    finished_run, interrupted_run, resumed_from_damaged_checkpoints):
+  _interrupted_workdir(interrupted_run)
+  workdir, steps, output = resumed_from_damaged_checkpoints
+  checkpoints = workdir / "checkpoints"
+  assert steps == [1, 3, 6, 7]
   assert "Taking over a stale lock" in output
   assert f"Checkpoint {checkpoints / '7'} is damaged (" in output
   assert (f"Checkpoint {checkpoints / '6'} is damaged (CorruptCheckpointError: 1 "

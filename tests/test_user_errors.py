@@ -46,6 +46,7 @@ def validate_command_line(argv: list[str]) -> None:
 BAD_COMMAND_LINES = [
     # Flags and config fields.
     (["--config.num_train_steps=abc"], "--config.num_train_steps=abc: invalid literal"),
+    (["--config.not_a_field=1"], "unknown config field 'not_a_field'"),
     (["--config.learning_rate=0.1"],
      "unknown config field 'learning_rate' (overrides given: "
      "--config.learning_rate). Did you mean \"base_learning_rate\""),

@@ -132,10 +132,13 @@ def plot(rows: pd.DataFrame, path: pathlib.Path) -> None:
 
 def calibrate(paths: list[pathlib.Path], args: argparse.Namespace) -> dict:
   """Fits and writes (or with --dry-run prints) the table `method="auto"` uses."""
-  return pair_cost.calibrate(
-      pd.concat([pd.read_csv(path, dtype=str) for path in paths]),
-      platform=args.platform, costs_file=args.costs_file, dry_run=args.dry_run,
-      command=f"scripts.benchmark_layers --calibrate {' '.join(map(str, paths))}")
+  try:
+    return pair_cost.calibrate(
+        pd.concat([pd.read_csv(path, dtype=str) for path in paths]),
+        platform=args.platform, costs_file=args.costs_file, dry_run=args.dry_run,
+        command=f"scripts.benchmark_layers --calibrate {' '.join(map(str, paths))}")
+  except ValueError as error:  # Rows that cannot be fitted: say why, no traceback.
+    raise SystemExit(f"calibrate: {error}") from None
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import math
 import os
 import platform
 from importlib import metadata
@@ -44,9 +45,12 @@ def summary(env: dict[str, Any]) -> str:
 def device_label(row: dict[str, Any]) -> str:
   """A result row's device: 'NVIDIA H100 80GB HBM3 ×1', or for CPUs the host
   processor and cores. Missing values are None or NaN (pandas rows)."""
-  missing = lambda value: value is None or value != value  # pylint: disable=g-long-lambda
-  if row.get("backend") == "cpu" and not missing(row.get("host_cpu")):
+  if row.get("backend") == "cpu" and not _missing(row.get("host_cpu")):
     cores = row.get("host_cpus")
-    return f"CPU {row['host_cpu']} ({'?' if missing(cores) else int(cores)} cores)"
+    return f"CPU {row['host_cpu']} ({'?' if _missing(cores) else int(cores)} cores)"
   count = row.get("num_devices", row.get("device_count"))
-  return f"{row.get('device_kind')}" + ("" if missing(count) else f" ×{int(count)}")
+  return f"{row.get('device_kind')}" + ("" if _missing(count) else f" ×{int(count)}")
+
+
+def _missing(value: Any) -> bool:
+  return value is None or (isinstance(value, float) and math.isnan(value))

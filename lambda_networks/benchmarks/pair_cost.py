@@ -99,7 +99,7 @@ def calibrate(rows: pd.DataFrame, *, platform: str | None,
   """
   backends = sorted(rows["backend"].unique())
   if platform is None and len(backends) != 1:
-    raise SystemExit(f"the rows mix backends {backends}; pass --platform.")
+    raise ValueError(f"the rows mix backends {backends}; pass --platform.")
   platform = platform or backends[0]
   costs, points = fit_costs(rows)
   for p in points.itertuples():

@@ -21,7 +21,11 @@ from absl import app
 from absl import flags
 
 from configs import default
-from lambda_networks.train import cli
+from lambda_networks import native_logs
+
+native_logs.quiet()  # Before JAX and TensorFlow load.
+
+from lambda_networks.train import cli  # pylint: disable=wrong-import-position
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "The run's directory (holds checkpoints/).")

@@ -18,7 +18,11 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from lambda_networks.train import cli
+from lambda_networks import native_logs
+
+native_logs.quiet()  # Before JAX and TensorFlow load.
+
+from lambda_networks.train import cli  # pylint: disable=wrong-import-position
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config file.",

@@ -26,10 +26,16 @@ from typing import Any
 
 import pandas as pd
 
+from lambda_networks import native_logs
+
+native_logs.quiet()  # As in train.py, before JAX and TensorFlow load.
+
+# pylint: disable=wrong-import-position
 from configs import default
 from lambda_networks.benchmarks import input_pipeline
 from lambda_networks.benchmarks import jpeg_dataset
 from lambda_networks.benchmarks import reporting
+# pylint: enable=wrong-import-position
 
 PROGRESS = ("{augment:>5} {image_size:4d}px {cores} core(s): {images_per_s:8.1f} "
             "images/s ({images_per_s_per_core:.1f} per core; {images_per_cpu_s:.1f}"

@@ -72,7 +72,6 @@ def run(args, *, devices=8, expect_ok=True, timeout=420, wait=True, extra_env=No
   Returns (exit status, stdout + stderr), or the Popen when wait=False.
   """
   env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu",
-             TF_CPP_MIN_LOG_LEVEL="2",
              XLA_FLAGS=(f"--xla_force_host_platform_device_count={devices} "
                         f"{FAST_COMPILE_FLAG}"),
              JAX_COMPILATION_CACHE_DIR=str(COMPILATION_CACHE),

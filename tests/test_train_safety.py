@@ -24,6 +24,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from lambda_networks.train import checkpointing
+from lambda_networks import native_logs
 from lambda_networks.train import workdir as workdir_lib
 from conftest import (CONFIG, REPO, SYNTHETIC_STEPS, assert_same_state,
                       early_run, run)
@@ -255,3 +256,34 @@ def test_damaged_checkpoints_fall_back_to_the_newest_good_one(
   for step in (3, 6, 7):  # Set aside, never deleted.
     assert (checkpoints / f"{step}.corrupt" / "state").is_dir()
   assert_same_state(finished_run, workdir)
+
+
+
+# Reads part of a cached dataset: TensorFlow's C++ reader warns about it on
+# every machine (the notice users saw at the top of each run).
+_CACHE_NOTICE = "did not fully read the dataset being cached"
+_READ_PART_OF_A_CACHE = """
+from lambda_networks import native_logs
+native_logs.quiet()
+import jax  # Sets its own default level if none is set.
+import tensorflow as tf
+print("read", [int(x) for x in tf.data.Dataset.range(10).cache().take(2)])
+"""
+
+
+def test_tensorflow_notices_are_quiet_unless_the_user_sets_the_level():
+  names = tuple(native_logs.DEFAULTS)
+  env = {name: value for name, value in os.environ.items() if name not in names}
+  env["PYTHONPATH"] = str(REPO)
+  user_levels = {name: "0" if name == "TF_CPP_MIN_LOG_LEVEL" else "1"
+                 for name in names}
+  processes = [
+      subprocess.Popen([sys.executable, "-c", _READ_PART_OF_A_CACHE], cwd=REPO,
+                       env=dict(env, **extra), text=True,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+      for extra in ({}, user_levels)]
+  quiet, loud = (process.communicate(timeout=120)[0] for process in processes)
+  assert "read [0, 1]" in quiet and "read [0, 1]" in loud, quiet + loud
+  assert _CACHE_NOTICE not in quiet, quiet
+  assert "absl::InitializeLog" not in quiet, quiet
+  assert _CACHE_NOTICE in loud, loud  # The user's own setting wins.

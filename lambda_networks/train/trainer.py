@@ -14,9 +14,10 @@ to JAX's preemption service, which `jax.distributed.initialize` installs: a
 SIGTERM to any process (SLURM's warning to every task, a TPU maintenance
 event on one host) becomes a notice to all, and
 `manager.reached_preemption(step)`, asked every step, turns true on every
-process at the same step, where all save and return. A non-finite loss stops
-the run without saving, so the last good checkpoint is what a restart resumes
-from.
+process at the same step, where all save and return (a notice before the
+checkpoint is restored, while no process has a step yet, is not seen). A
+non-finite loss stops the run without saving, so the last good checkpoint is
+what a restart resumes from.
 """
 
 from __future__ import annotations
@@ -208,6 +209,9 @@ def _train(exp: experiment_lib.Experiment, workdir: str) -> dict[str, Any]:
   start_step = int(jax.device_get(state.step))
   if start_step > total:
     raise _past_the_end(manager, start_step, total)
+  # Tells JAX's preemption sync where every process stands before the first
+  # (long) compile: a notice that finds no process with a step is dropped.
+  manager.reached_preemption(start_step)
   console(
       f"{config.model} on {info.name}: {info.num_train_examples} train / "
       f"{info.num_eval_examples} eval examples, {info.num_classes} classes, "

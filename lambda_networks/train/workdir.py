@@ -134,10 +134,12 @@ class Lock:
             f"Another trainer is using this workdir ({_describe(holder)}"
             f"{renewed}; lock file {self.path}). Wait for it to finish, stop it, "
             "or use another --workdir. A lock not renewed for "
-            f"lock_stale_seconds={self.stale_seconds:g} is taken over by itself.")
+            f"lock_stale_seconds={self.stale_seconds:g} is taken over "
+            "automatically.")
       print(f"Taking over a stale lock on the workdir ({reason}).",
             file=sys.stderr, flush=True)
-      self.path.unlink(missing_ok=True)
+      if self._read() == holder:  # Not just taken over by another trainer.
+        self.path.unlink(missing_ok=True)
       if not self._try_create():
         holder = self._read() or {}
         raise UserError(

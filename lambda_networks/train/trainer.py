@@ -29,12 +29,12 @@ from typing import Any
 
 import jax
 import ml_collections
-from jax.experimental import multihost_utils
 import numpy as np
 from absl import logging
 from clu import metric_writers
 from clu import periodic_actions
 from etils import epath
+from jax.experimental import multihost_utils
 
 from lambda_networks import data
 from lambda_networks import models

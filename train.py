@@ -7,8 +7,9 @@ resolved config is saved as <workdir>/config.json (what `eval.py
 newest checkpoint. Several hosts: on TPU pods
 and SLURM jobs jax.distributed starts by itself; elsewhere pass
 --coordinator_address, --num_processes and --process_id to every process.
-Exit status: 0 done (or stopped by SIGTERM after saving), 2 a user error
-(one line on stderr; --verbosity=1 adds the traceback), 130 stopped by Ctrl-C.
+Exit status: 0 done (or stopped by SIGTERM or a preemption notice after
+saving), 2 a user error (one line on stderr; --verbosity=1 adds the
+traceback), 130 stopped by Ctrl-C.
 """
 
 import sys

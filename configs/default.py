@@ -81,6 +81,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_every_epochs = 0.0
   config.keep_checkpoint_every_epochs = 0.0
   config.async_checkpointing = True
+  # The workdir's lock is a lease: process 0 rewrites <workdir>/trainer.lock
+  # every lock_renew_seconds; another trainer (any host) takes over a lock
+  # not renewed for lock_stale_seconds (e.g. one left by a killed job that
+  # SLURM requeued on another node) and is refused a fresher one.
+  config.lock_renew_seconds = 60.0
+  config.lock_stale_seconds = 300.0
   config.profile_start_step = 10  # Profiler trace of steps [start, start + num).
   config.profile_num_steps = 0  # 0: no trace.
   return config

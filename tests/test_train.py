@@ -4,18 +4,26 @@ Every run is a subprocess (XLA_FLAGS must be set before JAX starts) with the
 tiny model of tests/tiny_config.py; `run` and the shared `finished_run` (an
 uninterrupted 8-step run) are in conftest.py. The longer runs are early runs
 (conftest.early_run): they start with the session, the tests check them.
+Runs of 2 processes (jax.distributed on localhost, 4 devices each) check
+agreement with 1 process, preemption by SIGTERM to one or both processes,
+and the workdir lease seen by every process.
 """
 
 import json
+import os
+import re
 import shutil
 import signal
 import socket
+import subprocess
+import time
 
 import numpy as np
 import pytest
 
 from lambda_networks.train import config_checks
 from lambda_networks.train import trainer
+from lambda_networks.train import workdir as workdir_lib
 from configs import default
 from conftest import CONFIG, assert_same_state, early_run, run
 
@@ -108,19 +116,46 @@ def _free_port():
     return sock.getsockname()[1]
 
 
-@early_run
-def two_process_run(tmp_path_factory):
-  """The 8-step run as 2 processes of 4 devices (jax.distributed)."""
-  workdir = tmp_path_factory.mktemp("two_process") / "run"
+def run_two_processes(workdir, wrappers=((), ()), timeout=420):
+  """train.py as 2 processes of 4 devices (jax.distributed on localhost),
+  process i started through `wrappers[i]` (a helper script and its
+  arguments); ([exit statuses], [outputs]). A process still running after
+  `timeout` seconds is killed and fails the test."""
   address = f"localhost:{_free_port()}"
   processes = [
-      run(["train.py", CONFIG, f"--workdir={workdir}",
+      run([*wrappers[index], "train.py", CONFIG, f"--workdir={workdir}",
            f"--coordinator_address={address}", "--num_processes=2",
            f"--process_id={index}"], devices=4, wait=False)
       for index in range(2)
   ]
-  outputs = [p.communicate(timeout=420)[0] for p in processes]
-  return workdir, [p.returncode for p in processes], outputs
+  deadline = time.monotonic() + timeout
+  try:
+    outputs = [p.communicate(timeout=max(1, deadline - time.monotonic()))[0]
+               for p in processes]
+  except subprocess.TimeoutExpired:
+    for process in processes:
+      process.kill()
+    outputs = [p.communicate()[0] for p in processes]
+    pytest.fail(f"2-process run still running after {timeout} s:\n"
+                + "\n".join(output[-3000:] for output in outputs))
+  return [p.returncode for p in processes], outputs
+
+
+def plant_lock(workdir, host, age_seconds):
+  """A lock file of a trainer on `host` that last renewed it `age_seconds` ago."""
+  path = workdir / workdir_lib.LOCK_NAME
+  path.write_text(json.dumps({"host": host, "pid": 4242,
+                              "start_time": "2026-01-01T00:00:00+00:00"}))
+  written = time.time() - age_seconds
+  os.utime(path, (written, written))
+
+
+@early_run
+def two_process_run(tmp_path_factory):
+  """The 8-step run as 2 processes of 4 devices (jax.distributed)."""
+  workdir = tmp_path_factory.mktemp("two_process") / "run"
+  codes, outputs = run_two_processes(workdir)
+  return workdir, codes, outputs
 
 
 @pytest.mark.slow
@@ -131,6 +166,98 @@ def test_two_processes_match_one_process(finished_run, two_process_run):
   assert "8 devices in 2 process(es)" in outputs[0]
   assert "step 8/8" not in outputs[1]  # Only process 0 prints progress.
   assert_same_state(finished_run, workdir, rtol=2e-5, atol=2e-6)
+
+
+def _sigterm_at(step):
+  return ["tests/signal_at_step.py", str(step), "SIGTERM"]
+
+
+@early_run
+def preempted_two_process_runs(tmp_path_factory):
+  """The 2-process run stopped by SIGTERM to both processes during step 2
+  (SLURM signals every task), resumed and stopped by SIGTERM to process 1
+  only during its first step (a maintenance event on one host), then
+  resumed to the end past the stale lock of a node that is gone (a job
+  requeued elsewhere): (workdir, [(statuses, outputs)] of the 3 runs)."""
+  workdir = tmp_path_factory.mktemp("preempted") / "run"
+  runs = [run_two_processes(workdir, (_sigterm_at(2), _sigterm_at(2))),
+          run_two_processes(workdir, ((), _sigterm_at(1)))]
+  plant_lock(workdir, "node-gone", age_seconds=3600)
+  runs.append(run_two_processes(workdir))
+  return workdir, runs
+
+
+def _stopped_step(codes, outputs) -> int:
+  """The step where both processes stopped: exit 0 and one line (process 0)."""
+  assert codes == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+  stopped = re.findall(r"Stopped by a preemption notice at step (\d+); "
+                       "checkpoint saved", outputs[0])
+  assert len(stopped) == 1, outputs[0][-3000:]
+  assert "Stopped by" not in outputs[1]
+  assert "Traceback" not in outputs[0] + outputs[1]
+  return int(stopped[0])
+
+
+def _resumed_step(output) -> int:
+  return int(re.search(r"Resumed from step (\d+)", output)[1])
+
+
+@pytest.mark.slow
+def test_sigterm_to_every_process_saves_one_step_and_exits_0(
+    preempted_two_process_runs):
+  workdir, runs = preempted_two_process_runs
+  step = _stopped_step(*runs[0])
+  assert 2 <= step < 8
+  assert (workdir / "checkpoints" / str(step)).is_dir()
+  assert _resumed_step(runs[1][1][0]) == step  # Saved by both processes.
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_process_stops_both_at_one_step(preempted_two_process_runs):
+  workdir, runs = preempted_two_process_runs
+  first, step = _stopped_step(*runs[0]), _stopped_step(*runs[1])
+  assert first < step < 8
+  assert (workdir / "checkpoints" / str(step)).is_dir()
+  assert _resumed_step(runs[2][1][0]) == step
+
+
+@pytest.mark.slow
+def test_preempted_runs_resume_bit_identical(two_process_run,
+                                             preempted_two_process_runs):
+  workdir, runs = preempted_two_process_runs
+  codes, outputs = runs[2]
+  assert codes == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+  assert ("Taking over a stale lock on the workdir (left by host 'node-gone', "
+          "pid 4242") in outputs[0]
+  assert not (workdir / workdir_lib.LOCK_NAME).exists()
+  assert_same_state(two_process_run[0], workdir)  # The same layout: exact.
+
+
+@early_run
+def refused_two_process_run(tmp_path_factory):
+  """2 processes on a workdir whose lock another host renewed a minute ago:
+  (statuses, outputs, files before, files after)."""
+  workdir = tmp_path_factory.mktemp("leased") / "run"
+  workdir.mkdir()
+  plant_lock(workdir, "node-busy", age_seconds=60)
+  files = lambda: {str(p): (p.stat().st_mtime_ns, p.read_bytes())
+                   for p in workdir.rglob("*")}
+  before = files()
+  codes, outputs = run_two_processes(workdir, timeout=180)
+  return codes, outputs, before, files()
+
+
+@pytest.mark.slow
+def test_a_refused_lock_ends_every_process(refused_two_process_run):
+  codes, outputs, before, after = refused_two_process_run
+  assert codes == [2, 2], outputs[0][-3000:] + outputs[1][-3000:]
+  for output in outputs:  # The same one line from each process.
+    errors = [line for line in output.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1, output[-3000:]
+    assert errors[0].startswith("Error: Another trainer is using this workdir "
+                                "(host 'node-busy', pid 4242"), errors[0]
+    assert re.search(r"renewed \d+ s ago", errors[0]), errors[0]
+  assert after == before  # Nothing written.
 
 
 @early_run

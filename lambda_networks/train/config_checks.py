@@ -50,6 +50,10 @@ _RANGES = (
      "0 uses keep_checkpoint_period"),
     ("profile_start_step", 0, None, True, True, "first traced step"),
     ("profile_num_steps", 0, None, True, True, "0 traces nothing"),
+    ("lock_renew_seconds", 0.0, None, False, True,
+     "seconds between renewals of the workdir's lock"),
+    ("lock_stale_seconds", 0.0, None, False, True,
+     "seconds without renewal after which another trainer takes the lock"),
 )
 _OPTIONAL_RATES = ("dropout_rate", "stochastic_depth_rate")
 
@@ -178,4 +182,10 @@ def check(config: ml_collections.ConfigDict, given: Iterable[str] = ()) -> None:
   if config.crop_padding < 0:
     raise ValueError(f"config.crop_padding must be >= 0, got {config.crop_padding}.")
   check_ranges(config)
+  if config.lock_stale_seconds <= config.lock_renew_seconds:
+    raise ValueError(
+        f"config.lock_stale_seconds={config.lock_stale_seconds} must be longer "
+        f"than config.lock_renew_seconds={config.lock_renew_seconds}, or a live "
+        "trainer's lock would be taken over between renewals; a few renewal "
+        "periods (e.g. 300 and 60) ride out a slow file system.")
   check_dataset_fields(config, given)

@@ -1,12 +1,21 @@
 """The training loop: resume, train, log, checkpoint, evaluate, stop cleanly.
 
 `train_and_evaluate(config, workdir)` is all `train.py` calls. The config is
-checked and the workdir made absolute and locked (one trainer per workdir)
-before anything is written. A run with the same workdir resumes from the
+checked and the workdir made absolute and leased (one trainer per workdir:
+process 0 holds a lock it renews, and every process learns whether it got
+it) before anything is written. A run with the same workdir resumes from the
 newest complete checkpoint that reads and matches its checksums (a damaged
-one is renamed aside); rerunning a finished run changes nothing. SIGTERM
-(e.g. a preempted VM), Ctrl-C (SIGINT) or a JAX preemption notice saves a
-checkpoint and returns (a second Ctrl-C exits at once, without saving); a
+one is renamed aside); rerunning a finished run changes nothing.
+
+Stopping: a single process catches SIGTERM (e.g. a preempted VM) and Ctrl-C
+(SIGINT) itself, saves a checkpoint after the step and returns (a second
+Ctrl-C exits at once, without saving). With several processes SIGTERM is left
+to JAX's preemption service, which `jax.distributed.initialize` installs: a
+SIGTERM to any process (SLURM's warning to every task, a TPU maintenance
+event on one host) becomes a notice to all, and
+`manager.reached_preemption(step)`, asked every step, turns true on every
+process at the same step, where all save and return (a notice before the
+checkpoint is restored, while no process has a step yet, is not seen). A
 non-finite loss stops the run without saving, so the last good checkpoint is
 what a restart resumes from.
 """
@@ -25,6 +34,7 @@ from absl import logging
 from clu import metric_writers
 from clu import periodic_actions
 from etils import epath
+from jax.experimental import multihost_utils
 
 from lambda_networks import data
 from lambda_networks import models
@@ -44,25 +54,22 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class _StopSignal:
-  """Remembers SIGTERM / SIGINT so the loop can checkpoint and exit between steps.
+  """Single-process runs: SIGTERM / SIGINT make the loop checkpoint and stop
+  between steps; a second signal exits at once (status 128 + signal), without
+  saving.
 
-  With `acting` (single-process runs, see the loop) it says so, and a second
-  signal exits at once (status 128 + signal), without saving; otherwise it
-  only records the signal.
+  Never installed with several processes: it would replace the SIGTERM
+  handler of JAX's preemption service, and no process would learn of it.
   """
 
-  def __init__(self, signals: tuple[signal.Signals, ...], acting: bool = True):
+  def __init__(self, signals: tuple[signal.Signals, ...]):
     self.received: signal.Signals | None = None
-    self._acting = acting
     self._previous = {signum: signal.signal(signum, self._handle)
                       for signum in signals}
 
   def _handle(self, signum, frame):
     del frame
     name = signal.Signals(signum).name
-    if not self._acting:
-      self.received = signal.Signals(signum)
-      return
     if self.received is not None:
       os.write(2, f"\n{name} again: exiting now without saving.\n".encode())
       os._exit(128 + signum)  # pylint: disable=protected-access
@@ -92,22 +99,56 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   workdir = workdir_lib.resolve(workdir)
   config_checks.check(config)
   run_config.resolve(config)  # "auto" eval split, statistics from the data.
-  # One trainer per workdir (all processes of a run write, process 0 locks):
-  # an existing workdir is locked before the (slow) build, a new one after
-  # it, so that a config the build refuses leaves no empty workdir behind.
-  lock = workdir_lib.Lock(workdir)
+  # One trainer per workdir (all processes of a run write, process 0 holds
+  # the lease): an existing workdir is locked before the (slow) build, a new
+  # one after it, so that a config the build refuses leaves no empty workdir
+  # behind. Process 0 decides both times and tells every process.
+  lock = workdir_lib.Lock(workdir, renew_seconds=config.lock_renew_seconds,
+                          stale_seconds=config.lock_stale_seconds)
   chief = jax.process_index() == 0
-  existed = epath.Path(workdir).exists()
+  existed = chief and epath.Path(workdir).exists()  # Only process 0 asks.
   try:
-    if chief and existed:
-      lock.acquire()
+    _lock_on_every_process(lock, existed)
     exp = experiment_lib.build(config)
     workdir_lib.create(workdir)
-    if chief and not existed:
-      lock.acquire()
+    _lock_on_every_process(lock, chief and not existed)
     return _train(exp, workdir)
   finally:
     lock.release()
+
+
+_MESSAGE_BYTES = 2048
+
+
+def _lock_on_every_process(lock: workdir_lib.Lock, acquire: bool) -> None:
+  """Process 0 takes the lock if `acquire`; every process raises its refusal.
+
+  With several processes the outcome is broadcast (a collective every process
+  calls at the same point), so that a refused lock ends all of them at once
+  instead of leaving the others waiting in the next collective.
+  """
+  refusal, failure = "", None
+  if acquire:
+    try:
+      lock.acquire()
+    except Exception as error:  # pylint: disable=broad-exception-caught
+      if jax.process_count() == 1:
+        raise
+      failure = error
+      refusal = (str(error) if isinstance(error, UserError) else
+                 f"process 0 could not take the workdir's lock ({error!r}); "
+                 "see its output.")
+  if jax.process_count() > 1:
+    encoded = np.zeros(_MESSAGE_BYTES, np.uint8)
+    data = refusal.encode()[:_MESSAGE_BYTES]
+    encoded[:len(data)] = np.frombuffer(data, np.uint8)
+    received = multihost_utils.broadcast_one_to_all(encoded)
+    refusal = bytes(np.asarray(received, np.uint8)).rstrip(b"\0").decode(
+        errors="replace")
+  if failure is not None:
+    raise failure
+  if refusal:
+    raise UserError(refusal)
 
 
 def _finished_run(manager, exp: experiment_lib.Experiment,
@@ -168,6 +209,9 @@ def _train(exp: experiment_lib.Experiment, workdir: str) -> dict[str, Any]:
   start_step = int(jax.device_get(state.step))
   if start_step > total:
     raise _past_the_end(manager, start_step, total)
+  # Tells JAX's preemption sync where every process stands before the first
+  # (long) compile: a notice that finds no process with a step is dropped.
+  manager.reached_preemption(start_step)
   console(
       f"{config.model} on {info.name}: {info.num_train_examples} train / "
       f"{info.num_eval_examples} eval examples, {info.num_classes} classes, "
@@ -185,12 +229,10 @@ def _train(exp: experiment_lib.Experiment, workdir: str) -> dict[str, Any]:
       console(f"WARNING: this resumed run's config differs from the one that "
               f"trained steps 1-{start_step} (kept in the workdir): {change}")
 
-  # A lone signal is acted on only by single-process runs: with several
-  # processes they must agree on the step, which JAX's preemption service
-  # (jax.distributed on TPU pods and SLURM) arranges.
-  single = jax.process_count() == 1
-  stop = _StopSignal((signal.SIGTERM, signal.SIGINT) if single else (signal.SIGTERM,),
-                     acting=single)
+  # Several processes must stop at one step: JAX's preemption service owns
+  # SIGTERM there (see the module docstring), and Ctrl-C stays an interrupt.
+  stop = (_StopSignal((signal.SIGTERM, signal.SIGINT))
+          if jax.process_count() == 1 else None)
   batches = data.prefetch(
       exp.source.train_batches(start_step, max(0, total - start_step)),
       size=config.prefetch_batches)
@@ -216,8 +258,9 @@ def _train(exp: experiment_lib.Experiment, workdir: str) -> dict[str, Any]:
       logging_now = step % config.log_every_steps == 0 or step == total
       evaluating = (config.eval_every_steps > 0 and step % config.eval_every_steps == 0
                     and step < total)
+      # Asked every step on every process (the sync protocol counts on it).
       preempted = manager.reached_preemption(step) or (
-          stop.received is not None and jax.process_count() == 1)
+          stop is not None and stop.received is not None)
       if saving or logging_now or evaluating or preempted:
         window.append(_check_finite(*pending, manager))
         pending = None
@@ -232,12 +275,14 @@ def _train(exp: experiment_lib.Experiment, workdir: str) -> dict[str, Any]:
           last_eval = _evaluate(exp, state, step, writer)
       if preempted:
         manager.wait_until_finished()
-        name = stop.received.name if stop.received else "a preemption notice"
+        name = (stop.received.name if stop is not None and stop.received
+                else "a preemption notice")
         console(f"Stopped by {name} at step {step}; checkpoint saved in "
                 f"{manager.directory}. Run the same command again to resume.")
         return {"stopped_by": name, "step": step}
   finally:
-    stop.restore()
+    if stop is not None:
+      stop.restore()
     _stop_profile(profile)
     manager.wait_until_finished()
     writer.flush()

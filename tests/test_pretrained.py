@@ -126,3 +126,26 @@ def test_full_size_models_give_timms_logits(full_size_fixtures, name):
   assert count_parameters(model) == pretrained.TIMM_MODELS[name].params
   logits = jax.jit(lambda x: model(x))(_images(directory))
   np.testing.assert_allclose(logits, expected, rtol=0, atol=TOLERANCE)
+
+
+def test_import_timm_writes_a_workdir_holding_the_converted_model(tmp_path):
+  """scripts.import_timm: checkpoint arrays are load_timm's; config is timm's."""
+  from scripts import import_timm  # pylint: disable=import-outside-toplevel
+  from lambda_networks.train import checkpointing, run_config  # pylint: disable=import-outside-toplevel
+  from flax import nnx  # pylint: disable=import-outside-toplevel
+  path, overrides, *_ = _fixture("lambda_resnet26t")
+  workdir = tmp_path / "imported"
+  import_timm.import_timm("lambda_resnet26t", path, workdir,
+                          dataset="synthetic_far_marks", overrides=overrides)
+  saved = checkpointing.load_arrays(str(workdir))
+  model, _ = pretrained.load_timm("lambda_resnet26t", path, **overrides)
+  expected = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+  assert (checkpointing.array_checksums(saved["params"])
+          == checkpointing.array_checksums(expected))
+  config = run_config.load(str(workdir))
+  assert (config.model, config.num_classes, config.eval_crop_fraction) == (
+      "lambda_resnet26t", 10, 0.94)
+  np.testing.assert_allclose(config.normalization_mean,
+                             [0.485 * 255, 0.456 * 255, 0.406 * 255])
+  with pytest.raises(UserError, match="already holds checkpoints"):
+    import_timm.import_timm("lambda_resnet26t", path, workdir)

@@ -53,6 +53,7 @@ class LambdaLayer(nnx.Module):
       embeddings: nnx.Param | None = None,
       norm_momentum: float = 0.9,
       norm_epsilon: float = 1e-5,
+      position_bias: bool = False,
   ):
     """Creates the layer.
 
@@ -82,6 +83,10 @@ class LambdaLayer(nnx.Module):
         must match what the layer would create.
       norm_momentum: running-average decay of the batch norms.
       norm_epsilon: epsilon of the batch norms.
+      position_bias: add a learned bias b[k] (zeros at first) to every
+        position lambda, λᵖₙ[k, v] += b[k], so each query head gains q·b: the
+        bias of timm's lambda convolution (a Conv3d with bias=True). Needs a
+        position table.
     """
     checks.positive(in_features=in_features, out_features=out_features,
                     query_depth=query_depth, heads=heads, intra_depth=intra_depth)
@@ -124,6 +129,11 @@ class LambdaLayer(nnx.Module):
       self.embeddings = nnx.Param(
           embedding_stddev * jax.random.normal(rngs.params(), shape, param_dtype)
       )
+    if position_bias and shape is None:
+      raise ValueError("position_bias=True needs a position table; set a "
+                       "receptive_field or drop position_bias.")
+    self.position_bias = (nnx.Param(jnp.zeros((query_depth,), param_dtype))
+                          if position_bias else None)
 
   def __call__(self, inputs: jax.Array) -> jax.Array:
     """Maps [B, *S, in_features] to [B, *S, out_features]."""
@@ -135,14 +145,18 @@ class LambdaLayer(nnx.Module):
     values = _apply(self.value_norm, self.value_proj(inputs))
     embeddings = None if self.embeddings is None else self.embeddings[...].astype(
         queries.dtype)
+    queries = queries.reshape(batch, *spatial, self.heads, self.query_depth)
     out = ops.lambda_interactions(
-        queries.reshape(batch, *spatial, self.heads, self.query_depth),
+        queries,
         keys.reshape(batch, *spatial, self.query_depth, self.intra_depth),
         values.reshape(batch, *spatial, self.value_depth, self.intra_depth),
         embeddings,
         causal=self.causal,
         method=self.method,
     )
+    if self.position_bias is not None:
+      bias = self.position_bias[...].astype(queries.dtype)
+      out = out + jnp.einsum("...hk,k->...h", queries, bias)[..., None]
     return out.reshape(batch, *spatial, self.out_features)
 
 

@@ -82,6 +82,23 @@ def test_layer_wires_projections_into_the_lambda_math(method):
   np.testing.assert_allclose(layer(x), expected.reshape(2, 5, 4, 8), rtol=1e-5, atol=1e-5)
 
 
+def test_position_bias_adds_queries_dot_bias_to_every_value_channel():
+  """λᵖₙ[k, v] + b[k] gives yₙ[h, v] + Σₖ qₙ[h, k]·b[k] (timm's Conv3d bias)."""
+  x = jax.random.normal(jax.random.key(0), (2, 5, 4, 6))
+  plain = LambdaLayer(6, 8, query_depth=4, heads=2, receptive_field=3,
+                      normalization="none", rngs=nnx.Rngs(2))
+  biased = LambdaLayer(6, 8, query_depth=4, heads=2, receptive_field=3,
+                       normalization="none", position_bias=True, rngs=nnx.Rngs(2))
+  bias = jnp.arange(1.0, 5.0)
+  biased.position_bias[...] = bias
+  q = (x @ kernel(plain.query_proj)).reshape(2, 5, 4, 2, 4)
+  expected = plain(x).reshape(2, 5, 4, 2, 4) + (q @ bias)[..., None]
+  np.testing.assert_allclose(biased(x), expected.reshape(2, 5, 4, 8),
+                             rtol=1e-5, atol=1e-5)
+  with pytest.raises(ValueError, match="position_bias"):
+    LambdaLayer(6, 8, receptive_field=None, position_bias=True, rngs=nnx.Rngs(0))
+
+
 def test_global_layer_sizes_its_table_and_refuses_larger_inputs():
   layer = LambdaLayer(8, 8, receptive_field="global", input_size=(6, 5), rngs=nnx.Rngs(0))
   assert layer.embeddings[...].shape[:2] == (11, 9)

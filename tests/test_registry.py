@@ -146,6 +146,26 @@ def test_block_by_block_count_equals_the_full_count(name):
   assert _params_block_by_block(name) == _params(name)
 
 
+@pytest.mark.parametrize("name, params", [
+    # timm's own counts (sum of its model's parameters, timm 1.0.31).
+    ("lambda_resnet26t", 10_958_272),
+    ("lambda_resnet50ts", 21_536_832),
+    ("lambda_resnet26rpt_256", 10_988_688),
+])
+def test_timm_lambda_resnets_have_timms_parameter_counts(name, params):
+  assert _params(name) == params
+
+
+def test_timm_lambda_resnets_place_lambda_blocks_as_timm_interleaves():
+  """timm's interleave_blocks: every=1 → blocks 1, 3, 5; every=4 of 4 → 3."""
+  lam, conv = "lambda", "conv"
+  assert get_config("lambda_resnet50ts").block_mixers() == (
+      (conv,) * 3, (conv, conv, conv, lam), (conv, lam) * 3, (conv, lam, conv))
+  for name in ("lambda_resnet26t", "lambda_resnet26rpt_256"):
+    assert get_config(name).block_mixers() == (
+        (conv, conv), (conv, conv), (conv, lam), (lam, lam))
+
+
 def test_plain_resnets_keep_the_max_pool():
   for name in ("resnet50", "resnet50_lambda", "resnet50_augmented"):
     assert not get_config(name).replace_stem_max_pool
@@ -221,6 +241,10 @@ def test_unknown_override_lists_the_fields():
     ({"share_lambda_embeddings": True, "receptive_field": "global"},
      "share_lambda_embeddings=True needs an int receptive_field"),
     ({"augmented_attention_fraction": 1.0}, "augmented_attention_fraction"),
+    ({"activation": "gelu"}, "activation must be one of"),
+    ({"strided_mixer_pool": "max"}, "strided_mixer_pool must be one of"),
+    ({"lambda_position_bias": True, "receptive_field": None},
+     "lambda_position_bias=True needs a receptive_field"),
 ])
 def test_bad_overrides_are_clear_errors(overrides, match):
   with pytest.raises(ValueError, match=match):

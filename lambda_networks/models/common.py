@@ -9,6 +9,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+# Activations a model config may name.
+ACTIVATIONS = {"relu": jax.nn.relu, "silu": jax.nn.silu}
+
 # He initialisation (fan-out), as in torchvision and Keras' EfficientNet.
 CONV_INIT = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
 

@@ -161,6 +161,7 @@ def build_mixer(
         intra_depth=cfg.intra_depth, receptive_field=rf,
         input_size=input_size if rf == "global" else None,
         method=cfg.lambda_method, embeddings=lambda_embeddings,
+        position_bias=cfg.lambda_position_bias,
         norm_momentum=cfg.bn_momentum, norm_epsilon=cfg.bn_epsilon, **kwargs)
   if name == "augmented":
     heads = cfg.attention_heads

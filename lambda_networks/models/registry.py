@@ -23,6 +23,14 @@ Names:
       shortcuts, SE 0.25 in conv blocks, every c5 block a lambda block and
       1/3/6/6/6/6/8 lambda blocks in c4 (26: 1) at LAMBDA_C4_BLOCK_INDICES,
       ResNet-RS dropout and per-stage stochastic depth (`resnet_rs.py`).
+  lambda_resnet26t, lambda_resnet50ts, lambda_resnet26rpt_256   timm's three
+      ImageNet-trained lambda networks (`timm/models/byoanet.py`), so that
+      their weights load (`lambda_networks.pretrained`): tiered stem (3×3
+      convs of 3w/8, w/2, w, then a max pool), 1×1/2 conv shortcuts, lambda
+      k16 h4 u1 at the block indices timm's configs interleave, r = 9 with a
+      position bias (26t, 50ts) or a global relative table sized for 256 px
+      (26rpt), a stride-2 lambda block pooling 2×2/2 after the layer, ReLU
+      (26t, 26rpt) or SiLU (50ts), no SE; 256 px.
   efficientnet_b0 … efficientnet_b7
 
 Choices where the paper is not explicit ([likely] in PAPER.md), all config
@@ -74,6 +82,19 @@ LAMBDA_C4_BLOCK_INDICES = {
     270: (7, 16, 25, 34, 43, 52),
     350: (11, 23, 35, 47, 59, 71),
     420: (9, 20, 31, 42, 53, 64, 75, 86),
+}
+# timm's lambda ResNets: (blocks per stage, lambda block indices per stage
+# (None: every block), config changes). The indices are what timm's
+# `interleave_blocks` gives (byoanet.py: every=1 → 1, 3, 5, …; every=4 in a
+# stage of 4 → its last block).
+TIMM_LAMBDA_RESNETS = {
+    "lambda_resnet26t": ((2, 2, 2, 2), ((), (), (1,), None),
+                         dict(receptive_field=9, lambda_position_bias=True)),
+    "lambda_resnet50ts": ((3, 4, 6, 3), ((), (3,), (1, 3, 5), (1,)),
+                          dict(receptive_field=9, lambda_position_bias=True,
+                               activation="silu")),
+    "lambda_resnet26rpt_256": ((2, 2, 2, 2), ((), (), (1,), None),
+                               dict(receptive_field="global")),
 }
 # (width, depth, image size, dropout): standard EfficientNet compound scaling.
 EFFICIENTNET_SCALING = {
@@ -133,6 +154,11 @@ def _build_registry() -> dict[str, ModelSpec]:
         stochastic_depth_rate=regularisation.stochastic_depth_rate,
         stochastic_depth_schedule="per_stage", image_size=size)
     specs[f"lambda_resnet{depth}"] = ModelSpec(ResNet, config)
+  for name, (blocks, indices, changes) in TIMM_LAMBDA_RESNETS.items():
+    specs[name] = ModelSpec(ResNet, ResNetConfig(
+        stage_depths=blocks, stem="tiered", stage_mixers="lambda",
+        mixer_block_indices=indices, query_depth=16, heads=4, intra_depth=1,
+        strided_mixer_pool="avg2x2", image_size=256, **changes))
   for variant, (width, depth, size, dropout) in EFFICIENTNET_SCALING.items():
     specs[f"efficientnet_{variant}"] = ModelSpec(
         EfficientNet,

@@ -63,16 +63,26 @@ class ResNetConfig:
       of attention_heads); None: d_k = d_v.
     augmented_output_projection: the augmented mixer's attention ends with
       the d_v×d_v output projection W^O of multi-head attention.
-    stem: 'plain' (7×7/2 conv) or 'deep' (ResNet-D: three 3×3 convs); both
-      followed by a 3×3/2 max pool, or see replace_stem_max_pool. 'small'
-      (for 28–96 px images, as in the CIFAR ResNets): one 3×3 stride-1 conv,
-      no pool, so the stages see the full image.
+    stem: 'plain' (7×7/2 conv), 'deep' (ResNet-D: three 3×3 convs,
+      stem_width/2, /2, then full) or 'tiered' (timm's ResNet-T: three 3×3
+      convs, 3·stem_width/8, stem_width/2, then full); all followed by a
+      3×3/2 max pool, or see replace_stem_max_pool. 'small' (for 28–96 px
+      images, as in the CIFAR ResNets): one 3×3 stride-1 conv, no pool, so
+      the stages see the full image.
     replace_stem_max_pool: replace the stem's 3×3/2 max pool by a 3×3/2
       conv (stem_width → stem_width) with batch norm and ReLU, as ResNet-RS
       does (`replace_stem_max_pool: True` in its configs); ignored by 'small'.
-    stem_width: stem output channels ('deep': stem_width/2, /2, then full).
+    stem_width: stem output channels.
+    activation: 'relu', or 'silu' (timm's lambda_resnet50ts): after every
+      batch norm that has one, in the stem and the blocks (SE keeps ReLU).
     downsample: projection shortcut of strided blocks: 'conv' (1×1/2 conv)
       or 'avg' (ResNet-D: 2×2/2 average pool, then 1×1 conv).
+    strided_mixer_pool: the pool after a strided non-conv mixer (which runs
+      at full resolution): 'avg3x3' (3×3/2, padded) or 'avg2x2' (2×2/2, as
+      timm's lambda layer).
+    lambda_position_bias: the lambda layers' position lambdas get a learned
+      bias per query-depth channel (timm's conv_lambda is a Conv3d with a
+      bias); needs a receptive_field.
     se_ratio: squeeze-excitation bottleneck as a fraction of the block's
       output channels (0: none; 0.25 in ResNet-RS, 1/16 in SENet).
     se_in_non_conv_blocks: also add SE to blocks whose mixer is not a conv.
@@ -115,7 +125,10 @@ class ResNetConfig:
   stem: str = "plain"
   stem_width: int = 64
   replace_stem_max_pool: bool = False
+  activation: str = "relu"
   downsample: str = "conv"
+  strided_mixer_pool: str = "avg3x3"
+  lambda_position_bias: bool = False
   se_ratio: float = 0.0
   se_in_non_conv_blocks: bool = False
   stochastic_depth_rate: float = 0.0
@@ -253,8 +266,11 @@ class ResNetConfig:
     if self.width_multiplier <= 0:
       raise ValueError(
           f"width_multiplier must be positive, got {self.width_multiplier}.")
-    _check_choice("stem", self.stem, ("plain", "deep", "small"))
+    _check_choice("stem", self.stem, ("plain", "deep", "tiered", "small"))
+    _check_choice("activation", self.activation, tuple(common.ACTIVATIONS))
     _check_choice("downsample", self.downsample, ("conv", "avg"))
+    _check_choice("strided_mixer_pool", self.strided_mixer_pool,
+                  ("avg3x3", "avg2x2"))
     _check_choice("stochastic_depth_schedule", self.stochastic_depth_schedule,
                   ("per_block", "per_stage"))
     rf = self.receptive_field
@@ -263,6 +279,10 @@ class ResNetConfig:
       raise ValueError(
           f"receptive_field must be an odd positive int, 'global' or None, "
           f"got {rf!r} (the paper uses 23, or 7 with intra_depth=4).")
+    if self.lambda_position_bias and rf is None:
+      raise ValueError(
+          "lambda_position_bias=True needs a receptive_field (the bias is "
+          "added to the position lambdas); got receptive_field=None.")
     if self.share_lambda_embeddings and not isinstance(rf, int):
       raise ValueError(
           f"share_lambda_embeddings=True needs an int receptive_field (one "
@@ -296,10 +316,11 @@ def spread_evenly(num_blocks: int, count: int) -> frozenset[int]:
 
 
 class Bottleneck(nnx.Module):
-  """1×1 conv → mixer (→ 3×3/2 avg pool) → 1×1 conv, plus the shortcut.
+  """1×1 conv → mixer (→ 3×3/2 or 2×2/2 avg pool) → 1×1 conv, plus the shortcut.
 
-  Each conv and the mixer are followed by batch norm (ReLU except after the
-  last); optional SE on the residual branch, then stochastic depth.
+  Each conv and the mixer are followed by batch norm (the config's activation
+  except after the last); optional SE on the residual branch, then stochastic
+  depth; the activation again after the sum.
   """
 
   def __init__(self, in_features: int, width: int, out_features: int, *,
@@ -311,7 +332,9 @@ class Bottleneck(nnx.Module):
     norm = dict(momentum=cfg.bn_momentum, epsilon=cfg.bn_epsilon, **kwargs)
     self.mixer_name = mixer
     self.strides = strides
+    self.activation = common.ACTIVATIONS[cfg.activation]
     self.pool_after_mixer = mixer != "conv" and strides > 1
+    self.mixer_pool = cfg.strided_mixer_pool
     self.conv1 = common.conv(in_features, width, 1, **kwargs)
     self.bn1 = common.batch_norm(width, **norm)
     self.mixer = mixers.build_mixer(
@@ -336,11 +359,14 @@ class Bottleneck(nnx.Module):
       self.shortcut_conv = self.shortcut_bn = None
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    out = nnx.relu(self.bn1(self.conv1(x)))
+    act = self.activation
+    out = act(self.bn1(self.conv1(x)))
     out = self.mixer(out)
-    if self.pool_after_mixer:
+    if self.pool_after_mixer and self.mixer_pool == "avg2x2":
+      out = _pool_same(out, self.strides)
+    elif self.pool_after_mixer:
       out = common.pool(out, "avg", 3, self.strides)
-    out = nnx.relu(self.bn2(out))
+    out = act(self.bn2(out))
     out = self.bn3(self.conv3(out))
     if self.se is not None:
       out = self.se(out)
@@ -350,15 +376,16 @@ class Bottleneck(nnx.Module):
       if self.pool_shortcut:
         shortcut = _pool_same(shortcut, self.strides)
       shortcut = self.shortcut_bn(self.shortcut_conv(shortcut))
-    return nnx.relu(out + shortcut.astype(out.dtype))
+    return act(out + shortcut.astype(out.dtype))
 
 
 class Stem(nnx.Module):
-  """The ResNet stem: conv(s) with BN-ReLU, then a 3×3/2 max pool.
+  """The ResNet stem: conv(s) with BN and activation, then a 3×3/2 max pool.
 
-  'plain' is one 7×7/2 conv; 'deep' (ResNet-D) is three 3×3 convs, the first
-  with stride 2. With `replace_stem_max_pool` (ResNet-RS) a 3×3/2 conv with
-  BN-ReLU takes the max pool's place.
+  'plain' is one 7×7/2 conv; 'deep' (ResNet-D) and 'tiered' (timm's
+  ResNet-T) are three 3×3 convs, the first with stride 2. With
+  `replace_stem_max_pool` (ResNet-RS) a 3×3/2 conv with BN and activation
+  takes the max pool's place.
   """
 
   def __init__(self, config: ResNetConfig, *, rngs: nnx.Rngs):
@@ -366,11 +393,14 @@ class Stem(nnx.Module):
     kwargs = dict(dtype=cfg.dtype, param_dtype=cfg.param_dtype, rngs=rngs)
     norm = dict(momentum=cfg.bn_momentum, epsilon=cfg.bn_epsilon, **kwargs)
     width = _scale(cfg.stem_width, cfg.width_multiplier)
+    self.activation = common.ACTIVATIONS[cfg.activation]
     if cfg.stem == "plain":
       plan = [(cfg.in_channels, width, 7, 2)]
     else:
       half = max(1, width // 2)
-      plan = [(cfg.in_channels, half, 3, 2), (half, half, 3, 1), (half, width, 3, 1)]
+      first = max(1, 3 * width // 8) if cfg.stem == "tiered" else half
+      plan = [(cfg.in_channels, first, 3, 2), (first, half, 3, 1),
+              (half, width, 3, 1)]
     self.out_features = width
     self.convs = nnx.List([common.conv(i, o, k, strides=s, **kwargs)
                            for i, o, k, s in plan])
@@ -383,25 +413,26 @@ class Stem(nnx.Module):
 
   def __call__(self, x: jax.Array) -> jax.Array:
     for conv, norm in zip(self.convs, self.norms):
-      x = nnx.relu(norm(conv(x)))
+      x = self.activation(norm(conv(x)))
     if self.pool_conv is not None:
-      return nnx.relu(self.pool_norm(self.pool_conv(x)))
+      return self.activation(self.pool_norm(self.pool_conv(x)))
     return common.pool(x, "max", 3, 2)
 
 
 class SmallStem(nnx.Module):
-  """Stem for small images: one 3×3 stride-1 conv with BN-ReLU, no pool."""
+  """Stem for small images: one 3×3 stride-1 conv with BN and activation, no pool."""
 
   def __init__(self, config: ResNetConfig, *, rngs: nnx.Rngs):
     cfg = config
     kwargs = dict(dtype=cfg.dtype, param_dtype=cfg.param_dtype, rngs=rngs)
     self.out_features = _scale(cfg.stem_width, cfg.width_multiplier)
+    self.activation = common.ACTIVATIONS[cfg.activation]
     self.conv = common.conv(cfg.in_channels, self.out_features, 3, **kwargs)
     self.norm = common.batch_norm(self.out_features, momentum=cfg.bn_momentum,
                                   epsilon=cfg.bn_epsilon, **kwargs)
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    return nnx.relu(self.norm(self.conv(x)))
+    return self.activation(self.norm(self.conv(x)))
 
 
 class ResNet(nnx.Module):

@@ -10,12 +10,14 @@ import os
 import signal
 
 import jax.numpy as jnp
+import numpy as np
 import pytest
 from absl import flags
 from flax import nnx
 from ml_collections import config_flags
 
 from lambda_networks import layers
+from lambda_networks import models
 from lambda_networks import ops
 from lambda_networks.errors import UserError
 from lambda_networks.train import cli
@@ -75,6 +77,16 @@ BAD_COMMAND_LINES = [
      "normalization_stddev=(0.0, 1.0, 1.0) must be positive"),
     (["--config.dtype=float8"], "dtype='float8' must be one of"),
     (["--config.model=lambda_resnet51"], "unknown model 'lambda_resnet51'"),
+    # The field at fault is named, not a clash with the quickstart's layout.
+    (["--config.model=lambda_resnet50", "--config.model_overrides.receptive_field=4"],
+     "receptive_field=4 must be odd and positive so the r×r window of relative "
+     "positions is centred on the query; use 3 or 5"),
+    (["--config.model=lambda_resnet50"],
+     "mixer_blocks needs one entry per stage (2 from stage_depths=(1, 1)), got "
+     "(0, 0, 1, None); give one per stage, or None"),
+    # Precisions that would train unsafely.
+    (["--config.param_dtype=float16"], "config.param_dtype='float16'"),
+    (["--config.dtype=float16"], "config.dtype='float16'"),
     (["--config.eval_split="], "config.eval_split is empty"),
     # Fields the chosen dataset ignores.
     (["--config.image_size=64"], "ignores image_size=64; drop it or use a TFDS dataset"),
@@ -175,6 +187,33 @@ def test_layer_call_refuses_empty_batch_and_integer_inputs():
   with pytest.raises(ValueError, match="inputs have an empty axis"):
     attention(jnp.zeros((0, 3, 3, 4)))
   assert layer(jnp.ones((2, 3, 3, 4))).shape == (2, 3, 3, 8)
+
+
+def test_python_lists_are_refused_with_the_shape_expected():
+  layer = _lambda_layer()
+  image = [[[[1.0] * 4] * 3] * 3]
+  with pytest.raises(TypeError, match=r"inputs must be an array of shape "
+                     r"\[B, H, W, C\], got a list; convert it first"):
+    layer(image)
+  np.testing.assert_array_equal(layer(jnp.asarray(image)).shape, (1, 3, 3, 8))
+  model = models.get_model("resnet26", num_classes=2, rngs=nnx.Rngs(0),
+                           stage_depths=(1, 1), stage_widths=(8, 8),
+                           stem_width=8, stage_mixers="CC", image_size=8)
+  with pytest.raises(TypeError, match=r"images must be an array of shape "
+                     r"\[B, H, W, 3\], got a tuple"):
+    model(((0.0,),))
+
+
+@pytest.mark.parametrize("value,error,message", [
+    ("23", TypeError, "got the string '23'; pass 23 without quotes"),
+    (4, ValueError, "must be odd and positive .* got 4; use 3 or 5"),
+    (2.5, TypeError, "receptive_field must be an int"),
+])
+def test_receptive_field_errors_say_what_is_wrong(value, error, message):
+  with pytest.raises(error, match=message):
+    _lambda_layer(receptive_field=value)
+  with pytest.raises(ValueError, match="receptive_field"):
+    models.get_config("lambda_resnet50", receptive_field=value)
 
 
 def test_lambda_interactions_refuses_integers_and_empty_batches():

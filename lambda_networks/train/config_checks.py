@@ -18,7 +18,10 @@ from lambda_networks import models
 from lambda_networks.data import synthetic
 from lambda_networks.errors import UserError, raise_as_user_errors
 
-_DTYPES = ("float32", "bfloat16", "float16")
+_DTYPES = ("float32", "bfloat16")
+# float16 is refused rather than trained without loss scaling (see
+# `check_precision`): the trainer has none, and bfloat16 needs none.
+_UNSAFE_DTYPES = ("float16",)
 
 
 # (field, lowest, highest, lowest allowed?, highest allowed?, what it means)
@@ -104,6 +107,39 @@ def check_ranges(config: ml_collections.ConfigDict) -> None:
                     "(or -1 for every device), e.g. (-1,).")
 
 
+def check_precision(config: ml_collections.ConfigDict) -> None:
+  """Refuses dtypes that are unknown or would train unsafely (float16).
+
+  float16 has 5 exponent bits: without loss scaling, gradients below ~6e-8
+  flush to zero and activations above 65504 overflow, and float16 parameters
+  also drop updates smaller than 1/1024 of a weight. bfloat16 has float32's
+  range, so it needs no loss scaling; the trainer has none.
+  """
+  overrides = config.model_overrides.to_dict()
+  for field, allowed in (("dtype", ("auto", *_DTYPES)), ("param_dtype", _DTYPES)):
+    value = config[field]
+    overridden = overrides.get(field)
+    if overridden is not None and str(overridden) in _UNSAFE_DTYPES:
+      raise UserError(
+          f"config.model_overrides.{field}={overridden!r} would train "
+          f"unsafely (no loss scaling); drop it and set config.{field} "
+          "('bfloat16' or 'float32').")
+    if value in _UNSAFE_DTYPES and field == "param_dtype":
+      raise UserError(
+          f"config.param_dtype={value!r} would train unsafely: float16 "
+          "parameters lose every update smaller than 1/1024 of a weight and "
+          "overflow above 65504. Keep param_dtype='float32' (computation can "
+          "still be 'bfloat16' through config.dtype).")
+    if value in _UNSAFE_DTYPES:
+      raise UserError(
+          f"config.dtype={value!r} would train without loss scaling, which "
+          "this trainer does not do: small gradients underflow to zero and "
+          "large activations overflow. Use 'bfloat16' (float32's range, as "
+          "fast on TPUs and recent GPUs) or 'float32'.")
+    if value not in allowed:
+      raise UserError(f"config.{field}={value!r} must be one of {allowed}.")
+
+
 def check_dataset_fields(config: ml_collections.ConfigDict,
                          given: Iterable[str] = ()) -> None:
   """Refuses fields that the chosen dataset would silently ignore.
@@ -153,9 +189,7 @@ def check(config: ml_collections.ConfigDict, given: Iterable[str] = ()) -> None:
   if not 0.0 <= config.label_smoothing < 1.0:
     raise ValueError(f"config.label_smoothing must be in [0, 1), got "
                      f"{config.label_smoothing}.")
-  for field, allowed in (("dtype", ("auto", *_DTYPES)), ("param_dtype", _DTYPES)):
-    if config[field] not in allowed:
-      raise ValueError(f"config.{field}={config[field]!r} must be one of {allowed}.")
+  check_precision(config)
   for epochs, steps in (("eval_every_epochs", "eval_every_steps"),
                         ("keep_checkpoint_every_epochs", "keep_checkpoint_period")):
     if config[epochs] > 0 and config[steps] > 0:
@@ -179,3 +213,20 @@ def check(config: ml_collections.ConfigDict, given: Iterable[str] = ()) -> None:
     raise ValueError(f"config.crop_padding must be >= 0, got {config.crop_padding}.")
   check_ranges(config)
   check_dataset_fields(config, given)
+  check_model_overrides(config)
+
+
+def check_model_overrides(config: ml_collections.ConfigDict) -> None:
+  """The model's own checks of config.model_overrides, before anything is built.
+
+  (model_flags runs them for command-line overrides; this covers the ones a
+  config file sets, and a --config.model whose layout clashes with them.)
+  """
+  given = {field: None if value == "none" else value  # "none": set None.
+           for field, value in config.model_overrides.to_dict().items()
+           if value is not None}
+  try:
+    models.get_config(config.model, **given)
+  except (TypeError, ValueError) as error:
+    raise UserError(f"config.model={config.model!r} with config.model_overrides "
+                    f"{given}: {error}") from error

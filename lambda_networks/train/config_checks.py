@@ -216,6 +216,46 @@ def check(config: ml_collections.ConfigDict, given: Iterable[str] = ()) -> None:
   check_model_overrides(config)
 
 
+def check_against_data(config: ml_collections.ConfigDict,
+                       info: data.DatasetInfo, process_count: int) -> None:
+  """Refuses a config the dataset cannot feed: called once the data source
+  knows its image size and split sizes, before anything is built or written.
+
+  Args:
+    config: the run's config.
+    info: the dataset's facts (image shape after preprocessing, split sizes).
+    process_count: hosts sharing each global batch (each reads 1/N of a split).
+  """
+  data_hw = tuple(info.image_shape[:2])
+  size = config.model_overrides.to_dict().get("image_size")
+  if size is not None:
+    model_hw = (size, size) if isinstance(size, int) else tuple(size)
+    if model_hw != data_hw:
+      if config.dataset == data.SYNTHETIC_DATASET:
+        fix = (f"drop it: the built-in task's images are always "
+               f"{synthetic.IMAGE_SIZE}×{synthetic.IMAGE_SIZE}")
+      else:
+        fix = (f"drop it and set --config.image_size={model_hw[0]} instead, "
+               "which resizes the images and sizes the model to match")
+      raise UserError(
+          f"config.model_overrides.image_size={size!r} does not match the "
+          f"{data_hw[0]}×{data_hw[1]} images that config.dataset="
+          f"{config.dataset!r} feeds the model (config.image_size="
+          f"{config.image_size}); a model built for other sizes would fail or "
+          f"waste its position tables. {fix[0].upper()}{fix[1:]}.")
+  examples = info.num_train_examples
+  per_host = examples // process_count
+  if per_host * process_count < config.global_batch_size:
+    hosts = (f", {per_host} per host for {process_count} hosts"
+             if process_count > 1 else "")
+    raise UserError(
+        f"config.global_batch_size={config.global_batch_size} is larger than "
+        f"the training split config.train_split={config.train_split!r} of "
+        f"{config.dataset!r} ({examples} examples{hosts}): not one batch "
+        f"fits. Lower global_batch_size to at most "
+        f"{per_host * process_count}, or train on a larger split.")
+
+
 def check_model_overrides(config: ml_collections.ConfigDict) -> None:
   """The model's own checks of config.model_overrides, before anything is built.
 

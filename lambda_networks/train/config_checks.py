@@ -3,7 +3,9 @@
 Everything here runs before any compile or write: `check` is called by the
 trainer and by eval.py; `train.py` also passes the names of the fields given
 on its command line, so that an override the chosen dataset would ignore is
-refused rather than dropped.
+refused rather than dropped. `check_against_data` runs in the build, once the
+data source knows its image size and split sizes, still before the workdir
+is written.
 """
 
 from __future__ import annotations
@@ -232,17 +234,17 @@ def check_against_data(config: ml_collections.ConfigDict,
     model_hw = (size, size) if isinstance(size, int) else tuple(size)
     if model_hw != data_hw:
       if config.dataset == data.SYNTHETIC_DATASET:
-        fix = (f"drop it: the built-in task's images are always "
+        fix = ("Drop it: the built-in task's images are always "
                f"{synthetic.IMAGE_SIZE}×{synthetic.IMAGE_SIZE}")
       else:
-        fix = (f"drop it and set --config.image_size={model_hw[0]} instead, "
+        fix = (f"Drop it and set --config.image_size={model_hw[0]} instead, "
                "which resizes the images and sizes the model to match")
       raise UserError(
           f"config.model_overrides.image_size={size!r} does not match the "
           f"{data_hw[0]}×{data_hw[1]} images that config.dataset="
           f"{config.dataset!r} feeds the model (config.image_size="
           f"{config.image_size}); a model built for other sizes would fail or "
-          f"waste its position tables. {fix[0].upper()}{fix[1:]}.")
+          f"waste its position tables. {fix}.")
   examples = info.num_train_examples
   per_host = examples // process_count
   if per_host * process_count < config.global_batch_size:

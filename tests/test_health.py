@@ -8,6 +8,7 @@ from the newest checkpoint, which is finite but diverged.
 
 import json
 import math
+import os
 import re
 
 import numpy as np
@@ -83,6 +84,19 @@ def test_resuming_from_a_diverged_checkpoint_warns(diverged):
   assert (f"WARNING: checkpoint step {steps[-1]}, which this run resumes from, "
           "looks diverged (") in warnings[0]
   assert "The newest healthy one is step 3" in warnings[0]
+
+
+def test_the_suggested_commands_leave_the_healthy_checkpoint_newest(diverged):
+  # Runs last among the tests of the diverged run: it changes its workdir.
+  workdir, steps, error, _ = diverged
+  moves = re.findall(r"mv (\S+) (\S+?)(?: &&|\.$)", str(error))
+  assert len(moves) == len(steps) - 2
+  for source, target in moves:
+    os.rename(source, target)
+  manager = checkpointing.create_manager(str(workdir), _config(), read_only=True)
+  assert manager.latest_step() == 3
+  assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == sorted(
+      ["1", "3", *(f"{step}.diverged" for step in steps[2:])])
 
 
 def test_health_bounds():

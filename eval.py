@@ -9,8 +9,8 @@ result and writes eval_<split>_step<N>.json into the workdir: top-1, top-5,
 loss, examples counted, step, which weights (EMA or raw), and the model,
 overrides, dataset, split and image size that made them. Without --step, a
 damaged newest checkpoint is reported and the previous one scored. A user
-error (bad flag, path, step) is one line on stderr and exit status 2, as in
-train.py.
+error (bad flag, path, step, a config.json that is not valid JSON) is one
+line on stderr and exit status 2, as in train.py.
 """
 
 import functools

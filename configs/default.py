@@ -21,6 +21,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.stochastic_depth_rate = ml_collections.config_dict.placeholder(float)
   # Computation dtype; parameters stay in param_dtype. "auto": bfloat16 on
   # TPU/GPU, float32 on CPU (where bfloat16 is slower and compiles longer).
+  # "float16" is refused (for both): there is no loss scaling, and bfloat16
+  # needs none.
   config.dtype = "auto"
   config.param_dtype = "float32"
 

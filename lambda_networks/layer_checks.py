@@ -35,15 +35,28 @@ def divisible(heads: int, **features) -> None:
 
 
 def odd(name: str, value, alternatives: str = "") -> None:
-  """value must be an odd int ≥ 1, so a window of that width is centred."""
+  """value must be an odd int ≥ 1, so a window of that width is centred.
+
+  A value of another type (the string "23", a float) is a TypeError that
+  says so, rather than being called "not odd".
+  """
   try:
-    odd_int = not isinstance(value, bool) and operator.index(value) % 2 == 1
+    number = None if isinstance(value, bool) else operator.index(value)
   except TypeError:
-    odd_int = False
-  if not odd_int or value < 1:
+    number = None
+  if number is None:
+    kind = ("the string" if isinstance(value, str)
+            else f"a {type(value).__name__}")
+    hint = (f"; pass {value.strip()} without quotes"
+            if isinstance(value, str) and value.strip().isdigit() else "")
+    raise TypeError(f"{name} must be an int{alternatives}, got {kind} "
+                    f"{value!r}{hint}.")
+  if number < 1 or number % 2 == 0:
     raise ValueError(
         f"{name} must be odd and positive so it is centred on the query"
-        f"{alternatives}, got {value!r}.")
+        f"{alternatives}, got {value!r}"
+        + (f"; use {number - 1} or {number + 1}." if number > 1 and number % 2 == 0
+           else "."))
 
 
 def one_of(name: str, value, choices: tuple) -> None:
@@ -74,10 +87,25 @@ def spatial_sizes(input_size, spatial_dims: int, who: str) -> tuple[int, ...]:
   return sizes
 
 
+def array_input(inputs, layout: str, name: str = "inputs") -> None:
+  """Refuses what is not an array (a Python list, a tuple) with the layout it needs.
+
+  Converting silently would hide a list of images of different sizes, or a
+  batch built on the host by mistake; `jnp.asarray` is one call away.
+  """
+  if not (hasattr(inputs, "ndim") and hasattr(inputs, "shape")
+          and hasattr(inputs, "dtype")):
+    raise TypeError(
+        f"{name} must be an array of shape {layout}, got a "
+        f"{type(inputs).__name__}; convert it first, e.g. "
+        f"{name}=jnp.asarray({name}, jnp.float32).")
+
+
 def prepare_input(inputs: jax.Array, in_features: int, spatial_dims: int,
                   dtype, max_size: tuple[int, ...] | None = None,
                   who: str = "") -> tuple[jax.Array, tuple[int, ...]]:
   """Checks [B, *S, C] floats with S ≤ max_size; returns them cast, and their shape."""
+  array_input(inputs, "[B, N, C]" if spatial_dims == 1 else "[B, H, W, C]")
   if not jnp.issubdtype(jnp.asarray(inputs).dtype, jnp.floating):
     raise TypeError(
         f"inputs must be floating point, got {jnp.asarray(inputs).dtype}; cast "

@@ -160,9 +160,11 @@ def test_layer_gradients_are_finite_under_jit():
 
 @pytest.mark.parametrize("kwargs,match", [
     (dict(out_features=30, heads=4), "out_features"),
-    (dict(receptive_field=22), "receptive_field"),
+    (dict(receptive_field=22), "receptive_field must be odd .* got 22; use 21 or 23"),
     (dict(receptive_field=0), "receptive_field"),
-    (dict(receptive_field="local"), "receptive_field"),
+    (dict(receptive_field="local"), "receptive_field must be an int"),
+    (dict(receptive_field="23"), "got the string '23'; pass 23 without quotes"),
+    (dict(receptive_field=2.0), "receptive_field must be an int"),
     (dict(causal=True), "causal"),
     (dict(spatial_dims=3), "spatial_dims"),
     (dict(normalization="group"), "normalization"),
@@ -171,7 +173,7 @@ def test_layer_gradients_are_finite_under_jit():
 ])
 def test_bad_configuration_raises_naming_the_argument(kwargs, match):
   args = dict(in_features=8, out_features=32) | kwargs
-  with pytest.raises(ValueError, match=match):
+  with pytest.raises((ValueError, TypeError), match=match):
     LambdaLayer(**args, rngs=nnx.Rngs(0))
 
 

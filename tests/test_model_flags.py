@@ -89,7 +89,7 @@ def test_values_take_the_type_of_the_model_field(field, text, expected):
 
 
 @pytest.mark.parametrize("pair,message", [
-    (("receptive_field", "8"), "odd positive int"),
+    (("receptive_field", "8"), "receptive_field=8 must be odd and positive"),
     (("width_multiplier", "wide"), "is not a float"),
     (("stem_width", "none"), "cannot be None"),
     (("depth_multiplier", "2"), "has no field 'depth_multiplier'"),

@@ -83,3 +83,11 @@ def test_a_config_saved_by_older_code_gets_the_new_fields(tmp_path):
   assert loaded.eval_every_epochs == default.get_config().eval_every_epochs
   assert loaded.model == config.model  # Saved values win over defaults.
   assert loaded.model_overrides.stage_mixers == config.model_overrides.stage_mixers
+
+
+def test_resume_with_an_unreadable_saved_config_keeps_it_and_says_so(tmp_path):
+  (tmp_path / run_config.CONFIG_FILE).write_text("{not json")
+  changes = run_config.record(quickstart.get_config(), str(tmp_path), 300)
+  assert len(changes) == 1 and "config.json could not be read" in changes[0]
+  assert (tmp_path / "config_before_step300.json").read_text() == "{not json"
+  assert run_config.load(str(tmp_path)).model == quickstart.get_config().model

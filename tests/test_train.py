@@ -18,10 +18,13 @@ import socket
 import subprocess
 import time
 
+import jax
 import numpy as np
 import pytest
 
+from lambda_networks.train import checkpointing
 from lambda_networks.train import config_checks
+from lambda_networks.train import health
 from lambda_networks.train import trainer
 from lambda_networks.train import workdir as workdir_lib
 from configs import default
@@ -261,6 +264,27 @@ def test_a_refused_lock_ends_every_process(refused_two_process_run):
 
 
 @early_run
+def one_device_run(tmp_path_factory):
+  """The 8-step run on 1 device (the finished run has 8)."""
+  workdir = tmp_path_factory.mktemp("one_device") / "run"
+  _, output = run(["train.py", CONFIG, f"--workdir={workdir}"], devices=1)
+  assert "1 devices in 1 process(es)" in output
+  return workdir
+
+
+@pytest.mark.slow
+def test_one_device_matches_eight_devices(finished_run, one_device_run):
+  # The batch-norm statistics are global (the batch is sharded, XLA reduces
+  # across devices), so they and everything after them agree up to the order
+  # of floating-point sums.
+  stats = checkpointing.load_arrays(str(finished_run))["batch_stats"]
+  means = [leaf for path, leaf in jax.tree_util.tree_flatten_with_path(stats)[0]
+           if "mean" in jax.tree_util.keystr(path)]
+  assert len(means) >= 5 and all(np.abs(m).max() > 1e-3 for m in means)
+  assert_same_state(finished_run, one_device_run, rtol=2e-5, atol=2e-6)
+
+
+@early_run
 def refused_runs(tmp_path_factory, finished_run):
   """Runs refused after JAX starts: the finished run's checkpoints under
   another model, and a batch the 8 devices cannot split."""
@@ -301,13 +325,19 @@ def test_unknown_model_is_refused():
 def test_non_finite_loss_stops_with_a_clear_message():
   class Manager:
     directory = "/tmp/run/checkpoints"
-    def latest_step(self):
-      return 300
 
+    def all_steps(self):
+      return []
+
+    def wait_until_finished(self):
+      pass
+
+  baseline = health.Baseline(chance_loss=0.69, initial_norm=3.0)
   metrics = {"loss": np.float32(np.nan), "finite": np.bool_(False)}
   with pytest.raises(trainer.NonFiniteLossError,
-                     match="step 301.*last good checkpoint \\(step 300\\)"):
-    trainer._check_finite(301, metrics, Manager())
+                     match="step 301 .*Lower config.base_learning_rate.*No "
+                     "checkpoint was saved in /tmp/run/checkpoints"):
+    trainer._check_finite(301, metrics, Manager(), baseline)
   ok = trainer._check_finite(5, {"loss": np.float32(1.0), "finite": np.bool_(True)},
-                             Manager())
+                             Manager(), baseline)
   assert ok == {"loss": 1.0}

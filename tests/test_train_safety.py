@@ -81,6 +81,9 @@ BAD_RUNS = [
     ("train.py", ["--config.num_train_steps=5"], 2,
      "is at step 8, past this config's 5 steps; nothing was changed", False),
     ("eval.py", ["--step=99"], 2, "No checkpoint for step 99", False),
+    ("train.py", ["--config.model_overrides.image_size=16"], 2,
+     "config.model_overrides.image_size=16 does not match the 32×32 images",
+     False),
 ]
 
 

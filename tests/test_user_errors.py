@@ -10,12 +10,16 @@ import os
 import signal
 
 import jax.numpy as jnp
+import numpy as np
 import pytest
 from absl import flags
 from flax import nnx
 from ml_collections import config_flags
 
+import tiny_config
+from lambda_networks import data
 from lambda_networks import layers
+from lambda_networks import models
 from lambda_networks import ops
 from lambda_networks.errors import UserError
 from lambda_networks.train import cli
@@ -78,6 +82,16 @@ BAD_COMMAND_LINES = [
      "normalization_stddev=(0.0, 1.0, 1.0) must be positive"),
     (["--config.dtype=float8"], "dtype='float8' must be one of"),
     (["--config.model=lambda_resnet51"], "unknown model 'lambda_resnet51'"),
+    # The field at fault is named, not a clash with the quickstart's layout.
+    (["--config.model=lambda_resnet50", "--config.model_overrides.receptive_field=4"],
+     "receptive_field=4 must be odd and positive so the r×r window of relative "
+     "positions is centred on the query; use 3 or 5"),
+    (["--config.model=lambda_resnet50"],
+     "mixer_blocks needs one entry per stage (2 from stage_depths=(1, 1)), got "
+     "(0, 0, 1, None); give one per stage, or None"),
+    # Precisions that would train unsafely.
+    (["--config.param_dtype=float16"], "config.param_dtype='float16'"),
+    (["--config.dtype=float16"], "config.dtype='float16'"),
     (["--config.eval_split="], "config.eval_split is empty"),
     # Fields the chosen dataset ignores.
     (["--config.image_size=64"], "ignores image_size=64; drop it or use a TFDS dataset"),
@@ -141,6 +155,102 @@ def test_user_error_shows_traceback_only_when_verbose(capsys, monkeypatch):
     buggy([])
 
 
+def train_in_process(config, workdir) -> None:
+  """What train.py does after its checks, under its error reporting."""
+
+  @cli.report_user_errors
+  def main(unused_argv):
+    trainer.train_and_evaluate(config, str(workdir))
+
+  main([])
+
+
+def _assert_refused_before_writing(run, message, tmp_path, capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    run()
+  error = capsys.readouterr().err
+  assert exit_info.value.code == 2, error
+  assert error.startswith("Error: ") and error.count("\n") == 1, error
+  assert message in error, error
+  assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("size,message", [
+    (16, "config.model_overrides.image_size=16 does not match the 32×32 images "
+     "that config.dataset='synthetic_far_marks' feeds the model"),
+    ((32, 40), "config.model_overrides.image_size=(32, 40) does not match the "
+     "32×32 images that config.dataset='synthetic_far_marks' feeds the model"),
+])
+def test_model_image_size_other_than_the_datas_is_refused_at_build(
+    size, message, tmp_path, capsys):
+  config = tiny_config.get_config()
+  config.model_overrides.image_size = size
+  _assert_refused_before_writing(
+      lambda: train_in_process(config, tmp_path / "run"),
+      f"{message} (config.image_size=32)", tmp_path, capsys)
+
+
+def test_tfds_image_size_mismatch_says_to_set_config_image_size(
+    mock_imagenet, tmp_path, capsys):
+  config = _mock_imagenet_config(mock_imagenet)
+  config.model_overrides.image_size = 16
+  _assert_refused_before_writing(
+      lambda: train_in_process(config, tmp_path / "run"),
+      "Drop it and set --config.image_size=16 instead", tmp_path, capsys)
+
+
+def test_batch_larger_than_the_train_split_is_refused_at_build(
+    mock_imagenet, tmp_path, capsys):
+  config = _mock_imagenet_config(mock_imagenet)
+  config.global_batch_size = 32
+  _assert_refused_before_writing(
+      lambda: train_in_process(config, tmp_path / "run"),
+      "config.global_batch_size=32 is larger than the training split "
+      "config.train_split='train' of 'imagenet2012' (30 examples): not one "
+      "batch fits. Lower global_batch_size to at most 30", tmp_path, capsys)
+
+
+def _mock_imagenet_config(data_dir):
+  config = tiny_config.get_config()
+  config.dataset, config.data_dir = "imagenet2012", data_dir
+  config.eval_split, config.image_size = "validation", 32
+  return config
+
+
+def test_host_share_of_the_split_counts(mock_imagenet):
+  config = _mock_imagenet_config(mock_imagenet)
+  info = data.DatasetInfo("imagenet2012", 1000, (32, 32, 3), 30, 37)
+  config.global_batch_size = 30  # 15 examples and 15 per batch per host: fits.
+  config_checks.check_against_data(config, info, process_count=1)
+  config_checks.check_against_data(config, info, process_count=2)
+  config.global_batch_size = 28  # 7 examples and 7 per batch per host: fits.
+  config_checks.check_against_data(config, info, process_count=4)
+  config.global_batch_size = 32  # 8 per host batch, 7 examples per host.
+  with pytest.raises(UserError, match="larger than .* 7 per host for 4 hosts.* "
+                     "at most 28"):
+    config_checks.check_against_data(config, info, process_count=4)
+
+
+@pytest.mark.parametrize("text,message", [
+    ('{"model": "resnet26",', "config.json is not valid JSON (Expecting"),
+    ("[1, 2]", "config.json holds a JSON list, not the config object"),
+    ("\udcff", "config.json is not valid JSON"),
+])
+def test_eval_on_a_damaged_config_json_names_the_file(text, message, tmp_path,
+                                                      capsys):
+  (tmp_path / "checkpoints").mkdir()
+  (tmp_path / "config.json").write_text(text, errors="surrogateescape")
+  before = sorted(tmp_path.rglob("*"))
+  with pytest.raises(SystemExit) as exit_info:
+    cli.parse_eval_flags(["eval.py", f"--workdir={tmp_path}"])
+  error = capsys.readouterr().err
+  assert exit_info.value.code == 2
+  assert error.startswith(f"Error: {tmp_path / 'config.json'}"), error
+  assert message in error and error.count("\n") == 1, error
+  assert "--config=<file>" in error
+  assert sorted(tmp_path.rglob("*")) == before
+
+
 # The API: argument checks at the entry points.
 def _lambda_layer(**overrides):
   kwargs = dict(in_features=4, out_features=8, heads=2, query_depth=4,
@@ -178,6 +288,33 @@ def test_layer_call_refuses_empty_batch_and_integer_inputs():
   with pytest.raises(ValueError, match="inputs have an empty axis"):
     attention(jnp.zeros((0, 3, 3, 4)))
   assert layer(jnp.ones((2, 3, 3, 4))).shape == (2, 3, 3, 8)
+
+
+def test_python_lists_are_refused_with_the_shape_expected():
+  layer = _lambda_layer()
+  image = [[[[1.0] * 4] * 3] * 3]
+  with pytest.raises(TypeError, match=r"inputs must be an array of shape "
+                     r"\[B, H, W, C\], got a list; convert it first"):
+    layer(image)
+  np.testing.assert_array_equal(layer(jnp.asarray(image)).shape, (1, 3, 3, 8))
+  model = models.get_model("resnet26", num_classes=2, rngs=nnx.Rngs(0),
+                           stage_depths=(1, 1), stage_widths=(8, 8),
+                           stem_width=8, stage_mixers="CC", image_size=8)
+  with pytest.raises(TypeError, match=r"images must be an array of shape "
+                     r"\[B, H, W, 3\], got a tuple"):
+    model(((0.0,),))
+
+
+@pytest.mark.parametrize("value,error,message", [
+    ("23", TypeError, "got the string '23'; pass 23 without quotes"),
+    (4, ValueError, "must be odd and positive .* got 4; use 3 or 5"),
+    (2.5, TypeError, "receptive_field must be an int"),
+])
+def test_receptive_field_errors_say_what_is_wrong(value, error, message):
+  with pytest.raises(error, match=message):
+    _lambda_layer(receptive_field=value)
+  with pytest.raises(ValueError, match="receptive_field"):
+    models.get_config("lambda_resnet50", receptive_field=value)
 
 
 def test_lambda_interactions_refuses_integers_and_empty_batches():

@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from lambda_networks import layer_checks
+
 # Activations a model config may name.
 ACTIVATIONS = {"relu": jax.nn.relu, "silu": jax.nn.silu}
 
@@ -131,7 +133,8 @@ def classifier_head(features: int, num_classes: int, dropout_rate: float, *,
 
 
 def check_images(images: jax.Array, in_channels: int) -> None:
-  """Refuses anything but [B, H, W, in_channels] images."""
+  """Refuses anything but [B, H, W, in_channels] images (arrays, not lists)."""
+  layer_checks.array_input(images, f"[B, H, W, {in_channels}]", "images")
   if images.ndim != 4 or images.shape[-1] != in_channels:
     raise ValueError(
         f"images must be [B, H, W, {in_channels}] (in_channels={in_channels}), "

@@ -232,10 +232,15 @@ class ResNetConfig:
   def _check_one_per_stage(self, field: str, none_means: str) -> None:
     value = getattr(self, field)
     if len(value) != self.num_stages:
-      raise ValueError(f"{field} needs one entry per stage ({self.num_stages}), "
-                       f"got {value}; use None {none_means}.")
+      raise ValueError(
+          f"{field} needs one entry per stage ({self.num_stages} from "
+          f"stage_depths={self.stage_depths}), got {value}; give one per "
+          f"stage, or None {none_means} (`none` on the command line).")
 
   def _validate(self) -> None:
+    # Fields that are wrong on their own first, so that the field the user
+    # set is named rather than a layout clash it does not cause.
+    _check_receptive_field(self.receptive_field)
     stages = self.num_stages
     if stages < 1 or min(self.stage_depths) < 1:
       raise ValueError(f"stage_depths must be positive ints, got {self.stage_depths}.")
@@ -274,11 +279,6 @@ class ResNetConfig:
     _check_choice("stochastic_depth_schedule", self.stochastic_depth_schedule,
                   ("per_block", "per_stage"))
     rf = self.receptive_field
-    if not (rf is None or rf == "global" or (
-        isinstance(rf, int) and not isinstance(rf, bool) and rf > 0 and rf % 2)):
-      raise ValueError(
-          f"receptive_field must be an odd positive int, 'global' or None, "
-          f"got {rf!r} (the paper uses 23, or 7 with intra_depth=4).")
     if self.lambda_position_bias and rf is None:
       raise ValueError(
           "lambda_position_bias=True needs a receptive_field (the bias is "
@@ -307,6 +307,28 @@ class ResNetConfig:
                        f"{self.image_size!r}.")
     if self.in_channels < 1:
       raise ValueError(f"in_channels must be positive, got {self.in_channels}.")
+
+
+def _check_receptive_field(rf: Any) -> None:
+  """An odd positive int, 'global' or None; says which of these was meant."""
+  if rf is None or rf == "global":
+    return
+  paper = "the paper uses 23, or 7 with intra_depth=4"
+  if isinstance(rf, str):
+    digits = rf.strip().isdigit()
+    raise ValueError(
+        f"receptive_field must be an int, 'global' or None, got the string "
+        f"{rf!r}" + (f"; pass {rf.strip()} without quotes" if digits else "")
+        + f" ({paper}).")
+  if isinstance(rf, bool) or not isinstance(rf, int):
+    raise ValueError(f"receptive_field must be an int, 'global' or None, got "
+                     f"{type(rf).__name__} {rf!r} ({paper}).")
+  if rf < 1 or rf % 2 == 0:
+    nearest = f"; use {rf - 1} or {rf + 1}" if rf > 1 else ""
+    raise ValueError(
+        f"receptive_field={rf} must be odd and positive so the r×r window of "
+        f"relative positions is centred on the query{nearest} ({paper}, or "
+        "'global' / None).")
 
 
 def spread_evenly(num_blocks: int, count: int) -> frozenset[int]:

@@ -122,7 +122,10 @@ def parse_eval_flags(argv: list[str], defaults: Any = None) -> list[str]:
                                     lock_config=True)
     return parse_flags(argv)
   workdir = _flag_value(argv, "workdir")
-  saved = run_config.load(workdir, defaults) if workdir else None
+  try:
+    saved = run_config.load(workdir, defaults) if workdir else None
+  except UserError as error:
+    fail(str(error))
   if saved is None:
     fail(f"{workdir or '--workdir'} holds no {run_config.CONFIG_FILE} (runs "
          "save it when training starts); pass the run's config with "

@@ -3,7 +3,9 @@
 Everything here runs before any compile or write: `check` is called by the
 trainer and by eval.py; `train.py` also passes the names of the fields given
 on its command line, so that an override the chosen dataset would ignore is
-refused rather than dropped.
+refused rather than dropped. `check_against_data` runs in the build, once the
+data source knows its image size and split sizes, still before the workdir
+is written.
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ from lambda_networks import models
 from lambda_networks.data import synthetic
 from lambda_networks.errors import UserError, raise_as_user_errors
 
-_DTYPES = ("float32", "bfloat16", "float16")
+_DTYPES = ("float32", "bfloat16")
+# float16 is refused rather than trained without loss scaling (see
+# `check_precision`): the trainer has none, and bfloat16 needs none.
+_UNSAFE_DTYPES = ("float16",)
 
 
 # (field, lowest, highest, lowest allowed?, highest allowed?, what it means)
@@ -108,6 +113,39 @@ def check_ranges(config: ml_collections.ConfigDict) -> None:
                     "(or -1 for every device), e.g. (-1,).")
 
 
+def check_precision(config: ml_collections.ConfigDict) -> None:
+  """Refuses dtypes that are unknown or would train unsafely (float16).
+
+  float16 has 5 exponent bits: without loss scaling, gradients below ~6e-8
+  flush to zero and activations above 65504 overflow, and float16 parameters
+  also drop updates smaller than 1/1024 of a weight. bfloat16 has float32's
+  range, so it needs no loss scaling; the trainer has none.
+  """
+  overrides = config.model_overrides.to_dict()
+  for field, allowed in (("dtype", ("auto", *_DTYPES)), ("param_dtype", _DTYPES)):
+    value = config[field]
+    overridden = overrides.get(field)
+    if overridden is not None and str(overridden) in _UNSAFE_DTYPES:
+      raise UserError(
+          f"config.model_overrides.{field}={overridden!r} would train "
+          f"unsafely (no loss scaling); drop it and set config.{field} "
+          "('bfloat16' or 'float32').")
+    if value in _UNSAFE_DTYPES and field == "param_dtype":
+      raise UserError(
+          f"config.param_dtype={value!r} would train unsafely: float16 "
+          "parameters lose every update smaller than 1/1024 of a weight and "
+          "overflow above 65504. Keep param_dtype='float32' (computation can "
+          "still be 'bfloat16' through config.dtype).")
+    if value in _UNSAFE_DTYPES:
+      raise UserError(
+          f"config.dtype={value!r} would train without loss scaling, which "
+          "this trainer does not do: small gradients underflow to zero and "
+          "large activations overflow. Use 'bfloat16' (float32's range, as "
+          "fast on TPUs and recent GPUs) or 'float32'.")
+    if value not in allowed:
+      raise UserError(f"config.{field}={value!r} must be one of {allowed}.")
+
+
 def check_dataset_fields(config: ml_collections.ConfigDict,
                          given: Iterable[str] = ()) -> None:
   """Refuses fields that the chosen dataset would silently ignore.
@@ -157,9 +195,7 @@ def check(config: ml_collections.ConfigDict, given: Iterable[str] = ()) -> None:
   if not 0.0 <= config.label_smoothing < 1.0:
     raise ValueError(f"config.label_smoothing must be in [0, 1), got "
                      f"{config.label_smoothing}.")
-  for field, allowed in (("dtype", ("auto", *_DTYPES)), ("param_dtype", _DTYPES)):
-    if config[field] not in allowed:
-      raise ValueError(f"config.{field}={config[field]!r} must be one of {allowed}.")
+  check_precision(config)
   for epochs, steps in (("eval_every_epochs", "eval_every_steps"),
                         ("keep_checkpoint_every_epochs", "keep_checkpoint_period")):
     if config[epochs] > 0 and config[steps] > 0:
@@ -189,3 +225,60 @@ def check(config: ml_collections.ConfigDict, given: Iterable[str] = ()) -> None:
         "trainer's lock would be taken over between renewals; a few renewal "
         "periods (e.g. 300 and 60) ride out a slow file system.")
   check_dataset_fields(config, given)
+  check_model_overrides(config)
+
+
+def check_against_data(config: ml_collections.ConfigDict,
+                       info: data.DatasetInfo, process_count: int) -> None:
+  """Refuses a config the dataset cannot feed: called once the data source
+  knows its image size and split sizes, before anything is built or written.
+
+  Args:
+    config: the run's config.
+    info: the dataset's facts (image shape after preprocessing, split sizes).
+    process_count: hosts sharing each global batch (each reads 1/N of a split).
+  """
+  data_hw = tuple(info.image_shape[:2])
+  size = config.model_overrides.to_dict().get("image_size")
+  if size is not None:
+    model_hw = (size, size) if isinstance(size, int) else tuple(size)
+    if model_hw != data_hw:
+      if config.dataset == data.SYNTHETIC_DATASET:
+        fix = ("Drop it: the built-in task's images are always "
+               f"{synthetic.IMAGE_SIZE}×{synthetic.IMAGE_SIZE}")
+      else:
+        fix = (f"Drop it and set --config.image_size={model_hw[0]} instead, "
+               "which resizes the images and sizes the model to match")
+      raise UserError(
+          f"config.model_overrides.image_size={size!r} does not match the "
+          f"{data_hw[0]}×{data_hw[1]} images that config.dataset="
+          f"{config.dataset!r} feeds the model (config.image_size="
+          f"{config.image_size}); a model built for other sizes would fail or "
+          f"waste its position tables. {fix}.")
+  examples = info.num_train_examples
+  per_host = examples // process_count
+  if per_host * process_count < config.global_batch_size:
+    hosts = (f", {per_host} per host for {process_count} hosts"
+             if process_count > 1 else "")
+    raise UserError(
+        f"config.global_batch_size={config.global_batch_size} is larger than "
+        f"the training split config.train_split={config.train_split!r} of "
+        f"{config.dataset!r} ({examples} examples{hosts}): not one batch "
+        f"fits. Lower global_batch_size to at most "
+        f"{per_host * process_count}, or train on a larger split.")
+
+
+def check_model_overrides(config: ml_collections.ConfigDict) -> None:
+  """The model's own checks of config.model_overrides, before anything is built.
+
+  (model_flags runs them for command-line overrides; this covers the ones a
+  config file sets, and a --config.model whose layout clashes with them.)
+  """
+  given = {field: None if value == "none" else value  # "none": set None.
+           for field, value in config.model_overrides.to_dict().items()
+           if value is not None}
+  try:
+    models.get_config(config.model, **given)
+  except (TypeError, ValueError) as error:
+    raise UserError(f"config.model={config.model!r} with config.model_overrides "
+                    f"{given}: {error}") from error

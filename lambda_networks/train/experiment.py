@@ -77,6 +77,7 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
     distributed.check_batch_size(config.eval_batch_size, mesh, "eval_batch_size")
   shard = data.HostShard(jax.process_index(), jax.process_count())
   source = data.create_source(config, shard)
+  config_checks.check_against_data(config, source.info, shard.process_count)
   steps_per_epoch = max(1, source.info.num_train_examples // config.global_batch_size)
   num_steps = total_steps(config, steps_per_epoch)
   resolve_epoch_intervals(config, steps_per_epoch)

@@ -16,6 +16,8 @@ from typing import Any
 import ml_collections
 from etils import epath
 
+from lambda_networks.errors import UserError
+
 CONFIG_FILE = "config.json"
 # Fields that change logging, checkpointing or speed but not what is learned
 # or how it is scored.
@@ -73,12 +75,26 @@ def load(workdir: str, defaults: ml_collections.ConfigDict | None = None
 
   With `defaults`, fields the file lacks (a run saved by an older version of
   the code) take their default values, so the config has every field the
-  code reads.
+  code reads. A file that is not a JSON object (damaged, edited by hand) is a
+  UserError naming it.
   """
   path = epath.Path(workdir) / CONFIG_FILE
   if not path.exists():
     return None
-  saved = _tuples(json.loads(path.read_text()))
+  try:
+    saved = json.loads(path.read_text())
+  except (UnicodeDecodeError, ValueError) as error:
+    raise UserError(
+        f"{path} is not valid JSON ({error}); it is the config the run saved. "
+        "Repair it (or restore it from a copy), or pass the run's config "
+        "with --config=<file> and the same --config.<field> overrides."
+    ) from error
+  if not isinstance(saved, dict):
+    raise UserError(
+        f"{path} holds a JSON {type(saved).__name__}, not the config object "
+        "the run saved; repair it, or pass the run's config with "
+        "--config=<file>.")
+  saved = _tuples(saved)
   if defaults is not None:
     saved = {**_tuples(defaults.to_dict()), **saved}
   return ml_collections.ConfigDict(saved)
@@ -109,8 +125,13 @@ def record(config: ml_collections.ConfigDict, workdir: str,
   path = epath.Path(workdir) / CONFIG_FILE
   changes = []
   if start_step and path.exists():
-    previous = load(workdir)
-    changes = differences(previous, config)
+    try:
+      previous = load(workdir)
+    except UserError as error:  # Kept aside as it is; training goes on.
+      previous, changes = None, [f"the saved {CONFIG_FILE} could not be read "
+                                 f"({str(error).split('; ')[0]})"]
+    if previous is not None:
+      changes = differences(previous, config)
     if changes:
       path.rename(path.parent / f"config_before_step{start_step}.json")
   path.write_text(to_json(config))

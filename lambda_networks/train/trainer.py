@@ -15,9 +15,13 @@ SIGTERM to any process (SLURM's warning to every task, a TPU maintenance
 event on one host) becomes a notice to all, and
 `manager.reached_preemption(step)`, asked every step, turns true on every
 process at the same step, where all save and return (a notice before the
-checkpoint is restored, while no process has a step yet, is not seen). A
-non-finite loss stops the run without saving, so the last good checkpoint is
-what a restart resumes from.
+checkpoint is restored, while no process has a step yet, is not seen).
+
+Divergence: each checkpoint records its training loss and parameter norm
+(`health`); a non-finite loss stops the run without saving, with a UserError
+that lists the kept checkpoints and names the newest healthy one (finite is
+not enough: weights can diverge before the loss overflows), and a run
+resumed from a checkpoint that looks diverged warns.
 """
 
 from __future__ import annotations
@@ -44,13 +48,14 @@ from lambda_networks.train import config_checks
 from lambda_networks.train import distributed
 from lambda_networks.train import evaluation
 from lambda_networks.train import experiment as experiment_lib
+from lambda_networks.train import health
 from lambda_networks.train import workdir as workdir_lib
 from lambda_networks.train import progress
 from lambda_networks.train import run_config
 
 
-class NonFiniteLossError(FloatingPointError):
-  """The loss or the gradients became NaN or infinite."""
+class NonFiniteLossError(UserError, FloatingPointError):
+  """The loss or the gradients became NaN or infinite (the fix: a lower rate)."""
 
 
 class _StopSignal:
@@ -203,6 +208,7 @@ def _train(exp: experiment_lib.Experiment, workdir: str) -> dict[str, Any]:
   writer = metric_writers.create_default_writer(
       workdir, just_logging=jax.process_index() > 0, asynchronous=True)
   state = exp.state
+  baseline = health.Baseline.of(exp.parts.num_classes, state.params)
   if manager.latest_step() is not None:
     state = checkpointing.restore_newest(manager, state, exp.record,
                                          report=console)
@@ -221,6 +227,9 @@ def _train(exp: experiment_lib.Experiment, workdir: str) -> dict[str, Any]:
       f"{models.count_parameters(state.params):,} parameters.")
   if start_step:
     console(f"Resumed from step {start_step} in {checkpointing.checkpoint_dir(workdir)}.")
+    warning = health.resume_warning(manager, start_step, baseline)
+    if warning:
+      console(warning)
   elif jax.process_index() == 0:
     writer.write_hparams({key: str(value) for key, value in
                           config.to_dict().items()})
@@ -238,6 +247,13 @@ def _train(exp: experiment_lib.Experiment, workdir: str) -> dict[str, Any]:
       size=config.prefetch_batches)
   pending = None  # (step, metrics) of the step before the one just dispatched.
   window: list[dict[str, float]] = []
+  since_save: list[float] = []  # Losses since the last checkpoint (its health).
+
+  def check(step_and_metrics) -> None:
+    values = _check_finite(*step_and_metrics, manager, baseline)
+    window.append(values)
+    since_save.append(values["loss"])
+
   meter = progress.Meter()
   profile = _profiler(config, workdir)
   last_eval: dict[str, Any] = {}
@@ -250,7 +266,7 @@ def _train(exp: experiment_lib.Experiment, workdir: str) -> dict[str, Any]:
       state, metrics = exp.train_step(state, batch)
       meter.step_dispatched()
       if pending is not None:
-        window.append(_check_finite(*pending, manager))
+        check(pending)
       pending = (step + 1, metrics)
       step += 1
 
@@ -262,14 +278,18 @@ def _train(exp: experiment_lib.Experiment, workdir: str) -> dict[str, Any]:
       preempted = manager.reached_preemption(step) or (
           stop is not None and stop.received is not None)
       if saving or logging_now or evaluating or preempted:
-        window.append(_check_finite(*pending, manager))
+        check(pending)
         pending = None
       if logging_now and window:
         _log_train(writer, step, window, meter.report(), total,
                    config.global_batch_size)
         window = []
       if saving or preempted:
-        checkpointing.save(manager, state, exp.record, force=preempted or step == total)
+        checkpointing.save(
+            manager, state,
+            {**exp.record, "health": health.record(since_save, state.params)},
+            force=preempted or step == total)
+        since_save = []
       if evaluating:
         with meter.paused():
           last_eval = _evaluate(exp, state, step, writer)
@@ -297,14 +317,16 @@ def _train(exp: experiment_lib.Experiment, workdir: str) -> dict[str, Any]:
   return last_eval
 
 
-def _check_finite(step: int, metrics: Any, manager) -> dict[str, float]:
+def _check_finite(step: int, metrics: Any, manager,
+                  baseline: health.Baseline) -> dict[str, float]:
+  """The step's metrics as floats; raises NonFiniteLossError if not finite."""
   values = {key: float(value) for key, value in jax.device_get(metrics).items()}
   if not values.pop("finite"):
+    manager.wait_until_finished()  # The report lists every saved step.
     raise NonFiniteLossError(
         f"Non-finite loss or gradients at step {step} (loss {values['loss']}); "
-        f"stopping without saving. The last good checkpoint (step "
-        f"{manager.latest_step()}) is kept in {manager.directory}; lower "
-        "config.base_learning_rate or raise config.warmup_epochs, then rerun.")
+        "stopped without saving. Lower config.base_learning_rate or raise "
+        "config.warmup_epochs. " + health.divergence_report(manager, baseline))
   return values
 
 

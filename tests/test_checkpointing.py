@@ -3,9 +3,14 @@
 In-process, with a small hand-made TrainState (no model, no compile).
 """
 
+import json
+import threading
+
+import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from lambda_networks.errors import UserError
@@ -77,7 +82,6 @@ def test_damaged_newest_step_falls_back_and_is_set_aside(saved, damage):
     kernel = np.array(other.params["dense"]["kernel"])
     kernel.view(np.uint32)[2, 1] ^= 1
     other.params["dense"]["kernel"] = jnp.asarray(kernel)
-    import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
     with ocp.StandardCheckpointer() as checkpointer:
       checkpointer.save(step_dir / "state", other.to_dict(), force=True)
   lines = []
@@ -143,3 +147,67 @@ def test_checksums_catch_a_single_flipped_bit():
   # Same bytes in another dtype or shape are another array.
   assert (checkpointing.array_checksums({"a": np.zeros(4, np.float32)})["a"] !=
           checkpointing.array_checksums({"a": np.zeros(4, np.int32)})["a"])
+
+
+def _async_config():
+  config = _config()
+  config.async_checkpointing = True
+  return config
+
+
+def test_save_hashes_in_the_background_from_a_copy_the_next_step_cannot_change(
+    tmp_path):
+  """The checksums are hashed after save() returns, while the next (donating)
+  step overwrites the state; they must still be those of the saved arrays."""
+  manager = checkpointing.create_manager(str(tmp_path), _async_config())
+  state = _state(1)
+  saved_values = jax.tree.map(np.array, state.to_dict())  # Copies.
+  release = threading.Event()
+  # Hashing waits for this (at most 60 s: a save() that waited fails, not hangs).
+  blocker = checkpointing._HASHER.submit(release.wait, 60)
+  try:
+    assert checkpointing.save(manager, state, _record(state))
+    # save() returned without the checksums: the step is not in place yet.
+    assert not (tmp_path / "checkpoints" / "1").exists()
+    next_step = jax.jit(lambda tree: jax.tree.map(lambda x: x * 3 + 1, tree),
+                        donate_argnums=0)
+    overwritten = jax.block_until_ready(next_step(state.to_dict()))
+  finally:
+    release.set()
+  blocker.result()
+  manager.wait_until_finished()  # Waits for the checksums too.
+  assert np.all(np.asarray(overwritten["params"]["dense"]["kernel"]) !=
+                saved_values["params"]["dense"]["kernel"])
+  step_dir = tmp_path / "checkpoints" / "1"
+  saved = json.loads((step_dir / "checksums" / checkpointing.CHECKSUMS_FILE)
+                     .read_text())
+  assert saved == checkpointing.array_checksums(saved_values)
+  assert saved == checkpointing.array_checksums(
+      checkpointing.load_arrays(str(tmp_path), 1))
+  restored = checkpointing.restore_newest(manager, _state(0), _record(_state(0)))
+  np.testing.assert_array_equal(restored.params["dense"]["kernel"],
+                                saved_values["params"]["dense"]["kernel"])
+  manager.close()
+
+
+def test_checksums_of_older_checkpoints_still_verify(tmp_path):
+  """Older versions saved the checksums as Orbax's JSON item, on the training
+  thread: such steps restore verified, and silent damage is still found."""
+  manager = checkpointing.create_manager(str(tmp_path), _config())
+  for step in (1, 2):
+    state = _state(step)
+    manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state.to_dict()),
+        meta=ocp.args.JsonSave(_record(state)),
+        checksums=ocp.args.JsonSave(checkpointing.array_checksums(state.to_dict()))))
+  manager.wait_until_finished()
+  other = _state(2).to_dict()
+  other["params"]["dense"]["bias"] = other["params"]["dense"]["bias"].at[1].add(1)
+  with ocp.StandardCheckpointer() as checkpointer:
+    checkpointer.save(tmp_path / "checkpoints" / "2" / "state", other, force=True)
+  lines = []
+  restored = checkpointing.restore_newest(manager, _state(0), _record(_state(0)),
+                                          report=lines.append)
+  assert int(restored.step) == 1
+  assert len(lines) == 1 and "CorruptCheckpointError" in lines[0]
+  assert "params/dense/bias" in lines[0]

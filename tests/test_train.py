@@ -169,6 +169,10 @@ def test_two_processes_match_one_process(finished_run, two_process_run):
   assert "8 devices in 2 process(es)" in outputs[0]
   assert "step 8/8" not in outputs[1]  # Only process 0 prints progress.
   assert_same_state(finished_run, workdir, rtol=2e-5, atol=2e-6)
+  # Process 0 hashed its copy in the background: the saved arrays' checksums.
+  checksums = workdir / "checkpoints" / "8" / "checksums" / checkpointing.CHECKSUMS_FILE
+  assert json.loads(checksums.read_text()) == checkpointing.array_checksums(
+      checkpointing.load_arrays(str(workdir)))
 
 
 def _sigterm_at(step):

@@ -3,9 +3,13 @@
 Each step directory holds three items: 'state' (the TrainState pytree, saved
 asynchronously), 'meta' (JSON: model name, overrides, classes and every
 parameter's shape) and 'checksums' (JSON: a SHA-256 of every array's bytes,
-dtype and shape). Orbax writes into a temporary directory and renames it
-only when complete, so a half-written checkpoint (a killed run) is never
-listed, and restoring picks the newest complete one. Before any array is
+dtype and shape). Saving does not stall training: the training thread only
+starts one host copy of the state (Orbax makes its own for the write), and a
+background thread hashes it while training goes on; Orbax writes the
+checksums as part of the same save, so `wait_until_finished` waits for them
+too. Orbax writes into a temporary directory and renames it only when every
+item (checksums included) is complete, so a half-written checkpoint (a
+killed run) is never listed, and restoring picks the newest complete one. Before any array is
 read, 'meta' is compared with the model being trained, so a checkpoint from
 another model fails with an error that lists the differences; after reading,
 every array is checked against its checksum. `restore_newest` falls back
@@ -15,7 +19,11 @@ newest, renaming the damaged one to `<step>.corrupt` (never deleting it).
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import dataclasses
 import hashlib
+import json
 from typing import Any, Callable
 
 import jax
@@ -56,6 +64,51 @@ class CorruptCheckpointError(ValueError):
 
 ITEMS = ("state", "meta", "checksums")
 CORRUPT_SUFFIX = ".corrupt"
+# The JSON file of the 'checksums' item: JsonCheckpointHandler's name, as
+# checkpoints saved before the checksums were hashed in the background have it.
+CHECKSUMS_FILE = "metadata"
+
+# Hashes saved states one at a time, off the training thread (hashlib
+# releases the GIL on large buffers).
+_HASHER = concurrent.futures.ThreadPoolExecutor(
+    max_workers=1, thread_name_prefix="checkpoint-checksums")
+
+
+class ChecksumsHandler(ocp.handlers.JsonCheckpointHandler):
+  """Writes the 'checksums' item once its background hash is done.
+
+  Orbax waits for the returned commit future with the step's other writes,
+  before it renames the step directory into place: a step never appears
+  without its checksums, and a crash before they are written leaves only a
+  temporary directory, never a good checkpoint that looks damaged.
+  """
+
+  async def async_save(self, directory: epath.Path, item: Any = None,
+                       args: "ChecksumsSave | None" = None
+                       ) -> list[ocp.future.Future]:
+    del item
+    pending = args.checksums
+
+    async def write() -> None:
+      checksums = await asyncio.wrap_future(pending)
+      if ocp.multihost.is_primary_host(self._primary_host):
+        (directory / CHECKSUMS_FILE).write_text(json.dumps(checksums))
+
+    return [ocp.future.CommitFutureAwaitingContractedSignals(
+        write(), name="checksums_save")]
+
+
+@ocp.args.register_with_handler(ChecksumsHandler, for_save=True)
+@dataclasses.dataclass
+class ChecksumsSave(ocp.args.CheckpointArgs):
+  """The 'checksums' item: a future of `array_checksums` (None off process 0)."""
+  checksums: concurrent.futures.Future
+
+
+@ocp.args.register_with_handler(ChecksumsHandler, for_restore=True)
+@dataclasses.dataclass
+class ChecksumsRestore(ocp.args.CheckpointArgs):
+  """Orbax wants one per handler; `restore` reads the JSON file directly."""
 
 
 def checkpoint_dir(workdir: str) -> epath.Path:
@@ -92,39 +145,79 @@ def model_record(parts: ModelParts, state: TrainState) -> dict[str, Any]:
 
 def save(manager: ocp.CheckpointManager, state: TrainState,
          record: dict[str, Any], *, force: bool = False) -> bool:
-  """Saves (asynchronously) if the interval says so or `force`."""
+  """Saves (asynchronously) if the interval says so or `force`.
+
+  Returns once the state is copied to the host (by Orbax for the write, by
+  `host_arrays` for the checksums); the next step may then overwrite or
+  donate the state's buffers. Process 0 hashes its copy in the background.
+  """
   step = int(jax.device_get(state.step))
   if not (force or manager.should_save(step)):
     return False
+  tree = state.to_dict()
+  primary = jax.process_index() == 0
+  arrays = host_arrays(tree, replicated=primary)
+  checksums = (_HASHER.submit(_digests, arrays) if primary
+               else _done(None))  # Only process 0 writes the checksums.
   return manager.save(
       step, args=ocp.args.Composite(
-          state=ocp.args.StandardSave(state.to_dict()),
+          state=ocp.args.StandardSave(tree),
           meta=ocp.args.JsonSave(record),
-          checksums=ocp.args.JsonSave(array_checksums(state.to_dict()))),
+          checksums=ChecksumsSave(checksums)),
       force=force)
 
 
-def _host_array(value: Any) -> np.ndarray:
-  """The full value of a (replicated or sharded) array on this host."""
-  if isinstance(value, jax.Array) and not value.is_fully_addressable:
-    if value.is_fully_replicated:
-      return np.asarray(value.addressable_data(0))
-    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-    return np.asarray(multihost_utils.process_allgather(value, tiled=True))
-  return np.asarray(jax.device_get(value))
+def _done(value: Any) -> concurrent.futures.Future:
+  done = concurrent.futures.Future()
+  done.set_result(value)
+  return done
+
+
+def host_arrays(tree: Any, *, replicated: bool = True) -> dict[str, np.ndarray]:
+  """'path/to/array' -> its full value on this host, copied once.
+
+  Every transfer starts before any is waited for. An array sharded over
+  processes is gathered (a collective: every process must call this, in the
+  same order, on the training thread); `replicated=False` skips the others
+  (processes that hash nothing). On CPU the copies may be views of the
+  device buffers; JAX then does not donate those buffers to the next step.
+  """
+  local, gathered = {}, {}
+  for path, value in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    name = _array_name(path)
+    if isinstance(value, jax.Array) and not value.is_fully_addressable:
+      if not value.is_fully_replicated:
+        from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+        gathered[name] = multihost_utils.process_allgather(value, tiled=True)
+      elif replicated:
+        local[name] = value.addressable_data(0)
+    elif replicated:
+      local[name] = value
+  local = jax.device_get(local)
+  return {name: np.asarray(local[name] if name in local else gathered[name])
+          for name in [*local, *gathered]}
+
+
+def _array_name(path: tuple[Any, ...]) -> str:
+  return "/".join(str(getattr(key, "key", getattr(key, "idx", getattr(
+      key, "name", key)))) for key in path)
+
+
+def _digest(array: np.ndarray) -> str:
+  """SHA-256 of an array's dtype, shape and bytes (hashed in place, no copy)."""
+  array = np.ascontiguousarray(array)
+  digest = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
+  digest.update(array.reshape(-1).view(np.uint8))
+  return digest.hexdigest()
+
+
+def _digests(arrays: dict[str, np.ndarray]) -> dict[str, str]:
+  return {name: _digest(array) for name, array in arrays.items()}
 
 
 def array_checksums(tree: Any) -> dict[str, str]:
   """'path/to/array' -> SHA-256 of its dtype, shape and bytes."""
-  checksums = {}
-  for path, value in jax.tree_util.tree_flatten_with_path(tree)[0]:
-    array = np.ascontiguousarray(_host_array(value))
-    digest = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
-    digest.update(array.tobytes())
-    name = "/".join(str(getattr(key, "key", getattr(key, "idx", getattr(
-        key, "name", key)))) for key in path)
-    checksums[name] = digest.hexdigest()
-  return checksums
+  return _digests(host_arrays(tree))
 
 
 def verify_checksums(saved: dict[str, str], tree: Any, where: str) -> None:
@@ -186,10 +279,10 @@ def restore(manager: ocp.CheckpointManager, target: TrainState,
       target.to_dict())
   restored = manager.restore(step, args=ocp.args.Composite(
       state=ocp.args.StandardRestore(abstract)))["state"]
-  if (manager.directory / str(step) / "checksums").exists():
-    checksums = manager.restore(step, args=ocp.args.Composite(
-        checksums=ocp.args.JsonRestore()))["checksums"]
-    verify_checksums(checksums, restored, where)
+  checksums = manager.directory / str(step) / "checksums"
+  if checksums.exists():  # Read directly: older checkpoints' JSON item too.
+    verify_checksums(json.loads((checksums / CHECKSUMS_FILE).read_text()),
+                     restored, where)
   else:
     logging.warning("%s has no checksums (saved by an older version); "
                     "restored without verifying.", where)

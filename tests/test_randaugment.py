@@ -11,9 +11,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from configs import default
+from lambda_networks import data
+from lambda_networks.data import preprocessing
 from lambda_networks.data import randaugment
 from lambda_networks.data import randaugment_reference as reference
 from lambda_networks.data import randaugment_timm as timm
+from lambda_networks.errors import UserError
+from lambda_networks.train import config_checks
 
 
 def _image(channels, seed=0, size=(20, 24), noise=8.0, step=4):
@@ -522,3 +527,56 @@ def test_unknown_variant_is_refused():
   with pytest.raises(ValueError, match="'rand-m9' is not one of"):
     randaugment.randaugment(tf.zeros([8, 8, 3]), tf.constant([0, 0], tf.int64),
                             num_layers=1, magnitude=9.0, variant="rand-m9")
+
+
+@pytest.mark.parametrize("variant", randaugment.VARIANTS)
+def test_training_view_applies_the_configured_variant(variant):
+  """train_image_uint8 = its view without RandAugment, then `variant` with
+  the example's augmentation seed (the third of its seed's split)."""
+  image = np.random.default_rng(1).integers(0, 256, (50, 70, 3), np.uint8)
+  encoded = tf.io.encode_png(image)
+  seed = tf.constant([4, 9], tf.int64)
+  kwargs = dict(image_size=24, channels=3, min_area=0.08, is_jpeg=False,
+                randaugment_layers=2)
+  plain = preprocessing.train_image_uint8(encoded, seed, **kwargs,
+                                          randaugment_magnitude=0.0)
+  augmented = preprocessing.train_image_uint8(
+      encoded, seed, **kwargs, randaugment_magnitude=15.0,
+      randaugment_variant=variant)
+  augment_seed = tf.random.experimental.stateless_split(seed, 3)[2]
+  if variant == "reference":  # It starts from the rounded image.
+    expected = randaugment.randaugment(
+        tf.cast(plain, tf.float32), augment_seed, num_layers=2,
+        magnitude=15.0, variant=variant)
+    np.testing.assert_array_equal(augmented, expected.numpy().astype(np.uint8))
+  other = preprocessing.train_image_uint8(
+      encoded, seed, **kwargs, randaugment_magnitude=15.0,
+      randaugment_variant=[v for v in randaugment.VARIANTS if v != variant][0])
+  assert not np.array_equal(augmented, other)
+
+
+def test_config_variant_reaches_the_training_batches(mock_imagenet):
+  """config.randaugment_variant reaches the images of a TFDS source."""
+  batches = {}
+  for variant in (*randaugment.VARIANTS, "reference"):
+    config = default.get_config()
+    config.update(dataset="imagenet2012", data_dir=mock_imagenet,
+                  image_size=24, global_batch_size=8, shuffle_buffer=4,
+                  randaugment_magnitude=15.0, randaugment_variant=variant,
+                  normalization_mean=(127.0,) * 3,
+                  normalization_stddev=(60.0,) * 3)
+    source = data.create_source(config, data.HostShard(0, 1))
+    images = next(iter(source.train_batches(0, 1)))["image"]
+    if variant in batches:
+      np.testing.assert_array_equal(images, batches[variant])
+    batches[variant] = images
+  assert not np.array_equal(batches["reference"], batches["timm"])
+
+
+def test_config_checks_know_the_variants():
+  assert config_checks.RANDAUGMENT_VARIANTS == randaugment.VARIANTS
+  config = default.get_config()
+  config.randaugment_variant = "rand-m9"
+  with pytest.raises(UserError, match=r"randaugment_variant='rand-m9' must be "
+                     r"one of \('reference', 'timm'\)"):
+    config_checks.check(config)

@@ -74,7 +74,7 @@ def with_border(inner: tf.Tensor, image: tf.Tensor) -> tf.Tensor:
 
 def transform(image: tf.Tensor, matrix: tf.Tensor,
               interpolation: str = "BILINEAR") -> tf.Tensor:
-  """Projective transform [a0 a1 a2 b0 b1 b2 c0 c1] (output→input), fill 128."""
+  """Projective transform [a0 a1 a2 b0 b1 b2 c0 c1] (output→input), grey fill."""
   out = tf.raw_ops.ImageProjectiveTransformV3(
       images=image[None], transforms=tf.cast(matrix, tf.float32)[None],
       output_shape=tf.shape(image)[:2], fill_value=FILL_VALUE,

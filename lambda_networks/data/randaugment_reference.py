@@ -49,7 +49,7 @@ def enhance_factor(magnitude: float) -> float:
 
 
 def _blend(degenerate: tf.Tensor, image: tf.Tensor, factor: float) -> tf.Tensor:
-  """degenerate + factor·(image − degenerate), truncated; clipped if factor > 1."""
+  """degenerate + factor·(image − degenerate), truncated (clipped if f > 1)."""
   if factor == 0.0:
     return degenerate
   if factor == 1.0:

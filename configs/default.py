@@ -43,6 +43,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_crop_fraction = 0.875  # Eval: resize to size / fraction, crop.
   config.randaugment_layers = 2
   config.randaugment_magnitude = 0.0  # 0 turns RandAugment off.
+  # "reference": the TensorFlow TPU RandAugment that ResNet-RS trains with;
+  # "timm": this repository's earlier, timm-like one (docs/training.md).
+  config.randaugment_variant = "reference"
   config.normalization_mean = (0.485 * 255, 0.456 * 255, 0.406 * 255)
   config.normalization_stddev = (0.229 * 255, 0.224 * 255, 0.225 * 255)
   # Empty mean and stddev: computed per channel from the first

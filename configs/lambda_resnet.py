@@ -8,9 +8,10 @@ ResNet-RS configs (tensorflow/tpu models/official/resnet/resnet_rs/configs,
 see lambda_networks/models/resnet_rs.py): 350 epochs, batch 4096, SGD with
 Nesterov momentum 0.9, lr 0.1·batch/256 with 5 warm-up epochs then cosine,
 weight decay 4e-5 (kernels only), label smoothing 0.1, EMA 0.9999
-(evaluated), two RandAugment layers, bfloat16; per (depth, size) dropout
-(0.25; 0.4 at 320 px), stochastic depth (0.1 from depth 200, per stage) and
-RandAugment magnitude (10 for 50@160 and 101@160, else 15) from
+(evaluated), two RandAugment layers (the TPU reference's operations:
+`randaugment_variant="reference"`, the default), bfloat16; per (depth,
+size) dropout (0.25; 0.4 at 320 px), stochastic depth (0.1 from depth 200,
+per stage) and RandAugment magnitude (10 for 50@160 and 101@160, else 15) from
 `resnet_rs.recipe`. Needs imagenet2012 prepared in TFDS. Expected top-1: the
 speed–accuracy rows of docs/paper_reference.csv (LambdaResNet-50@128 77.4 …
 LambdaResNet-420@320 84.9).

@@ -93,10 +93,13 @@ BAD_COMMAND_LINES = [
     (["--config.param_dtype=float16"], "config.param_dtype='float16'"),
     (["--config.dtype=float16"], "config.dtype='float16'"),
     (["--config.eval_split="], "config.eval_split is empty"),
+    (["--config.randaugment_variant=rand-m9"],
+     "randaugment_variant='rand-m9' must be one of ('reference', 'timm')"),
     # Fields the chosen dataset ignores.
     (["--config.image_size=64"], "ignores image_size=64; drop it or use a TFDS dataset"),
     (["--config.min_crop_area=0.5"], "ignores min_crop_area"),
     (["--config.randaugment_magnitude=9"], "ignores randaugment_magnitude=9.0"),
+    (["--config.randaugment_variant=timm"], "ignores randaugment_variant"),
     (["--config.dataset=mnist", "--config.synthetic_train_examples=10"],
      "synthetic_train_examples only size the built-in dataset"),
 ]

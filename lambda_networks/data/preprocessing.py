@@ -109,13 +109,15 @@ def train_image_uint8(encoded: tf.Tensor, seed: tf.Tensor, *, image_size: int,
                       channels: int, min_area: float, is_jpeg: bool,
                       randaugment_layers: int,
                       randaugment_magnitude: float, crop: str = "inception",
-                      crop_padding: int = 4) -> tf.Tensor:
+                      crop_padding: int = 4,
+                      randaugment_variant: str = "reference") -> tf.Tensor:
   """Training augmentation of one encoded image, before normalisation.
 
   `seed` is an int64 [2]. crop: "inception" (random area and aspect, then a
   bicubic resize without antialiasing, as the TensorFlow TPU ResNet /
   ResNet-RS preprocessing does: antialiasing cost more than the decode on
-  500×375 JPEGs) or "pad" (`pad_and_crop` with crop_padding pixels). The
+  500×375 JPEGs) or "pad" (`pad_and_crop` with crop_padding pixels).
+  randaugment_variant: "reference" or "timm" (`randaugment.VARIANTS`). The
   result is rounded to uint8.
   """
   crop_seed, flip_seed, augment_seed = tf.unstack(
@@ -133,7 +135,8 @@ def train_image_uint8(encoded: tf.Tensor, seed: tf.Tensor, *, image_size: int,
   if randaugment_magnitude > 0 and randaugment_layers > 0:
     image = randaugment.randaugment(image, augment_seed,
                                     num_layers=randaugment_layers,
-                                    magnitude=randaugment_magnitude)
+                                    magnitude=randaugment_magnitude,
+                                    variant=randaugment_variant)
   image = tf.cast(tf.round(image), tf.uint8)
   image.set_shape([image_size, image_size, channels])
   return image
@@ -143,14 +146,15 @@ def train_image(encoded: tf.Tensor, seed: tf.Tensor, *, image_size: int,
                 channels: int, min_area: float, is_jpeg: bool,
                 randaugment_layers: int, randaugment_magnitude: float,
                 mean: Sequence[float], stddev: Sequence[float],
-                crop: str = "inception", crop_padding: int = 4) -> tf.Tensor:
+                crop: str = "inception", crop_padding: int = 4,
+                randaugment_variant: str = "reference") -> tf.Tensor:
   """Training augmentation of one encoded image; `seed` is an int64 [2]."""
   image = train_image_uint8(
       encoded, seed, image_size=image_size, channels=channels,
       min_area=min_area, is_jpeg=is_jpeg,
       randaugment_layers=randaugment_layers,
       randaugment_magnitude=randaugment_magnitude, crop=crop,
-      crop_padding=crop_padding)
+      crop_padding=crop_padding, randaugment_variant=randaugment_variant)
   return normalize_batch(image[None], mean, stddev)[0]
 
 

@@ -72,7 +72,7 @@ class TfdsSource:
                stddev: Sequence[float], shuffle_buffer: int, seed: int,
                global_batch_size: int, eval_batch_size: int,
                shard: pipeline.HostShard, crop: str = "inception",
-               crop_padding: int = 4):
+               crop_padding: int = 4, randaugment_variant: str = "reference"):
     self._builder = builder = load_builder(name, version, data_dir)
     features = builder.info.features
     for field, key, kind in (("image_key", image_key, tfds.features.Image),
@@ -103,7 +103,7 @@ class TfdsSource:
         image_size=image_size, channels=channels, min_area=min_crop_area,
         is_jpeg=is_jpeg, randaugment_layers=randaugment_layers,
         randaugment_magnitude=randaugment_magnitude, crop=crop,
-        crop_padding=crop_padding)
+        crop_padding=crop_padding, randaugment_variant=randaugment_variant)
     self._normalization = (tuple(mean), tuple(stddev))
     self._eval_kwargs = dict(image_size=image_size, channels=channels,
                              crop_fraction=eval_crop_fraction, mean=mean,

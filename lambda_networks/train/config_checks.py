@@ -24,6 +24,9 @@ _DTYPES = ("float32", "bfloat16")
 # float16 is refused rather than trained without loss scaling (see
 # `check_precision`): the trainer has none, and bfloat16 needs none.
 _UNSAFE_DTYPES = ("float16",)
+# lambda_networks.data.randaugment.VARIANTS, named here so that the checks
+# load without TensorFlow (tests/test_randaugment.py keeps the two equal).
+RANDAUGMENT_VARIANTS = ("reference", "timm")
 
 
 # (field, lowest, highest, lowest allowed?, highest allowed?, what it means)
@@ -68,6 +71,7 @@ _OPTIONAL_RATES = ("dropout_rate", "stochastic_depth_rate")
 _SYNTHETIC_NEUTRAL = (("image_size", synthetic.IMAGE_SIZE), ("data_dir", ""),
                       ("dataset_version", ""), ("randaugment_magnitude", 0.0))
 _SYNTHETIC_IGNORES = ("min_crop_area", "eval_crop_fraction", "randaugment_layers",
+                      "randaugment_variant",
                       "normalization_mean", "normalization_stddev",
                       "shuffle_buffer", "image_key", "label_key",
                       "train_crop", "crop_padding")
@@ -215,6 +219,10 @@ def check(config: ml_collections.ConfigDict, given: Iterable[str] = ()) -> None:
   if config.train_crop not in ("inception", "pad"):
     raise ValueError(f"config.train_crop must be 'inception' or 'pad', got "
                      f"{config.train_crop!r}.")
+  if config.randaugment_variant not in RANDAUGMENT_VARIANTS:
+    raise ValueError(
+        f"config.randaugment_variant={config.randaugment_variant!r} must be "
+        f"one of {RANDAUGMENT_VARIANTS} (see docs/training.md, RandAugment).")
   if config.crop_padding < 0:
     raise ValueError(f"config.crop_padding must be >= 0, got {config.crop_padding}.")
   check_ranges(config)

@@ -1,17 +1,28 @@
 """Any TFDS image-classification dataset as a `pipeline.Source` (tf.data).
 
-Each host reads a contiguous 1/process_count slice of the split. Training
-stream of a host: epoch e reads its slice with a file order and a shuffle
-buffer seeded by (seed, e); examples are numbered within the epoch, and that
-number seeds their augmentation. The stream from step s is therefore rebuilt
-exactly by starting at the right epoch and skipping the examples already used
-(before decoding, so skipping is cheap).
+Each host reads an even slice of the split (`tfds.even_splits`). Training
+stream of a host, epoch e (`epoch_order`): the slice is cut into chunks of at
+most config.shuffle_chunk consecutive examples of one file, the chunks are
+read in an order seeded by (seed, e, host), and windows of at least
+config.shuffle_buffer examples are shuffled completely, each by its own seed.
+Each window is one `as_dataset` of TFDS split slices (file instructions:
+skips happen within one file only); the next two windows are read ahead so
+that their shuffle buffers fill while the current one is used. A stream that
+starts at step s builds the epoch it falls in from the window holding its
+position, reads that window and skips within it: the records read before the
+first batch are bounded by a window, wherever s falls in the epoch. Epochs'
+pipelines are built one at a time as the stream reaches them
+(`pipeline.batches_across_epochs`, the next one opened ahead).
+
+Each example's crop, flip and RandAugment draw is seeded by (seed, epoch,
+process index, position in the host's epoch), so hosts draw differently and a
+resumed stream draws the same.
 
 Which examples share a global batch depends on the number of hosts (each
 host shuffles its own slice), so runs with different host counts see the same
 data in a different order; the built-in synthetic source has no such
-dependence. Mixing comes from a per-epoch file order plus a shuffle buffer of
-config.shuffle_buffer examples (TFDS stores examples already shuffled).
+dependence. TFDS stores examples already shuffled, so chunks of consecutive
+examples are already mixed samples.
 """
 
 from __future__ import annotations

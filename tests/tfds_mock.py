@@ -2,6 +2,8 @@
 
     python tests/tfds_mock.py DATA_DIR NUM_TRAIN NUM_EVAL script.py [args...]
 
+(split sizes are written to DATA_DIR unless it already holds them).
+
 The dataset is imagenet2012 as TFDS describes it (JPEG images, 1000
 classes), with fake split sizes written to DATA_DIR. Records are made up by
 `as_dataset`, which honours split slices (so per-host shards and eval
@@ -13,6 +15,7 @@ pipelines have pulled from the datasets it returns.
 
 from __future__ import annotations
 
+import pathlib
 import runpy
 import sys
 from unittest import mock
@@ -95,7 +98,9 @@ class _RealFileSystem:
 
 def main():
   data_dir, num_train, num_eval, script, *args = sys.argv[1:]
-  write_metadata(data_dir, int(num_train), int(num_eval))
+  if not list(pathlib.Path(data_dir).glob(f"{DATASET}/*/dataset_info.json")):
+    # Processes that share a data_dir find it written (by the test, first).
+    write_metadata(data_dir, int(num_train), int(num_eval))
   sys.argv = [script, *args]
   with tfds.testing.mock_data(data_dir=data_dir, as_dataset_fn=as_dataset,
                               policy=tfds.testing.MockPolicy.USE_FILES), \

@@ -150,6 +150,12 @@ def test_hosts_draw_their_own_augmentations_and_resume_exactly(
       np.testing.assert_array_equal(a["label"], b["label"])
 
 
+def test_no_shuffle_reads_the_stored_order_every_epoch(mock_imagenet):
+  source = _imagenet(mock_imagenet, shuffle_buffer=1, shuffle_chunk=4)
+  labels = np.concatenate([b["label"] for b in source.train_batches(0, 16)])
+  np.testing.assert_array_equal(labels, np.arange(64) % 30)
+
+
 @pytest.fixture(name="large_mock")
 def fixture_large_mock(tmp_path):
   """Mock imagenet2012 with 600 training examples."""

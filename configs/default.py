@@ -49,7 +49,7 @@ def get_config() -> ml_collections.ConfigDict:
   # Shuffling (TFDS): each epoch reads the host's share in chunks of at most
   # shuffle_chunk consecutive examples of one file, in an order of (seed,
   # epoch, host), and fully shuffles windows of >= shuffle_buffer examples.
-  # About 3 windows of encoded examples are in memory (read ahead); a resume
+  # About 3-4 windows of encoded examples are in memory (read ahead); a resume
   # reads at most the window it starts in. 0 or 1: no shuffle.
   config.shuffle_buffer = 16_384
   config.shuffle_chunk = 2048  # Examples; ImageNet's ~1,250-example files stay whole.

@@ -51,7 +51,13 @@ def get_config() -> ml_collections.ConfigDict:
   # Empty mean and stddev: computed per channel from the first
   # normalization_examples of train_split (written into the run's config.json).
   config.normalization_examples = 10_000
+  # Shuffling (TFDS): each epoch reads the host's share in chunks of at most
+  # shuffle_chunk consecutive examples of one file, in an order of (seed,
+  # epoch, host), and fully shuffles windows of >= shuffle_buffer examples.
+  # About 3-4 windows of encoded examples are in memory (read ahead); a resume
+  # reads at most the window it starts in. 0 or 1: no shuffle.
   config.shuffle_buffer = 16_384
+  config.shuffle_chunk = 2048  # Examples; ImageNet's ~1,250-example files stay whole.
   config.prefetch_batches = 2  # Host batches prepared ahead of the devices.
   config.synthetic_train_examples = 50_000  # Only for "synthetic_far_marks".
   config.synthetic_eval_examples = 2_000

@@ -21,6 +21,7 @@ import time
 import jax
 import numpy as np
 import pytest
+import tfds_mock
 
 from lambda_networks.train import checkpointing
 from lambda_networks.train import config_checks
@@ -286,6 +287,57 @@ def test_one_device_matches_eight_devices(finished_run, one_device_run):
            if "mean" in jax.tree_util.keystr(path)]
   assert len(means) >= 5 and all(np.abs(m).max() > 1e-3 for m in means)
   assert_same_state(finished_run, one_device_run, rtol=2e-5, atol=2e-6)
+
+
+@early_run
+def two_process_mock_tfds_runs(tmp_path_factory):
+  """2 processes on mock ImageNet: 6 steps (checkpoints at 3 and 6), and a
+  copy of that workdir cut back to its step-3 checkpoint, run again."""
+  tmp_path = tmp_path_factory.mktemp("two_process_tfds")
+  data_dir, workdir = tmp_path / "tfds", tmp_path / "run"
+  tfds_mock.write_metadata(str(data_dir), num_train=40, num_eval=37)
+
+  def two_processes(directory):
+    address = f"localhost:{_free_port()}"
+    processes = [
+        run(["tests/tfds_mock.py", str(data_dir), "40", "37", "train.py",
+             CONFIG, f"--workdir={directory}", "--config.dataset=imagenet2012",
+             f"--config.data_dir={data_dir}", "--config.eval_split=validation",
+             "--config.image_size=16",
+             "--config.num_train_steps=6",
+             "--config.shuffle_buffer=8", "--config.shuffle_chunk=4",
+             "--config.model_overrides.receptive_field=none",
+             f"--coordinator_address={address}", "--num_processes=2",
+             f"--process_id={index}"], devices=4, wait=False)
+        for index in range(2)]
+    outputs = [p.communicate(timeout=420)[0] for p in processes]
+    for process, output in zip(processes, outputs):
+      assert process.returncode == 0, output[-6000:]
+    return outputs
+
+  two_processes(workdir)
+  resumed = tmp_path / "resumed"
+  shutil.copytree(workdir, resumed)
+  shutil.rmtree(resumed / "checkpoints" / "6")
+  (resumed / "final_metrics.json").unlink()
+  outputs = two_processes(resumed)
+  return workdir, resumed, outputs
+
+
+@pytest.mark.slow
+def test_two_process_tfds_run_resumes_exactly(two_process_mock_tfds_runs):
+  # 20 examples per host, 8 per host batch: step 3 starts mid-epoch and its
+  # batch spans the end of epoch 1 (tests/test_data.py checks the streams).
+  workdir, resumed, outputs = two_process_mock_tfds_runs
+  assert "Resumed from step 3" in outputs[0], outputs[0][-3000:]
+  expected = checkpointing.load_arrays(str(workdir))
+  actual = checkpointing.load_arrays(str(resumed))
+  assert int(actual["step"]) == int(expected["step"]) == 6
+  flat_expected = jax.tree_util.tree_flatten_with_path(expected)[0]
+  flat_actual = jax.tree_util.tree_flatten_with_path(actual)[0]
+  assert [p for p, _ in flat_expected] == [p for p, _ in flat_actual]
+  for (path, want), (_, got) in zip(flat_expected, flat_actual):
+    np.testing.assert_array_equal(got, want, err_msg=jax.tree_util.keystr(path))
 
 
 @early_run

@@ -69,6 +69,8 @@ BAD_COMMAND_LINES = [
     (["--config.weight_decay=-1e-4"], "weight_decay=-0.0001 is out of range"),
     (["--config.seed=-1"], "seed=-1 is out of range"),
     (["--config.prefetch_batches=0"], "prefetch_batches=0 is out of range"),
+    (["--config.dataset=imagenet2012", "--config.shuffle_chunk=0"],
+     "shuffle_chunk=0 is out of range: it must be ≥ 1"),
     (["--config.eval_every_steps=-1"], "eval_every_steps=-1 is out of range"),
     (["--config.keep_checkpoints=0"], "keep_checkpoints must be at least 1"),
     (["--config.lock_renew_seconds=0"], "lock_renew_seconds=0.0 is out of range"),

@@ -2,15 +2,20 @@
 
     python tests/tfds_mock.py DATA_DIR NUM_TRAIN NUM_EVAL script.py [args...]
 
+(split sizes are written to DATA_DIR unless it already holds them).
+
 The dataset is imagenet2012 as TFDS describes it (JPEG images, 1000
 classes), with fake split sizes written to DATA_DIR. Records are made up by
 `as_dataset`, which honours split slices (so per-host shards and eval
 padding are exercised for real): example i of a split has label i % 1000
-and a JPEG image whose pixels depend on i.
+and a JPEG image whose pixels depend on i (or, with IDENTICAL_IMAGES set,
+the image of example 0 for every i). RECORDS_READ counts the records that
+pipelines have pulled from the datasets it returns.
 """
 
 from __future__ import annotations
 
+import pathlib
 import runpy
 import sys
 from unittest import mock
@@ -21,6 +26,8 @@ import tensorflow_datasets as tfds
 
 DATASET = "imagenet2012"
 IMAGE_SHAPE = (40, 48, 3)
+IDENTICAL_IMAGES = False  # Every example gets example 0's image.
+RECORDS_READ = tf.Variable(0, dtype=tf.int64, trainable=False)
 
 
 def write_metadata(data_dir: str, num_train: int, num_eval: int) -> None:
@@ -55,9 +62,17 @@ def as_dataset(self, split, decoders=None, read_config=None, shuffle_files=False
   if shuffle_files:
     pass  # One file per split: nothing to shuffle.
   images, labels = zip(*[_example(i) for i in indices]) if indices else ((), ())
+  if IDENTICAL_IMAGES:
+    images = [_example(0)[0]] * len(indices)
   ds = tf.data.Dataset.from_tensor_slices({
       "image": tf.constant(list(images), tf.string),
       "label": tf.constant(list(labels), tf.int64)})
+
+  def count(example):
+    with tf.control_dependencies([RECORDS_READ.assign_add(1)]):
+      return tf.nest.map_structure(tf.identity, example)
+
+  ds = ds.map(count)
   skip_decoding = decoders and isinstance(decoders.get("image"),
                                           tfds.decode.SkipDecoding)
   if not skip_decoding:
@@ -83,7 +98,9 @@ class _RealFileSystem:
 
 def main():
   data_dir, num_train, num_eval, script, *args = sys.argv[1:]
-  write_metadata(data_dir, int(num_train), int(num_eval))
+  if not list(pathlib.Path(data_dir).glob(f"{DATASET}/*/dataset_info.json")):
+    # Processes that share a data_dir find it written (by the test, first).
+    write_metadata(data_dir, int(num_train), int(num_eval))
   sys.argv = [script, *args]
   with tfds.testing.mock_data(data_dir=data_dir, as_dataset_fn=as_dataset,
                               policy=tfds.testing.MockPolicy.USE_FILES), \

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import queue
 import threading
-from typing import Iterator, Protocol
+from typing import Callable, Iterator, Protocol
 
 import numpy as np
 
@@ -67,6 +67,85 @@ class HostShard:
     """Batches per host so that the host with the most examples reads all."""
     most = -(-num_examples // self.process_count)
     return max(1, -(-most // local_batch_size))
+
+
+def batches_across_epochs(
+    epoch_batches: Callable[[int, int, int, int], Iterator[Batch]], *,
+    examples_per_epoch: int, batch_size: int, start_step: int,
+    num_steps: int, lookahead: int = 2) -> Iterator[Batch]:
+  """Batches `start_step` ... + num_steps - 1 of a stream of epochs.
+
+  Batch t holds positions [t·B, (t+1)·B) of the stream in which epoch e is
+  positions [e·N, (e+1)·N). `epoch_batches(epoch, start, stop, pad)` yields
+  the epoch's examples [start, stop) in batches of B, the first batch led by
+  `pad` placeholder rows, the last possibly short. The placeholders are
+  replaced by the previous epoch's short last batch, so a batch that spans an
+  epoch boundary is the one a continuous stream gives, while each epoch's
+  pipeline is built only when the stream nears it: `lookahead` batches before
+  an epoch ends, a background thread builds the next one and reads its first
+  batch, so the epoch boundary does not stall the consumer.
+  """
+  first = start_step * batch_size
+  end = first + num_steps * batch_size
+
+  def plan(epoch: int) -> tuple[int, int, int]:
+    begin = epoch * examples_per_epoch
+    start = max(first - begin, 0)
+    stop = min(examples_per_epoch, end - begin)
+    return start, stop, (begin + start - first) % batch_size
+
+  def open_epoch(epoch: int) -> _Opened:
+    return _Opened(lambda: epoch_batches(epoch, *plan(epoch)))
+
+  epoch = first // examples_per_epoch
+  opened = open_epoch(epoch) if num_steps > 0 else None
+  carry = None
+  while opened is not None:
+    start, stop, pad = plan(epoch)
+    count = -(-(pad + stop - start) // batch_size)
+    has_next = (epoch + 1) * examples_per_epoch < end
+    current, opened = opened, None
+    for index, batch in enumerate(current.batches()):
+      if has_next and opened is None and count - index <= lookahead:
+        opened = open_epoch(epoch + 1)
+      if pad:
+        batch = {key: np.concatenate([carry[key], value[pad:]])
+                 for key, value in batch.items()}
+        pad = 0
+      if len(batch["label"]) == batch_size:
+        yield batch
+      else:
+        carry = batch
+    if has_next and opened is None:
+      opened = open_epoch(epoch + 1)
+    epoch += 1
+
+
+class _Opened:
+  """An iterator made, and its first item read, in a background thread."""
+
+  def __init__(self, make: Callable[[], Iterator[Batch]]):
+    self._result: list = []
+    self._thread = threading.Thread(target=self._open, args=(make,),
+                                    daemon=True)
+    self._thread.start()
+
+  def _open(self, make):
+    try:
+      iterator = make()
+      self._result.append((next(iterator, None), iterator))
+    except BaseException as error:  # Re-raised in the consumer.
+      self._result.append(error)
+
+  def batches(self) -> Iterator[Batch]:
+    self._thread.join()
+    result = self._result[0]
+    if isinstance(result, BaseException):
+      raise result
+    head, iterator = result
+    if head is not None:
+      yield head
+      yield from iterator
 
 
 def prefetch(iterator: Iterator[Batch], size: int = 2) -> Iterator[Batch]:

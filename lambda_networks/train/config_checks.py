@@ -37,6 +37,8 @@ _RANGES = (
     ("randaugment_layers", 0, None, True, True, "operations per image"),
     ("randaugment_magnitude", 0.0, None, True, True, "0 turns RandAugment off"),
     ("shuffle_buffer", 0, None, True, True, "examples; 0 or 1: no shuffle"),
+    ("shuffle_chunk", 1, None, True, True,
+     "consecutive examples read together"),
     ("prefetch_batches", 1, None, True, True, "host batches prepared ahead"),
     ("synthetic_train_examples", 1, None, True, True, "examples"),
     ("synthetic_eval_examples", 1, None, True, True, "examples"),
@@ -73,7 +75,7 @@ _SYNTHETIC_NEUTRAL = (("image_size", synthetic.IMAGE_SIZE), ("data_dir", ""),
 _SYNTHETIC_IGNORES = ("min_crop_area", "eval_crop_fraction", "randaugment_layers",
                       "randaugment_variant",
                       "normalization_mean", "normalization_stddev",
-                      "shuffle_buffer", "image_key", "label_key",
+                      "shuffle_buffer", "shuffle_chunk", "image_key", "label_key",
                       "train_crop", "crop_padding")
 _TFDS_IGNORES = ("synthetic_train_examples", "synthetic_eval_examples")
 

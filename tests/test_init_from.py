@@ -8,6 +8,7 @@ resume) is in test_train.py.
 
 import json
 import pathlib
+import shutil
 
 import jax
 import numpy as np
@@ -21,8 +22,10 @@ from configs import default
 from lambda_networks import pretrained
 from lambda_networks.data import DatasetInfo
 from lambda_networks.errors import UserError
+from lambda_networks.train import checkpointing
 from lambda_networks.train import init_from
 from lambda_networks.train import state as state_lib
+from conftest import early_run, run
 
 FIXTURES = pathlib.Path(__file__).resolve().parent / "fixtures" / "timm"
 # The fixtures' 64 px images give c5 2×2 maps under 9×9 tables: that warns.
@@ -160,3 +163,99 @@ def test_missing_source_is_a_user_error(tmp_path):
     _finetune("lambda_resnet26t", source=tmp_path / "nothing.safetensors")
   with pytest.raises(UserError, match="has no checkpoint"):
     _finetune("lambda_resnet26t", source=tmp_path)
+
+
+def test_an_imported_workdir_gives_the_same_start_as_timms_file(tmp_path):
+  """init_from a workdir of scripts.import_timm: its step-0 arrays."""
+  from scripts import import_timm  # pylint: disable=import-outside-toplevel
+  name = "lambda_resnet26t"
+  workdir = tmp_path / "imported"
+  import_timm.import_timm(name, FIXTURES / f"{name}.safetensors", workdir,
+                          dataset="synthetic_far_marks", overrides=_overrides(name))
+  model, lines, _, _ = _finetune(name, source=workdir)
+  assert f"({name}, step 0, raw weights)" in lines[0]
+  expected = _params(_timm_model(name))
+  for key, value in _params(model).items():
+    np.testing.assert_array_equal(value, expected[key], err_msg=key)
+
+
+def test_a_mismatch_stops_the_run_before_its_workdir_is_made(tmp_path):
+  """train_and_evaluate: the UserError comes before anything is written."""
+  import tiny_config  # pylint: disable=import-outside-toplevel
+  from lambda_networks.train import trainer  # pylint: disable=import-outside-toplevel
+  name = "lambda_resnet26t"
+  config = tiny_config.get_config()  # The built-in task, 32 px.
+  config.model = name
+  overrides = dict(_overrides(name), stem_width=16)
+  del overrides["image_size"]
+  config.model_overrides = overrides
+  config.init_from = str(FIXTURES / f"{name}.safetensors")
+  workdir = tmp_path / "run"
+  with pytest.raises(UserError, match="stages/0/0/conv1/kernel has shape"):
+    trainer.train_and_evaluate(config, str(workdir))
+  assert not workdir.exists()
+
+
+@early_run
+def finetune_runs(tmp_path_factory):
+  """configs/finetune.py end to end on mock ImageNet (1000 classes, 64 px):
+  train.py fine-tunes the reduced timm 26t (10 classes) for 2 steps, eval.py
+  scores the workdir, then the weight file is deleted and a rerun with 3
+  steps resumes from the run's own checkpoint."""
+  tmp_path = tmp_path_factory.mktemp("finetune")
+  data_dir, workdir = tmp_path / "tfds", tmp_path / "run"
+  weights = tmp_path / "lambda_resnet26t.safetensors"
+  shutil.copy(FIXTURES / weights.name, weights)
+  mock = ["tests/tfds_mock.py", str(data_dir), "16", "10"]
+  overrides = _overrides("lambda_resnet26t")
+  flags = ["--config=configs/finetune.py:imagenet2012,lambda_resnet26t",
+           f"--workdir={workdir}", f"--config.data_dir={data_dir}",
+           f"--config.init_from={weights}", "--config.image_size=64",
+           "--config.global_batch_size=8", "--config.num_train_steps=2",
+           "--config.checkpoint_every_steps=2", "--config.log_every_steps=1",
+           "--config.model_overrides.stage_widths="
+           f"({','.join(map(str, overrides['stage_widths']))})",
+           f"--config.model_overrides.stem_width={overrides['stem_width']}"]
+  _, first = run([*mock, "train.py", *flags], devices=1)
+  checkpoint = checkpointing.load_arrays(str(workdir))
+  _, evaluated = run([*mock, "eval.py", f"--workdir={workdir}"], devices=1)
+  scores = json.loads((workdir / "eval_validation_step2.json").read_text())
+  final = json.loads((workdir / "final_metrics.json").read_text())
+  weights.unlink()  # A resumed run never reads init_from again.
+  _, resumed = run([*mock, "train.py", *flags, "--config.num_train_steps=3"],
+                   devices=1)
+  return dict(workdir=workdir, weights=weights, first=first,
+              checkpoint=checkpoint, evaluated=evaluated, scores=scores,
+              final=final, resumed=resumed)
+
+
+@pytest.mark.slow
+def test_finetune_imports_trains_scores_and_resumes(finetune_runs):
+  first, workdir = finetune_runs["first"], finetune_runs["workdir"]
+  assert f"Initialised lambda_resnet26t from {finetune_runs['weights']}" in first
+  assert ("The classifier is re-initialised: " in first
+          and "has 10 classes, this run 1000." in first)
+  assert "step 2/2" in first
+  config = json.loads((workdir / "config.json").read_text())
+  assert config["init_from"] == str(finetune_runs["weights"])
+  assert config["eval_crop_fraction"] == 0.94
+  # Two small steps from timm's weights: still close to them, not equal.
+  start = _params(_timm_model("lambda_resnet26t"))
+  trained = init_from._flat(finetune_runs["checkpoint"]["params"])  # pylint: disable=protected-access
+  assert int(finetune_runs["checkpoint"]["step"]) == 2
+  moved = 0
+  for key, value in start.items():
+    if key not in init_from.HEAD_PATHS:
+      np.testing.assert_allclose(trained[key], value, atol=0.05, err_msg=key)
+      moved += not np.array_equal(trained[key], value)
+  assert moved > len(start) // 2
+  # eval.py scores the workdir as training's final evaluation did.
+  final, scores = finetune_runs["final"], finetune_runs["scores"]
+  assert scores["examples"] == final["examples"] == 10
+  assert scores["step"] == final["step"] == 2
+  for key in ("top1", "top5", "loss"):
+    assert scores[key] == final[key], key
+  resumed = finetune_runs["resumed"]
+  assert "Resumed from step 2" in resumed and "step 3/3" in resumed
+  assert "Initialised" not in resumed
+  assert "differs from the run's" not in finetune_runs["evaluated"]

@@ -81,11 +81,12 @@ def load_into(config: ml_collections.ConfigDict, info: DatasetInfo,
               ) -> TrainState:
   """`state` with config.init_from's arrays in place of its initial ones."""
   source = config.init_from
-  tables = _position_tables(config, info)
+  model = nnx.eval_shape(lambda: state_lib.build_model(config, info, 0))
+  tables = _position_tables(model)
   if os.path.isdir(source):
     arrays, what = _workdir_arrays(source)
   elif os.path.isfile(source):
-    arrays, what = _timm_arrays(config, info, source)
+    arrays, what = _timm_arrays(config, model, source)
   else:
     raise UserError(f"config.init_from={source!r} is neither a workdir nor a "
                     "weight file; give a training run's --workdir, one "
@@ -129,17 +130,14 @@ def _workdir_arrays(workdir: str) -> tuple[dict[str, dict], str]:
           f"{model}, step {int(saved['step'])}, {weights} weights")
 
 
-def _abstract_model(config: ml_collections.ConfigDict,
-                    info: DatasetInfo) -> nnx.Module:
-  return nnx.eval_shape(lambda: state_lib.build_model(config, info, 0))
-
-
-def _timm_arrays(config: ml_collections.ConfigDict, info: DatasetInfo,
+def _timm_arrays(config: ml_collections.ConfigDict, model: nnx.Module,
                  path: str) -> tuple[dict[str, dict], str]:
-  """timm's tensors in our layout, by our array names (shapes unchecked)."""
+  """timm's tensors in our layout, by our array names (shapes unchecked).
+
+  `model` is the run's model, abstract (nnx.eval_shape).
+  """
   # pylint: disable-next=import-outside-toplevel
   from lambda_networks.pretrained import timm_files, timm_resnet
-  model = _abstract_model(config, info)
   if not isinstance(model, ResNet):
     raise UserError(f"config.init_from={path!r} is a timm file, which fills "
                     f"only timm's lambda ResNets; config.model={config.model!r}"
@@ -166,11 +164,10 @@ def _timm_arrays(config: ml_collections.ConfigDict, info: DatasetInfo,
   return arrays, f"timm {config.model}"
 
 
-def _position_tables(config: ml_collections.ConfigDict,
-                     info: DatasetInfo) -> dict[str, int]:
+def _position_tables(model: nnx.Module) -> dict[str, int]:
   """Array name -> number of leading offset axes, for image-sized tables."""
   tables = {}
-  for path, module in nnx.iter_graph(_abstract_model(config, info)):
+  for path, module in nnx.iter_graph(model):
     prefix = "/".join(str(part) for part in path)
     if isinstance(module, layers.LambdaLayer) and module.global_size:
       tables[f"{prefix}/embeddings"] = len(module.global_size)

@@ -16,6 +16,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.model = "lambda_resnet50"
   config.model_overrides = ml_collections.ConfigDict()
   config.num_classes = 0  # 0: take it from the dataset.
+  # Fine-tuning: a workdir (ours, or scripts.import_timm's) or a timm weight
+  # file whose arrays start a new run (see lambda_networks/train/init_from.py).
+  config.init_from = ""
   # None keeps the model's own default (the LambdaResNets have per-depth ones).
   config.dropout_rate = ml_collections.config_dict.placeholder(float)
   config.stochastic_depth_rate = ml_collections.config_dict.placeholder(float)

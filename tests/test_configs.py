@@ -19,6 +19,7 @@ EXTRA_ARGS = {
     "lambda_resnet": ("152,256", "26,128"),
     "resnet50_90ep": ("resnet50_lambda",),
     "small_images": ("mnist",),
+    "finetune": ("cifar10,lambda_resnet26rpt_256", "mnist,lambda_resnet50ts"),
 }
 
 
@@ -60,6 +61,22 @@ def test_config_sets_only_fields_that_differ_from_the_default(name):
       if all(config[field] == base[field] for config in configs))
   assert not redundant, (
       f"configs/{name}.py sets {redundant} to default.py's value; drop them")
+
+
+def test_finetune_uses_the_pretrained_models_preprocessing():
+  """Its crop fraction, size and mean/std are timm's (the latter default.py's)."""
+  from configs import finetune  # pylint: disable=import-outside-toplevel
+  from lambda_networks.pretrained import TIMM_MODELS  # pylint: disable=import-outside-toplevel
+  for name, timm in TIMM_MODELS.items():
+    config = finetune.get_config(f"cifar10,{name}")
+    preprocessing = timm.preprocessing
+    assert (config.model, config.image_size, config.eval_crop_fraction) == (
+        name, preprocessing.input_size[0], preprocessing.crop_pct)
+    for ours, theirs in ((config.normalization_mean, preprocessing.mean),
+                         (config.normalization_stddev, preprocessing.std)):
+      assert ours == pytest.approx([255 * value for value in theirs])
+  with pytest.raises(ValueError, match="must be one of"):
+    finetune.get_config("cifar10,resnet50")
 
 
 def test_epoch_intervals_resolve_to_steps():

@@ -480,3 +480,38 @@ def test_oversized_position_tables_warn_once_per_stage():
   with pytest.warns(UserWarning, match="23×23 position tables"):
     nnx.eval_shape(lambda: get_model("lambda_resnet26", num_classes=3,
                                      rngs=nnx.Rngs(0), image_size=28, **TINY))
+
+
+@pytest.mark.filterwarnings("ignore:lambda layers of stage")
+@pytest.mark.parametrize("name, stem, size", [
+    ("lambda_resnet26", "deep", (41, 33)),
+    ("lambda_resnet26t", "tiered", (64, 64)),
+    ("resnet26", "small", (17, 20)),
+])
+def test_stage_features_have_their_documented_shapes_and_feed_the_head(
+    name, stem, size):
+  """features(): c2…c5 by name, shapes from feature_info; c5 pooled through
+  the head gives the plain forward's logits."""
+  overrides = dict(TINY if name == "lambda_resnet26" else ONE_BLOCK,
+                   stem=stem, image_size=size)
+  if name == "lambda_resnet26t":
+    overrides = dict(stage_widths=(8, 8, 16, 16), stem_width=8, image_size=64)
+  model = get_model(name, num_classes=3, rngs=_rngs(), **overrides)
+  model.eval()
+  images = _images(*size)
+  features = nnx.jit(lambda m, x: m.features(x))(model, images)
+  info = model.feature_info
+  assert [i.name for i in info] == list(features) == ["c2", "c3", "c4", "c5"]
+  reduction = 1 if stem == "small" else 4
+  for i, (stage_info, value) in enumerate(zip(info, features.values())):
+    assert stage_info.reduction == reduction * 2 ** i
+    expected = tuple(-(-s // stage_info.reduction) for s in size)
+    assert stage_info.size == expected
+    assert value.shape == (2, *expected, stage_info.channels)
+  logits = model.head(jnp.mean(features["c5"], axis=(1, 2)))
+  np.testing.assert_allclose(logits, _forward(model, images), rtol=1e-5,
+                             atol=1e-5)
+  # A subset, by name; later stages are not run.
+  assert list(nnx.jit(lambda m, x: m.features(x, ("c3",)))(model, images)) == ["c3"]
+  with pytest.raises(ValueError, match="no feature map 'c6'"):
+    model.features(images, ("c6",))

@@ -6,11 +6,12 @@ from lambda_networks.models.registry import available_models
 from lambda_networks.models.registry import get_config
 from lambda_networks.models.registry import get_model
 from lambda_networks.models.registry import get_spec
-from lambda_networks.models.resnet import ResNet, ResNetConfig
+from lambda_networks.models.resnet import FeatureInfo, ResNet, ResNetConfig
 
 __all__ = [
     "EfficientNet",
     "EfficientNetConfig",
+    "FeatureInfo",
     "ResNet",
     "ResNetConfig",
     "available_models",

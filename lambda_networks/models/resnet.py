@@ -23,6 +23,26 @@ from lambda_networks.models import mixers
 
 
 @dataclasses.dataclass(frozen=True)
+class FeatureInfo:
+  """One stage output of `ResNet.features` (as timm's `feature_info`).
+
+  Attributes:
+    name: 'c2' … 'c5': stage s (0-based) gives c{s + 2}, the detection
+      literature's name for a map 2^(s + 2) times smaller than the image
+      (with the ImageNet stems).
+    channels: its channels (bottleneck width × expansion).
+    reduction: image size / map size; a map is ceil(H / reduction) ×
+      ceil(W / reduction).
+    size: (H, W) of the map for the config's image_size.
+  """
+
+  name: str
+  channels: int
+  reduction: int
+  size: tuple[int, int]
+
+
+@dataclasses.dataclass(frozen=True)
 class ResNetConfig:
   """Architecture of a (lambda) ResNet with bottleneck blocks.
 
@@ -216,6 +236,20 @@ class ResNetConfig:
         size = tuple(common.downsampled(s, stride) for s in size)
       sizes.append(tuple(stage))
     return tuple(sizes)
+
+  def feature_info(self) -> tuple[FeatureInfo, ...]:
+    """Name, channels, reduction and size of every stage's output."""
+    reduction = self.stem_stride
+    size = tuple(common.downsampled(s, reduction) for s in self.image_hw)
+    info = []
+    for stage, (width, strides) in enumerate(zip(self.widths(),
+                                                 self.block_strides())):
+      for stride in strides:
+        reduction *= stride
+        size = tuple(common.downsampled(s, stride) for s in size)
+      info.append(FeatureInfo(f"c{stage + 2}", width * self.expansion,
+                              reduction, size))
+    return tuple(info)
 
   def block_drop_rates(self) -> tuple[tuple[float, ...], ...]:
     """Stochastic-depth drop rate of every block, per stage."""
@@ -502,8 +536,30 @@ class ResNet(nnx.Module):
         in_features, num_classes, cfg.dropout_rate, dtype=cfg.dtype,
         param_dtype=cfg.param_dtype, rngs=rngs)
 
-  def __call__(self, images: jax.Array) -> jax.Array:
-    """Maps images [B, H, W, in_channels] to float32 logits [B, num_classes]."""
+  @property
+  def feature_info(self) -> tuple[FeatureInfo, ...]:
+    """What `features` returns: name, channels, reduction, size per stage."""
+    return self.config.feature_info()
+
+  def features(self, images: jax.Array,
+               names: tuple[str, ...] | None = None) -> dict[str, jax.Array]:
+    """Stage outputs by name, for detection and segmentation heads.
+
+    Args:
+      images: [B, H, W, in_channels].
+      names: which of `feature_info`'s names ('c2' … 'c5' for four stages);
+        None: all. Stages after the last one asked for are not run.
+
+    Returns:
+      name -> [B, ceil(H / reduction), ceil(W / reduction), channels], in
+      the computation dtype; the last stage's is what the classifier pools.
+    """
+    available = [info.name for info in self.feature_info]
+    names = tuple(available) if names is None else tuple(names)
+    unknown = [name for name in names if name not in available]
+    if unknown:
+      raise ValueError(f"no feature map {unknown[0]!r}; this model has "
+                       f"{', '.join(available)}.")
     common.check_images(images, self.config.in_channels)
     if self.sized_for_image and any(
         s > m for s, m in zip(images.shape[1:3], self.config.image_hw)):
@@ -511,10 +567,20 @@ class ResNet(nnx.Module):
           f"images of size {images.shape[1:3]} exceed image_size="
           f"{self.config.image_size} that this model's global layers were "
           f"built for; rebuild it with image_size={images.shape[1]} (or larger).")
+    last = max(available.index(name) for name in names) if names else -1
+    outputs = {}
     x = self.stem(images)
-    for stage in self.stages:
+    for name, stage in zip(available[:last + 1], self.stages):
       for block in stage:
         x = block(x)
+      if name in names:
+        outputs[name] = x
+    return outputs
+
+  def __call__(self, images: jax.Array) -> jax.Array:
+    """Maps images [B, H, W, in_channels] to float32 logits [B, num_classes]."""
+    last = self.feature_info[-1].name
+    x = self.features(images, (last,))[last]
     x = jnp.mean(x, axis=(1, 2))
     if self.dropout is not None:
       x = self.dropout(x)

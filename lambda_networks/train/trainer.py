@@ -5,7 +5,9 @@ checked and the workdir made absolute and leased (one trainer per workdir:
 process 0 holds a lock it renews, and every process learns whether it got
 it) before anything is written. A run with the same workdir resumes from the
 newest complete checkpoint that reads and matches its checksums (a damaged
-one is renamed aside); rerunning a finished run changes nothing.
+one is renamed aside); rerunning a finished run changes nothing. A new run
+with `config.init_from` (fine-tuning) starts from those weights instead of
+random ones (`init_from.apply`, before the workdir is made).
 
 Stopping: a single process catches SIGTERM (e.g. a preempted VM) and Ctrl-C
 (SIGINT) itself, saves a checkpoint after the step and returns (a second
@@ -49,6 +51,7 @@ from lambda_networks.train import distributed
 from lambda_networks.train import evaluation
 from lambda_networks.train import experiment as experiment_lib
 from lambda_networks.train import health
+from lambda_networks.train import init_from
 from lambda_networks.train import workdir as workdir_lib
 from lambda_networks.train import progress
 from lambda_networks.train import run_config
@@ -115,6 +118,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   try:
     _lock_on_every_process(lock, existed)
     exp = experiment_lib.build(config)
+    init_from.apply(exp, workdir, report=console)  # Fine-tuning's weights.
     workdir_lib.create(workdir)
     _lock_on_every_process(lock, chief and not existed)
     return _train(exp, workdir)

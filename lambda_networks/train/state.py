@@ -4,7 +4,9 @@ The model is split once into its static graph (`ModelParts.graphdef`), its
 parameters, its batch-norm statistics and the rest (RNG streams), which the
 steps merge back into a module. Dropout and stochastic-depth randomness is
 re-seeded every step from (seed, step), so the RNG needs no saving and a
-resumed run draws the same masks.
+resumed run draws the same masks. With `config.ema_decay` > 0 the state also
+holds the EMA of the parameters and of the batch-norm statistics, which are
+evaluated together.
 """
 
 from __future__ import annotations

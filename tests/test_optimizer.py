@@ -218,6 +218,7 @@ def tiny_steps():
   return parts, states, all_metrics
 
 
+@pytest.mark.slow  # About 30 s of compiling (shared by the three).
 def test_lamb_with_clipping_trains_the_tiny_model(tiny_steps):
   """The loss is finite; the stem and classifier move (the blocks' residual
   branches start at zero, zero-initialised last batch-norm scale, so most of
@@ -232,6 +233,7 @@ def test_lamb_with_clipping_trains_the_tiny_model(tiny_steps):
       states[0].opt_state)
 
 
+@pytest.mark.slow  # About 30 s of compiling (shared by the three).
 def test_ema_averages_the_batch_norm_statistics_with_the_weights(tiny_steps):
   _, states, _ = tiny_steps
   assert states[0].ema_batch_stats and jax.tree.structure(
@@ -251,6 +253,7 @@ def test_ema_averages_the_batch_norm_statistics_with_the_weights(tiny_steps):
   assert any(jax.tree.leaves(differs))  # Not the raw statistics.
 
 
+@pytest.mark.slow  # About 30 s of compiling (shared by the three).
 def test_eval_use_ema_picks_the_ema_weights_and_statistics(tiny_steps):
   parts, states, _ = tiny_steps
   state = states[2]

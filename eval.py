@@ -32,8 +32,9 @@ flags.DEFINE_string("workdir", None, "The run's directory (holds checkpoints/)."
 flags.DEFINE_integer("step", None, "Checkpoint step; default: the newest.")
 flags.DEFINE_string("split", None, "Split to score; default: config.eval_split.")
 flags.DEFINE_enum("weights", "auto", ["auto", "ema", "raw"],
-                  "auto: EMA weights when the run kept them "
-                  "(and config.eval_use_ema), else the raw weights.")
+                  "auto: EMA weights (with the EMA of the batch-norm "
+                  "statistics) when the run kept them and "
+                  "config.eval_use_ema, else the raw weights and statistics.")
 cli.define_distributed_flags()
 flags.mark_flags_as_required(["workdir"])
 
@@ -77,16 +78,13 @@ def main(argv):
   else:
     state = checkpointing.restore_step(manager, exp.state, exp.record, FLAGS.step)
   step = int(jax.device_get(state.step))
-  if FLAGS.weights == "raw":
-    params, weights = state.params, "raw"
-  elif FLAGS.weights == "ema":
-    if not state.ema_params:
-      raise cli.UserError("--weights=ema but this run kept no EMA "
-                           "(config.ema_decay was 0); use --weights=raw.")
-    params, weights = state.ema_params, "ema"
-  else:
-    params, weights = evaluation.eval_weights(state, config.eval_use_ema)
-  result = evaluation.evaluate(exp.eval_step, params, state.batch_stats,
+  if FLAGS.weights == "ema" and not state.ema_params:
+    raise cli.UserError("--weights=ema but this run kept no EMA "
+                        "(config.ema_decay was 0); use --weights=raw.")
+  use_ema = (config.eval_use_ema if FLAGS.weights == "auto"
+             else FLAGS.weights == "ema")
+  params, batch_stats, weights = evaluation.eval_weights(state, use_ema)
+  result = evaluation.evaluate(exp.eval_step, params, batch_stats,
                                exp.source, exp.mesh)
   result.update(run_config.describe(config), step=step, weights=weights)
   text = json.dumps(result, indent=2)

@@ -65,7 +65,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.synthetic_train_examples = 50_000  # Only for "synthetic_far_marks".
   config.synthetic_eval_examples = 2_000
 
-  # Optimisation: SGD + momentum, linear warm-up then cosine, lr per 256 examples.
+  # Optimisation: linear warm-up then cosine, lr per 256 examples.
+  # optimizer: "sgd" (momentum, nesterov), "adamw" or "lamb" (adam_*); see
+  # docs/training.md, "Optimisers and gradient clipping".
   config.optimizer = "sgd"
   config.global_batch_size = 4096
   config.eval_batch_size = 0  # 0: the global batch size.
@@ -73,12 +75,27 @@ def get_config() -> ml_collections.ConfigDict:
   config.num_train_steps = 0  # > 0 overrides num_epochs.
   config.warmup_epochs = 5.0
   config.base_learning_rate = 0.1  # Multiplied by global_batch_size / 256.
-  config.momentum = 0.9
-  config.nesterov = False
-  config.weight_decay = 1e-4  # Kernels only (no batch-norm or bias parameters).
+  config.momentum = 0.9  # SGD only.
+  config.nesterov = False  # SGD only.
+  config.adam_b1 = 0.9  # AdamW and LAMB only: the moments' decay rates,
+  config.adam_b2 = 0.999
+  config.adam_eps = 1e-8  # and the denominator's epsilon (timm's LAMB: 1e-6).
+  # Kernels only (no batch-norm or bias parameters). SGD: coupled, an L2 term
+  # added to the gradient; AdamW and LAMB: decoupled, lr · weight_decay · w
+  # (their recipes use larger values, e.g. 0.05 or 0.02).
+  config.weight_decay = 1e-4
+  # Gradient clipping, before weight decay; 0 turns each off. agc_clip:
+  # adaptive gradient clipping (NFNets), each unit's gradient norm at most
+  # agc_clip times its weights' norm, classifier excepted; then grad_clip_norm:
+  # the global norm of all gradients at most this.
+  config.agc_clip = 0.0
+  config.grad_clip_norm = 0.0
   config.label_smoothing = 0.1
-  config.ema_decay = 0.0  # 0 turns the weight EMA off.
-  config.eval_use_ema = True  # Evaluate the EMA weights when there are some.
+  # 0 turns the EMA off; otherwise the weights and the batch-norm statistics
+  # are averaged with this decay (warmed up: min(decay, (1+t)/(10+t))).
+  config.ema_decay = 0.0
+  # Evaluate the EMA weights, with the EMA statistics, when there are some.
+  config.eval_use_ema = True
 
   # Devices: a ('data',) mesh; -1 means every device.
   config.mesh_shape = (-1,)

@@ -211,3 +211,57 @@ def test_checksums_of_older_checkpoints_still_verify(tmp_path):
   assert int(restored.step) == 1
   assert len(lines) == 1 and "CorruptCheckpointError" in lines[0]
   assert "params/dense/bias" in lines[0]
+
+
+def _state_with_ema(step: int) -> TrainState:
+  """A state with batch-norm statistics and an EMA of both."""
+  state = _state(step)
+  stats = {"bn": {"mean": jnp.arange(3.0) + step, "var": jnp.ones(3) * step}}
+  return state.replace(
+      batch_stats=stats, ema_params=jax.tree.map(lambda x: x / 2, state.params),
+      ema_batch_stats=jax.tree.map(lambda x: x / 3, stats))
+
+
+def _ema_record(state: TrainState) -> dict:
+  return {**_record(state), "has_ema": True,
+          "batch_stat_shapes": param_shapes(state.batch_stats)}
+
+
+def test_ema_statistics_are_saved_and_restored(tmp_path):
+  manager = checkpointing.create_manager(str(tmp_path), _config())
+  state = _state_with_ema(2)
+  checkpointing.save(manager, state, _ema_record(state))
+  manager.wait_until_finished()
+  restored = checkpointing.restore(manager, _state_with_ema(0),
+                                   _ema_record(state))
+  assert jax.tree.structure(restored) == jax.tree.structure(state)
+  jax.tree.map(np.testing.assert_array_equal, restored, state)
+  assert float(restored.ema_batch_stats["bn"]["mean"][1]) == 1.0  # (1 + 2) / 3
+  manager.close()
+
+
+def test_checkpoint_without_ema_statistics_restores_them_from_the_raw_ones(
+    tmp_path, caplog):
+  """Saved before the EMA kept batch-norm statistics: the state restores,
+  verified, with EMA statistics copied from the raw ones and a warning."""
+  manager = checkpointing.create_manager(str(tmp_path), _config())
+  old = _state_with_ema(2).to_dict()
+  del old["ema_batch_stats"]
+  manager.save(2, args=ocp.args.Composite(
+      state=ocp.args.StandardSave(old),
+      meta=ocp.args.JsonSave(_ema_record(_state_with_ema(2))),
+      checksums=ocp.args.JsonSave(checkpointing.array_checksums(old))))
+  manager.wait_until_finished()
+  with caplog.at_level("WARNING"):
+    restored = checkpointing.restore(manager, _state_with_ema(0),
+                                     _ema_record(_state_with_ema(0)))
+  jax.tree.map(np.testing.assert_array_equal, restored.ema_batch_stats,
+               old["batch_stats"])
+  jax.tree.map(np.testing.assert_array_equal, restored.ema_params,
+               old["ema_params"])
+  assert (restored.ema_batch_stats["bn"]["mean"].sharding
+          == restored.batch_stats["bn"]["mean"].sharding)
+  warnings = [r.getMessage() for r in caplog.records
+              if "before the EMA kept batch-norm statistics" in r.getMessage()]
+  assert len(warnings) == 1 and "\n" not in warnings[0]
+  manager.close()

@@ -97,6 +97,19 @@ BAD_COMMAND_LINES = [
     (["--config.eval_split="], "config.eval_split is empty"),
     (["--config.randaugment_variant=rand-m9"],
      "randaugment_variant='rand-m9' must be one of ('reference', 'timm')"),
+    # Optimisers and clipping.
+    (["--config.optimizer=adam"],
+     "optimizer='adam' must be one of ('sgd', 'adamw', 'lamb')"),
+    (["--config.grad_clip_norm=-1"], "grad_clip_norm=-1.0 is out of range"),
+    (["--config.agc_clip=-0.01"], "agc_clip=-0.01 is out of range"),
+    (["--config.optimizer=adamw", "--config.adam_b2=1.0"],
+     "adam_b2=1.0 is out of range: it must be in [0.0, 1.0)"),
+    (["--config.optimizer=lamb", "--config.adam_eps=0"],
+     "adam_eps=0.0 is out of range: it must be > 0"),
+    # Fields the chosen optimiser ignores.
+    (["--config.adam_b1=0.95"], "config.optimizer='sgd' ignores adam_b1"),
+    (["--config.optimizer=lamb", "--config.momentum=0.9", "--config.nesterov"],
+     "config.optimizer='lamb' ignores momentum, nesterov; drop them"),
     # Fields the chosen dataset ignores.
     (["--config.image_size=64"], "ignores image_size=64; drop it or use a TFDS dataset"),
     (["--config.min_crop_area=0.5"], "ignores min_crop_area"),

@@ -15,6 +15,9 @@ another model fails with an error that lists the differences; after reading,
 every array is checked against its checksum. `restore_newest` falls back
 from a damaged checkpoint (unreadable or failing its checksums) to the next
 newest, renaming the damaged one to `<step>.corrupt` (never deleting it).
+A checkpoint saved before the EMA kept batch-norm statistics
+(`TrainState.ema_batch_stats`) still restores: its EMA statistics start as a
+copy of its raw ones, with a warning.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import json
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import ml_collections
 import orbax.checkpoint as ocp
@@ -263,7 +267,11 @@ def check_saved_record(manager: ocp.CheckpointManager, step: int,
 
 def restore(manager: ocp.CheckpointManager, target: TrainState,
             record: dict[str, Any], step: int | None = None) -> TrainState:
-  """Restores `step` (default: the newest complete one) into target's shardings."""
+  """Restores `step` (default: the newest complete one) into target's shardings.
+
+  A state saved without `ema_batch_stats` (older versions) is read in its own
+  tree and given EMA statistics copied from its raw ones.
+  """
   step = manager.latest_step() if step is None else step
   if step is None:
     raise UserError(f"No checkpoint in {manager.directory}; train first, or "
@@ -274,9 +282,16 @@ def restore(manager: ocp.CheckpointManager, target: TrainState,
         f"{list(manager.all_steps())}.")
   where = str(manager.directory / str(step))
   check_saved_record(manager, step, record)
+  tree = target.to_dict()
+  # Saved before the EMA kept batch-norm statistics: not in the saved tree.
+  saved_fields = ocp.StandardCheckpointHandler().metadata(
+      manager.directory / str(step) / "state")
+  without_ema_stats = "ema_batch_stats" not in saved_fields
+  if without_ema_stats:
+    del tree["ema_batch_stats"]
   abstract = jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
-      target.to_dict())
+      tree)
   restored = manager.restore(step, args=ocp.args.Composite(
       state=ocp.args.StandardRestore(abstract)))["state"]
   checksums = manager.directory / str(step) / "checksums"
@@ -286,8 +301,25 @@ def restore(manager: ocp.CheckpointManager, target: TrainState,
   else:
     logging.warning("%s has no checksums (saved by an older version); "
                     "restored without verifying.", where)
+  if without_ema_stats:
+    restored["ema_batch_stats"] = _ema_stats_from_raw(restored, target, where)
   logging.info("Restored checkpoint %s", where)
   return TrainState.from_dict(restored)
+
+
+def _ema_stats_from_raw(restored: dict[str, Any], target: TrainState,
+                        where: str) -> dict[str, Any]:
+  """EMA batch-norm statistics for a checkpoint saved without them: a copy
+  of its raw statistics (on the target's shardings), with a warning."""
+  if not (restored["ema_params"] and restored["batch_stats"]):
+    return {}  # No EMA, or a model without batch norm: nothing to average.
+  logging.warning(
+      "%s was saved before the EMA kept batch-norm statistics; they start "
+      "as a copy of its raw statistics (its EMA weights are evaluated with "
+      "those until the average catches up).", where)
+  shardings = jax.tree.map(lambda x: x.sharding, target.ema_batch_stats)
+  return jax.jit(lambda stats: jax.tree.map(jnp.copy, stats),
+                 out_shardings=shardings)(restored["batch_stats"])
 
 
 

@@ -19,11 +19,15 @@ from lambda_networks import data
 from lambda_networks import models
 from lambda_networks.data import synthetic
 from lambda_networks.errors import UserError, raise_as_user_errors
+from lambda_networks.train.optimizer import OPTIMIZERS
 
 _DTYPES = ("float32", "bfloat16")
 # float16 is refused rather than trained without loss scaling (see
 # `check_precision`): the trainer has none, and bfloat16 needs none.
 _UNSAFE_DTYPES = ("float16",)
+# The fields that only one kind of optimiser reads.
+_SGD_ONLY = ("momentum", "nesterov")
+_ADAM_ONLY = ("adam_b1", "adam_b2", "adam_eps")
 # lambda_networks.data.randaugment.VARIANTS, named here so that the checks
 # load without TensorFlow (tests/test_randaugment.py keeps the two equal).
 RANDAUGMENT_VARIANTS = ("reference", "timm")
@@ -49,7 +53,14 @@ _RANGES = (
     ("base_learning_rate", 0.0, None, False, True,
      "learning rate per 256 examples"),
     ("momentum", 0.0, 1.0, True, False, "SGD momentum"),
-    ("weight_decay", 0.0, None, True, True, "L2 factor on kernels"),
+    ("adam_b1", 0.0, 1.0, True, False, "decay of Adam's first moment"),
+    ("adam_b2", 0.0, 1.0, True, False, "decay of Adam's second moment"),
+    ("adam_eps", 0.0, None, False, True, "Adam's denominator epsilon"),
+    ("weight_decay", 0.0, None, True, True, "decay factor on kernels"),
+    ("agc_clip", 0.0, None, True, True,
+     "adaptive gradient clipping ratio; 0 turns it off"),
+    ("grad_clip_norm", 0.0, None, True, True,
+     "largest global gradient norm; 0 turns clipping off"),
     ("seed", 0, None, True, True, "random seed"),
     ("eval_every_steps", 0, None, True, True, "0 evaluates at the end only"),
     ("checkpoint_every_steps", 1, None, True, True,
@@ -235,7 +246,29 @@ def check(config: ml_collections.ConfigDict, given: Iterable[str] = ()) -> None:
         "trainer's lock would be taken over between renewals; a few renewal "
         "periods (e.g. 300 and 60) ride out a slow file system.")
   check_dataset_fields(config, given)
+  check_optimizer_fields(config, given)
   check_model_overrides(config)
+
+
+def check_optimizer_fields(config: ml_collections.ConfigDict,
+                           given: Iterable[str] = ()) -> None:
+  """Refuses an unknown optimiser, and command-line fields it would ignore.
+
+  Args:
+    config: the run's config.
+    given: names of the fields set on the command line.
+  """
+  if config.optimizer not in OPTIMIZERS:
+    raise UserError(f"config.optimizer={config.optimizer!r} must be one of "
+                    f"{OPTIMIZERS} (see docs/training.md, Optimisers).")
+  unused = _ADAM_ONLY if config.optimizer == "sgd" else _SGD_ONLY
+  ignored = [field for field in unused if field in set(given)]
+  if ignored:
+    raise UserError(
+        f"config.optimizer={config.optimizer!r} ignores "
+        f"{', '.join(ignored)}; drop {'it' if len(ignored) == 1 else 'them'}"
+        f" or choose an optimiser that reads "
+        f"{'it' if len(ignored) == 1 else 'them'}.")
 
 
 def check_against_data(config: ml_collections.ConfigDict,

@@ -37,8 +37,13 @@ def evaluate(eval_step: Callable[..., Any], params: Any, batch_stats: Any,
   }
 
 
-def eval_weights(state: Any, use_ema: bool) -> tuple[Any, str]:
-  """The weights to score: the EMA when there is one and it is asked for."""
+def eval_weights(state: Any, use_ema: bool) -> tuple[Any, Any, str]:
+  """(params, batch_stats, 'ema' or 'raw'): what to score.
+
+  The EMA weights, when there are some and they are asked for, come with the
+  EMA of the batch-norm statistics (as the TPU ResNet and EfficientNet code
+  evaluates them), not with statistics gathered under the raw weights.
+  """
   if use_ema and state.ema_params:
-    return state.ema_params, "ema"
-  return state.params, "raw"
+    return state.ema_params, state.ema_batch_stats, "ema"
+  return state.params, state.batch_stats, "raw"

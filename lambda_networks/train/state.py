@@ -4,7 +4,9 @@ The model is split once into its static graph (`ModelParts.graphdef`), its
 parameters, its batch-norm statistics and the rest (RNG streams), which the
 steps merge back into a module. Dropout and stochastic-depth randomness is
 re-seeded every step from (seed, step), so the RNG needs no saving and a
-resumed run draws the same masks.
+resumed run draws the same masks. With `config.ema_decay` > 0 the state also
+holds the EMA of the parameters and of the batch-norm statistics, which are
+evaluated together.
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ class TrainState:
   batch_stats: dict[str, Any]
   opt_state: Any
   ema_params: dict[str, Any]  # Empty when config.ema_decay == 0.
+  # The batch-norm statistics averaged alongside ema_params (empty likewise);
+  # the EMA weights are evaluated with them. A default, so that states built
+  # without them (older checkpoints' tree, tests) still construct.
+  ema_batch_stats: dict[str, Any] = dataclasses.field(default_factory=dict)
 
   def to_dict(self) -> dict[str, Any]:
     return {field.name: getattr(self, field.name)
@@ -97,10 +103,13 @@ def create_train_state(config: ml_collections.ConfigDict, info: DatasetInfo,
     model = build_model(config, info, config.seed)
     _, params, batch_stats, rest = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
     params = nnx.to_pure_dict(params)
+    batch_stats = nnx.to_pure_dict(batch_stats)
+    ema = config.ema_decay > 0
     state = TrainState(
-        step=jnp.zeros((), jnp.int32), params=params,
-        batch_stats=nnx.to_pure_dict(batch_stats), opt_state=tx.init(params),
-        ema_params=jax.tree.map(jnp.copy, params) if config.ema_decay > 0 else {})
+        step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
+        opt_state=tx.init(params),
+        ema_params=jax.tree.map(jnp.copy, params) if ema else {},
+        ema_batch_stats=jax.tree.map(jnp.copy, batch_stats) if ema else {})
     return state, nnx.to_pure_dict(rest)
 
   abstract_model = nnx.eval_shape(lambda: build_model(config, info, config.seed))

@@ -56,13 +56,15 @@ def make_train_step(parts: ModelParts, tx: optax.GradientTransformation,
         loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    ema_params = state.ema_params
-    if config.ema_decay > 0:
-      ema_params = optimizer.update_ema(ema_params, params, state.step,
-                                        config.ema_decay)
+    ema_params, ema_batch_stats = state.ema_params, state.ema_batch_stats
+    if config.ema_decay > 0:  # Weights and statistics, averaged alike.
+      ema_params, ema_batch_stats = optimizer.update_ema(
+          (ema_params, ema_batch_stats), (params, batch_stats), state.step,
+          config.ema_decay)
     new_state = state.replace(step=state.step + 1, params=params,
                               batch_stats=batch_stats, opt_state=opt_state,
-                              ema_params=ema_params)
+                              ema_params=ema_params,
+                              ema_batch_stats=ema_batch_stats)
     accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
     metrics = {
         "loss": loss,

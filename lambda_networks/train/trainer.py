@@ -353,8 +353,9 @@ def _log_train(writer, step: int, window: list[dict[str, float]],
 
 def _evaluate(exp: experiment_lib.Experiment, state, step: int,
               writer) -> dict[str, Any]:
-  params, weights = evaluation.eval_weights(state, exp.config.eval_use_ema)
-  result = evaluation.evaluate(exp.eval_step, params, state.batch_stats,
+  params, batch_stats, weights = evaluation.eval_weights(
+      state, exp.config.eval_use_ema)
+  result = evaluation.evaluate(exp.eval_step, params, batch_stats,
                                exp.source, exp.mesh)
   result.update(run_config.describe(exp.config), step=step, weights=weights)
   writer.write_scalars(step, {f"eval/{key}": result[key]

@@ -69,11 +69,11 @@ def _fresh_state(name: str, num_classes: int, image_size: int
         lambda x: jax.device_put(rng.normal(size=x.shape).astype(x.dtype)),
         nnx.to_pure_dict(nnx.state(model, kind)))
 
-  params = fill(nnx.Param)
+  params, batch_stats = fill(nnx.Param), fill(nnx.BatchStat)
   return state_lib.TrainState(
-      step=jnp.zeros((), jnp.int32), params=params,
-      batch_stats=fill(nnx.BatchStat), opt_state=(),
-      ema_params=jax.tree.map(jnp.copy, params))
+      step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
+      opt_state=(), ema_params=jax.tree.map(jnp.copy, params),
+      ema_batch_stats=jax.tree.map(jnp.copy, batch_stats))
 
 
 def _setup(name: str, num_classes: int, image_size: int):
@@ -119,9 +119,13 @@ def test_same_model_and_size_is_load_timms_model_exactly():
     for key, value in theirs.items():
       np.testing.assert_array_equal(ours[key], value, err_msg=key)
   assert len(lines) == 1 and "resized" not in lines[0]
-  # The EMA starts from the loaded weights.
-  for key, value in init_from._flat(state.ema_params).items():  # pylint: disable=protected-access
-    np.testing.assert_array_equal(value, _params(timm)[key], err_msg=key)
+  # The EMA starts from the loaded weights and statistics.
+  for ema, loaded in ((state.ema_params, _params(timm)),
+                      (state.ema_batch_stats, _stats(timm))):
+    flat = init_from._flat(ema)  # pylint: disable=protected-access
+    assert flat.keys() == loaded.keys()
+    for key, value in flat.items():
+      np.testing.assert_array_equal(value, loaded[key], err_msg=key)
 
 
 # The 26t tests share one 3-class state: the fixture has 10 classes.

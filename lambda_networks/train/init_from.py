@@ -2,14 +2,15 @@
 
 `config.init_from` names either a workdir (a run of ours, or one written by
 `scripts.import_timm`; its newest checkpoint, with the weights its eval
-scores: the EMA when it has one and `eval_use_ema`) or a timm checkpoint
+scores: the EMA weights and statistics when it has them and
+`eval_use_ema`) or a timm checkpoint
 file (`.safetensors`, or `.pth` with torch; `config.model` names the timm
 model, e.g. lambda_resnet26t). Its parameters and batch statistics replace
 the freshly initialised ones, array by array, before step 0, and only in a
 run whose own workdir has no checkpoint yet: a fine-tuning run that stopped
 resumes from its own checkpoint, exactly, and never reads `init_from` again.
-The optimiser state stays the fresh one (zero momenta) and the weight EMA, if
-any, starts from the loaded weights.
+The optimiser state stays the fresh one (zero momenta) and the EMA, if any,
+starts from the loaded weights and statistics.
 
 What may differ from the source, and what happens:
 - the classifier (`head`) on another class count: re-initialised (one line
@@ -102,8 +103,11 @@ def load_into(config: ml_collections.ConfigDict, info: DatasetInfo,
          "batch-statistic arrays.")
   for note in notes:
     report(note)
-  ema = jax.tree.map(jnp.copy, params) if state.ema_params else {}
-  return state.replace(params=params, batch_stats=batch_stats, ema_params=ema)
+  if not state.ema_params:
+    return state.replace(params=params, batch_stats=batch_stats)
+  return state.replace(params=params, batch_stats=batch_stats,
+                       ema_params=jax.tree.map(jnp.copy, params),
+                       ema_batch_stats=jax.tree.map(jnp.copy, batch_stats))
 
 
 def _flat(tree: Any) -> dict[str, Any]:
@@ -122,11 +126,13 @@ def _workdir_arrays(workdir: str) -> tuple[dict[str, dict], str]:
   source_config = run_config.load(workdir)
   use_ema = source_config is None or source_config.get("eval_use_ema", True)
   weights = "raw"
-  params = saved["params"]
+  params, batch_stats = saved["params"], saved["batch_stats"]
   if use_ema and saved.get("ema_params"):
+    # The EMA statistics go with the EMA weights (older checkpoints: none).
     params, weights = saved["ema_params"], "EMA"
+    batch_stats = saved.get("ema_batch_stats") or batch_stats
   model = source_config.get("model", "?") if source_config else "?"
-  return ({"params": _flat(params), "batch_stats": _flat(saved["batch_stats"])},
+  return ({"params": _flat(params), "batch_stats": _flat(batch_stats)},
           f"{model}, step {int(saved['step'])}, {weights} weights")
 
 

@@ -3,7 +3,8 @@
     python train.py --config=configs/lambda_resnet.py:152,256 --workdir=DIR
 
 Argument "DEPTH,IMAGE_SIZE" (default "50,160"); DEPTH is any depth of the
-model registry (26, 50, 101, 152, 200, 270, 350, 420). Recipe: the official
+model registry (26, 50, 101, 152, 200, 270, 350, 420). The family and its
+recipe in the paper: docs/paper.md#lambdaresnets. Recipe: the official
 ResNet-RS configs (tensorflow/tpu models/official/resnet/resnet_rs/configs,
 see lambda_networks/models/resnet_rs.py): 350 epochs, batch 4096, SGD with
 Nesterov momentum 0.9, lr 0.1·batch/256 with 5 warm-up epochs then cosine,

@@ -4,9 +4,10 @@
 
 The argument is the model (default resnet50): resnet50, resnet50_se,
 resnet50_attention, resnet50_augmented, resnet50_local_attention,
-resnet50_axial, resnet50_lambda, resnet50_lambda_shared. Recipe (PAPER.md
-§3; all of it the defaults of configs/default.py): batch 4096, SGD momentum 0.9, lr 0.1·batch/256 with 5 warm-up epochs
-then cosine, weight decay 1e-4 (kernels only), label smoothing 0.1,
+resnet50_axial, resnet50_lambda, resnet50_lambda_shared. Recipe
+(docs/paper.md#training-recipes; all of it the defaults of
+configs/default.py): batch 4096, SGD momentum 0.9, lr 0.1·batch/256 with 5
+warm-up epochs then cosine, weight decay 1e-4 (kernels only), label smoothing 0.1,
 inception crop + flip at 224, bfloat16 ("auto": bfloat16 on TPU/GPU,
 float32 on CPU). Needs imagenet2012 prepared in TFDS.
 Expected top-1 (Table 3): resnet50 76.9, resnet50_se 77.6, resnet50_lambda

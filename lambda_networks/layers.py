@@ -26,6 +26,8 @@ NORMALIZATIONS = ("batch", "layer", "none")
 class LambdaLayer(nnx.Module):
   """The lambda layer (Bello, 2021): content and relative position lambdas.
 
+  Its definition and notation: docs/paper.md#the-lambda-layer.
+
   Queries, keys and values come from bias-free projections; queries and values
   are normalised (batch norm by default), keys get a softmax over positions.
   One lambda serves all `heads` query heads, so the value depth is
@@ -108,7 +110,8 @@ class LambdaLayer(nnx.Module):
     )
     linear = functools.partial(_projection, in_features, dtype=dtype,
                                param_dtype=param_dtype, rngs=rngs)
-    # Paper initialisation: W_Q ~ N(0, (d·k)^-1/2), W_K, W_V ~ N(0, d^-1/2).
+    # Paper initialisation: W_Q ~ N(0, (d·k)^-1/2), W_K, W_V ~ N(0, d^-1/2)
+    # (standard deviations; docs/paper.md#initialisation-and-precision).
     self.query_proj = linear(heads * query_depth,
                              stddev=(in_features * query_depth) ** -0.5)
     self.key_proj = linear(query_depth * intra_depth)

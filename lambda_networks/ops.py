@@ -1,5 +1,8 @@
 """The lambda math of LambdaNetworks as pure JAX functions (no parameters).
 
+The equations are the paper's (docs/paper.md#the-lambda-layer: content and
+position lambdas, multi-query heads, the lambda convolution, masked contexts).
+
 Shapes use B batch, S one or two spatial axes (N positions in all), H query
 heads, K query/key depth, U intra-depth and V value depth. The single public
 entry point is `lambda_interactions`; everything else here is an execution

@@ -4,9 +4,10 @@ Every number the paper reports (and the reference points it quotes) lives in
 that file only; scripts and the model registry read it through this module.
 Columns: table, row, model, overrides, image_size, params_m, top1,
 train/inference examples per second, memory_gb, value, hardware,
-batch_size, confidence ([firm]/[likely] of PAPER.md), origin ('paper': the
-paper's own run; 'quoted': a number the paper quotes from another paper's
-model and training setup), source and note.
+batch_size, confidence (firm or likely, as docs/paper.md#how-sure-each-fact-is
+defines them), origin ('paper': the paper's own run; 'quoted': a number the
+paper quotes from another paper's model and training setup), source (the
+section of docs/paper.md the row comes from) and note.
 """
 
 from __future__ import annotations

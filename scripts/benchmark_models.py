@@ -42,7 +42,7 @@ TABLE4_FIELDS = (
 MODEL_TABLE_FIELDS = ("model", "overrides", "image_size", "params_m",
                       "gflops_xla", "paper_params", "paper_top1", "paper_source")
 TABLE4_NOTES = """\
-- **paper** columns: paper-reported (PAPER.md §2, [likely]); the paper \
+- **paper** columns: paper-reported (docs/paper.md#table-4, likely); the paper \
 measured on 8 TPUv3 cores at batch 128.
 - **analytic, paper convention**: the paper's space complexities (attention \
 b·h·n², axial b·h·n·(H+W), local b·h·n·w², lambda k·u·n², lambda convolution \

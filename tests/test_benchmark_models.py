@@ -93,7 +93,7 @@ def test_table4_analytic_memory_reproduces_the_paper(tmp_path):
   rows = benchmark_models.main(["table4", "--analytic-only", "--out",
                                str(tmp_path / "t4")])
   memory = {r["layer"]: r["analytic_paper_convention_gib"] for r in rows}
-  # PAPER.md §2 Table 4 (GB): the paper's space complexities, batch 128, float32.
+  # docs/paper.md#table-4 (GB): the paper's space complexities, batch 128, float32.
   for layer, paper in (("global self-attention", 120), ("axial self-attention", 4.8),
                        ("lambda layer", 1.9), ("lambda layer, k = 8", 0.95),
                        ("lambda layer, shared embeddings", 0.63)):

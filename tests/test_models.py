@@ -35,7 +35,7 @@ def _tiny_family_member(depth):
   return _abstract(f"lambda_resnet{depth}", num_classes=10, **TINY)
 
 
-# c4 lambda blocks of the family: 1/3/6/6/6/6/8 (PAPER.md §3; 1 for our 26),
+# c4 lambda blocks of the family: 1/3/6/6/6/6/8 (docs/paper.md#lambdaresnets; 1 for our 26),
 # each the last block of one of n equal chunks of c4, written out by hand.
 FAMILY_C4_LAMBDA_BLOCKS = {
     26: (1,),

@@ -1,8 +1,9 @@
 """Analytic memory of a ResNet's attention maps and lambda embeddings.
 
 Counted from the layer shapes of a `ResNetConfig`, in two conventions: the
-paper's Table 4 space complexities, and what this implementation
-materialises (the execution `method="auto"` picks included).
+paper's Table 4 space complexities (docs/paper.md#complexity), and what
+this implementation materialises (the execution `method="auto"` picks
+included).
 """
 
 from __future__ import annotations

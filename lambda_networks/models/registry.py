@@ -33,7 +33,7 @@ Names:
       (26t, 26rpt) or SiLU (50ts), no SE; 256 px.
   efficientnet_b0 … efficientnet_b7
 
-Choices where the paper is not explicit ([likely] in PAPER.md), all config
+Choices where the paper is not explicit (likely in docs/paper.md), all config
 values: the family uses the ResNet-RS depths, lambda k16 h4 u1 r23, no SE in
 lambda blocks, the c4 lambda blocks at the end of equal chunks of the stage
 (`ResNetConfig.mixer_block_indices`), and the ResNet-RS regularisers of the
@@ -58,7 +58,7 @@ from lambda_networks.models import position_tables
 from lambda_networks.models.efficientnet import EfficientNet, EfficientNetConfig
 from lambda_networks.models.resnet import ResNet, ResNetConfig
 
-# Blocks per stage (c2..c5): ResNet / ResNet-RS depths (PAPER.md §3).
+# Blocks per stage (c2..c5): ResNet / ResNet-RS depths (docs/paper.md#lambdaresnets).
 RESNET_DEPTHS = {
     26: (2, 2, 2, 2),
     50: (3, 4, 6, 3),

@@ -87,7 +87,7 @@ def main(argv):
   else:
     params, weights = evaluation.eval_weights(state, config.eval_use_ema)
   result = evaluation.evaluate(exp.eval_step, params, state.batch_stats,
-                               exp.source, exp.mesh)
+                               exp.source, exp.mesh, exp.task)
   result.update(run_config.describe(config), step=step, weights=weights)
   text = json.dumps(result, indent=2)
   manager.close()

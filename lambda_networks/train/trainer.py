@@ -351,14 +351,13 @@ def _evaluate(exp: experiment_lib.Experiment, state, step: int,
               writer) -> dict[str, Any]:
   params, weights = evaluation.eval_weights(state, exp.config.eval_use_ema)
   result = evaluation.evaluate(exp.eval_step, params, state.batch_stats,
-                               exp.source, exp.mesh)
+                               exp.source, exp.mesh, exp.task)
   result.update(run_config.describe(exp.config), step=step, weights=weights)
   writer.write_scalars(step, {f"eval/{key}": result[key]
-                              for key in ("top1", "top5", "loss")})
+                              for key in exp.task.scalar_keys})
   writer.flush()
   console(f"eval at step {step} ({weights} weights, {result['examples']} "
-          f"examples of {exp.config.eval_split!r}): top-1 {result['top1']:.4f}  "
-          f"top-5 {result['top5']:.4f}  loss {result['loss']:.4f}")
+          f"examples of {exp.config.eval_split!r}): {exp.task.summary(result)}")
   return result
 
 

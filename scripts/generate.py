@@ -9,8 +9,8 @@ does). Lambda models decode recurrently from a fixed-size state per layer
 (`models/lm_decoding.py`): with a local receptive field memory does not grow
 with the text, and generation may run past the training sequence_length;
 with a "global" table, and for the attention baseline (a key/value cache),
-prompt + max_bytes must fit in sequence_length. Output bytes are written to
-stdout as they are (invalid UTF-8 included).
+prompt + max_bytes must fit in sequence_length. Prompt and continuation go
+to stdout (or `--output FILE`) as bytes, invalid UTF-8 included.
 """
 
 from __future__ import annotations
@@ -109,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--step", type=int, default=None,
                       help="checkpoint step (default: the newest)")
   parser.add_argument("--weights", choices=("auto", "raw", "ema"), default="auto")
+  parser.add_argument("--output", default=None,
+                      help="write prompt + continuation to this file, not stdout")
   args = parser.parse_args(argv)
   try:
     if args.max_bytes < 0:
@@ -121,8 +123,12 @@ def main(argv: list[str] | None = None) -> int:
   except (UserError, ValueError) as error:
     print(f"error: {error}", file=sys.stderr)
     return 2
-  sys.stdout.buffer.write(args.prompt.encode("utf-8") + text + b"\n")
-  sys.stdout.flush()
+  if args.output:
+    with open(args.output, "wb") as file:
+      file.write(args.prompt.encode("utf-8") + text)
+  else:
+    sys.stdout.buffer.write(args.prompt.encode("utf-8") + text + b"\n")
+    sys.stdout.flush()
   return 0
 
 

@@ -110,3 +110,51 @@ def test_recall_task_repeats_its_first_half():
       sequences, text_source.recall_sequences(0, "train", np.arange(5), 64))
   assert not np.array_equal(
       sequences, text_source.recall_sequences(0, "test", np.arange(5), 64))
+
+
+class FakeTextBuilder:
+  """A prepared TFDS text dataset: what `read_tfds` asks of a builder."""
+
+  def __init__(self, splits):
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    self.splits = splits
+    self.info = type("Info", (), dict(
+        features={"text": tfds.features.Text(), "id": tfds.features.Scalar(np.int64)},
+        splits=splits))
+
+  def as_dataset(self, split):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    texts = self.splits[split]
+    return tf.data.Dataset.from_tensor_slices(
+        {"text": texts, "id": list(range(len(texts)))})
+
+
+@pytest.fixture
+def fake_tfds(monkeypatch):
+  from lambda_networks.data import tfds_source  # pylint: disable=g-import-not-at-top
+  builder = FakeTextBuilder({"train": ["first line", "ünïcode", "x" * 50],
+                             "test": ["held out text " * 3]})
+  monkeypatch.setattr(tfds_source, "load_builder", lambda *args: builder)
+  config = default.get_config()
+  config.task, config.dataset, config.eval_split = "language_model", "fake", "test"
+  config.sequence_length, config.global_batch_size = 8, 2
+  return config
+
+
+def test_tfds_text_examples_are_joined_by_newlines(fake_tfds):
+  train, evaluation = text_source.read_tfds("fake", "", ("train", "test"), "text", 0)
+  assert train.tobytes() == "first line\nünïcode\n".encode() + b"x" * 50 + b"\n"
+  assert evaluation.tobytes() == b"held out text " * 3 + b"\n"
+  capped, _ = text_source.read_tfds("fake", "", ("train", "test"), "text", 12)
+  assert capped.tobytes() == b"first line\n\xc3"
+  source = data.create_source(fake_tfds, data.HostShard())
+  assert source.info.num_train_examples == (len(train) - 1) // 8
+
+
+@pytest.mark.parametrize("fields,message", [
+    (dict(text_key="id"), "not a text feature"), (dict(eval_split="validation"),
+                                                  "not a split")])
+def test_tfds_text_errors_name_the_field(fake_tfds, fields, message):
+  fake_tfds.update(fields)
+  with pytest.raises(UserError, match=message):
+    data.create_source(fake_tfds, data.HostShard())

@@ -43,6 +43,10 @@ VARIANTS = {
 FIELDS = ("scope", "variant", "length", "width", "heads", "dtype", "backend",
           "device", "method", "parameters", "peak_memory_mib", "timed_steps",
           "time_ms", "status")
+# Variants whose work grows as length² (the global table's convolution or
+# einsum, attention's logits): timed only up to these lengths unless
+# --time-all; their memory plan is reported at every length.
+QUADRATIC_TIMED_UP_TO = {"lambda_global": 4096, "attention": 8192}
 METRICS = {"time_ms": ("ms, forward+backward", "training-step time (ms)"),
            "peak_memory_mib": ("MiB, XLA plan", "peak memory (MiB)")}
 
@@ -162,12 +166,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   add("--slow-seconds", type=float, default=5.0,
       help="a step slower than this is timed once")
   add("--time-all", action="store_true",
-      help="also time lambda_global above 16k (quadratic work: minutes on a CPU)")
+      help=f"also time above {QUADRATIC_TIMED_UP_TO} (quadratic work: minutes "
+      "per step on a CPU)")
   add("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
   add("--out", type=pathlib.Path, default=pathlib.Path("results/sequences"))
   add("--name", default="benchmark_sequences", help="file name of the outputs")
   args = parser.parse_args(argv)
-  args.max_timed_length = {} if args.time_all else {"lambda_global": 16384}
+  args.max_timed_length = {} if args.time_all else QUADRATIC_TIMED_UP_TO
   return args
 
 

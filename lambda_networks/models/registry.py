@@ -123,8 +123,9 @@ class ModelSpec:
   @property
   def paper_image_sizes(self) -> tuple[int, ...]:
     """Sizes the paper reports this model at (docs/paper_reference.csv);
-    the config's image size when the paper has none."""
-    return paper.image_sizes(self.name) or (self.config.image_size,)
+    the config's image size when the paper has none (none: a sequence model)."""
+    size = getattr(self.config, "image_size", None)
+    return paper.image_sizes(self.name) or ((size,) if size else ())
 
 
 def _build_registry() -> dict[str, ModelSpec]:

@@ -18,7 +18,6 @@ and not run. Writes CSV, markdown and a plot.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import pathlib
 import platform
 import statistics

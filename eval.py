@@ -85,7 +85,7 @@ def main(argv):
              else FLAGS.weights == "ema")
   params, batch_stats, weights = evaluation.eval_weights(state, use_ema)
   result = evaluation.evaluate(exp.eval_step, params, batch_stats,
-                               exp.source, exp.mesh)
+                               exp.source, exp.mesh, exp.task)
   result.update(run_config.describe(config), step=step, weights=weights)
   text = json.dumps(result, indent=2)
   manager.close()

@@ -62,8 +62,18 @@ def get_config() -> ml_collections.ConfigDict:
   config.shuffle_buffer = 16_384
   config.shuffle_chunk = 2048  # Examples; ImageNet's ~1,250-example files stay whole.
   config.prefetch_batches = 2  # Host batches prepared ahead of the devices.
-  config.synthetic_train_examples = 50_000  # Only for "synthetic_far_marks".
+  config.synthetic_train_examples = 50_000  # "synthetic_far_marks", "text_recall".
   config.synthetic_eval_examples = 2_000
+
+  # Task: "classification" (images) or "language_model" (bytes; the dataset
+  # is "text_files", "text_recall" or a TFDS text dataset: see
+  # lambda_networks/data/text_source.py and configs/lambda_lm.py).
+  config.task = "classification"
+  config.sequence_length = 256  # Bytes per training sequence (language_model).
+  config.text_files = ""  # A glob of text files, for dataset="text_files".
+  config.text_eval_fraction = 0.05  # The last fraction of their bytes: eval.
+  config.text_key = "text"  # The string feature of a TFDS text dataset.
+  config.text_max_bytes = 0  # > 0: read at most this many bytes per TFDS split.
 
   # Optimisation: linear warm-up then cosine, lr per 256 examples.
   # optimizer: "sgd" (momentum, nesterov), "adamw" or "lamb" (adam_*); see

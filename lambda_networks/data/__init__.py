@@ -1,4 +1,4 @@
-"""Input pipelines: TFDS datasets and the quickstart's built-in task."""
+"""Input pipelines: TFDS datasets, the built-in tasks, and text for language models."""
 
 from __future__ import annotations
 
@@ -16,6 +16,9 @@ __all__ = ["Batch", "DatasetInfo", "HostShard", "Source", "create_source",
 def create_source(config: ml_collections.ConfigDict,
                   shard: HostShard) -> Source:
   """Builds the dataset named by `config.dataset` for this host."""
+  if config.get("task", "classification") == "language_model":
+    from lambda_networks.data import text_source  # pylint: disable=g-import-not-at-top
+    return text_source.create_text_source(config, shard)
   eval_batch_size = config.eval_batch_size or config.global_batch_size
   if config.dataset == SYNTHETIC_DATASET:
     from lambda_networks.data import synthetic  # pylint: disable=g-import-not-at-top

@@ -32,6 +32,10 @@ Names:
       (26rpt), a stride-2 lambda block pooling 2×2/2 after the layer, ReLU
       (26t, 26rpt) or SiLU (50ts), no SE; 256 px.
   efficientnet_b0 … efficientnet_b7
+  lambda_lm_tiny, lambda_lm_small, lambda_lm_base   byte-level causal language
+      models with lambda layers (`lm.py`); num_classes is the vocabulary (256).
+  transformer_lm_tiny, transformer_lm_small, transformer_lm_base   the same
+      blocks with causal self-attention (RoPE), the baseline.
 
 Choices where the paper is not explicit (likely in docs/paper.md), all config
 values: the family uses the ResNet-RS depths, lambda k16 h4 u1 r23, no SE in
@@ -52,10 +56,11 @@ from typing import Any, Callable
 from flax import nnx
 
 from lambda_networks import paper
-from lambda_networks.models import resnet_rs
+from lambda_networks.models import lm, resnet_rs
 
 from lambda_networks.models import position_tables
 from lambda_networks.models.efficientnet import EfficientNet, EfficientNetConfig
+from lambda_networks.models.lm import LanguageModel, LanguageModelConfig
 from lambda_networks.models.resnet import ResNet, ResNetConfig
 
 # Blocks per stage (c2..c5): ResNet / ResNet-RS depths (docs/paper.md#lambdaresnets).
@@ -112,14 +117,15 @@ class ModelSpec:
   """A named model: its class and default config."""
 
   model_class: Callable[..., nnx.Module]
-  config: ResNetConfig | EfficientNetConfig
+  config: ResNetConfig | EfficientNetConfig | LanguageModelConfig
   name: str = ""
 
   @property
   def paper_image_sizes(self) -> tuple[int, ...]:
     """Sizes the paper reports this model at (docs/paper_reference.csv);
-    the config's image size when the paper has none."""
-    return paper.image_sizes(self.name) or (self.config.image_size,)
+    the config's image size when the paper has none (none: a sequence model)."""
+    size = getattr(self.config, "image_size", None)
+    return paper.image_sizes(self.name) or ((size,) if size else ())
 
 
 def _build_registry() -> dict[str, ModelSpec]:
@@ -164,6 +170,10 @@ def _build_registry() -> dict[str, ModelSpec]:
         EfficientNet,
         EfficientNetConfig(width_multiplier=width, depth_multiplier=depth,
                            image_size=size, dropout_rate=dropout))
+  for size, fields in lm.sizes().items():
+    for family, mixer in (("lambda", "lambda"), ("transformer", "attention")):
+      specs[f"{family}_lm_{size}"] = ModelSpec(
+          LanguageModel, LanguageModelConfig(mixer=mixer, **fields))
   return {name: dataclasses.replace(spec, name=name)
           for name, spec in specs.items()}
 
@@ -187,7 +197,8 @@ def get_spec(name: str) -> ModelSpec:
   return _REGISTRY[name]
 
 
-def get_config(name: str, **overrides: Any) -> ResNetConfig | EfficientNetConfig:
+def get_config(name: str, **overrides: Any
+               ) -> ResNetConfig | EfficientNetConfig | LanguageModelConfig:
   """The config of `name` with `overrides` applied (checked field names)."""
   config = get_spec(name).config
   fields = [field.name for field in dataclasses.fields(config)]

@@ -18,6 +18,7 @@ import ml_collections
 from lambda_networks import data
 from lambda_networks import models
 from lambda_networks.data import synthetic
+from lambda_networks.train import tasks
 from lambda_networks.errors import UserError, raise_as_user_errors
 from lambda_networks.train.optimizer import OPTIMIZERS
 
@@ -172,6 +173,8 @@ def check_dataset_fields(config: ml_collections.ConfigDict,
     given: names of the fields set on the command line (e.g. "image_size").
   """
   given = set(given)
+  if config.get("task", "classification") == "language_model":
+    return  # Text datasets: tasks.check_config.
   if config.dataset == data.SYNTHETIC_DATASET:
     ignored = [f"{field}={config[field]!r}" for field, neutral
                in _SYNTHETIC_NEUTRAL if config[field] != neutral]
@@ -247,6 +250,7 @@ def check(config: ml_collections.ConfigDict, given: Iterable[str] = ()) -> None:
         "periods (e.g. 300 and 60) ride out a slow file system.")
   check_dataset_fields(config, given)
   check_optimizer_fields(config, given)
+  tasks.check_config(config, given)
   check_model_overrides(config)
 
 

@@ -10,28 +10,33 @@ from jax.sharding import Mesh
 
 from lambda_networks import data
 from lambda_networks.train import distributed
+from lambda_networks.train import tasks
 
 
 def evaluate(eval_step: Callable[..., Any], params: Any, batch_stats: Any,
-             source: data.Source, mesh: Mesh) -> dict[str, float]:
-  """Top-1, top-5 and loss over the eval split, padding masked out."""
-  totals = {"correct_top1": 0, "correct_top5": 0, "loss_sum": 0.0, "count": 0}
+             source: data.Source, mesh: Mesh, task: Any = None) -> dict[str, float]:
+  """The task's metrics over the eval split, padding masked out.
+
+  eval_step returns sums (the task's `eval_sums`, with "count" examples);
+  the task (default: classification, top-1, top-5 and loss) turns their
+  totals into metrics.
+  """
+  task = task or tasks.Classification()
+  totals: dict[str, Any] = {}
   start = time.time()
   for local_batch in data.prefetch(source.eval_batches()):
     sums = jax.device_get(eval_step(params, batch_stats,
                                     distributed.global_batch(local_batch, mesh)))
-    for key in totals:
-      totals[key] += sums[key].item()
-  count = totals["count"]
+    for key, value in sums.items():
+      totals[key] = totals.get(key, 0) + value.item()
+  count = totals.get("count", 0)
   expected = source.info.num_eval_examples
   if count != expected:
     raise RuntimeError(
         f"Evaluation counted {count} examples but the split has {expected}; "
         "the eval input pipeline is broken.")
   return {
-      "top1": totals["correct_top1"] / max(count, 1),
-      "top5": totals["correct_top5"] / max(count, 1),
-      "loss": totals["loss_sum"] / max(count, 1),
+      **task.eval_metrics(totals),
       "examples": count,
       "seconds": time.time() - start,
   }

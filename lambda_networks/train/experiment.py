@@ -21,6 +21,7 @@ from lambda_networks.train import config_checks
 from lambda_networks.train import distributed
 from lambda_networks.train import optimizer
 from lambda_networks.train import steps
+from lambda_networks.train import tasks
 from lambda_networks.train.state import ModelParts, TrainState, create_train_state
 
 
@@ -37,6 +38,7 @@ class Experiment:
   record: dict[str, Any]  # What checkpoints must match (see checkpointing).
   train_step: Callable[..., Any]
   eval_step: Callable[..., Any]
+  task: Any = None  # tasks.for_config(config): loss, metrics, their summary.
 
 
 def total_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
@@ -93,8 +95,9 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
       steps.make_train_step(parts, tx, schedule, config),
       in_shardings=(state_sharding, batch), out_shardings=(state_sharding, replicated),
       donate_argnums=(0,))
-  eval_step = jax.jit(steps.make_eval_step(parts), out_shardings=replicated)
+  task = tasks.for_config(config)
+  eval_step = jax.jit(steps.make_eval_step(parts, task), out_shardings=replicated)
   return Experiment(config=config, mesh=mesh, source=source,
                     steps_per_epoch=steps_per_epoch, total_steps=num_steps,
                     schedule=schedule, parts=parts, state=state, record=record,
-                    train_step=train_step, eval_step=eval_step)
+                    train_step=train_step, eval_step=eval_step, task=task)

@@ -38,6 +38,8 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """
   # pylint: disable=g-import-not-at-top
   from lambda_networks import data
+  if config.get("task", "classification") == "language_model":
+    return config  # Text: no image size or statistics; splits are named.
   needs_split = config.eval_split == "auto"
   needs_stats = not config.normalization_mean
   needs_size = config.image_size == 0
@@ -145,16 +147,18 @@ def describe(config: ml_collections.ConfigDict) -> dict[str, Any]:
   from lambda_networks.train import state as state_lib
   overrides = {field: value for field, value in
                _as_dict(config.model_overrides).items() if value is not None}
-  return {
+  described = {
       "model": config.model,
       "model_overrides": _jsonable(overrides),
       "dtype": state_lib.computation_dtype(config.dtype),
       "dataset": config.dataset,
       "dataset_version": config.dataset_version,
       "split": config.eval_split,
-      "image_size": config.image_size,
-      "eval_crop_fraction": config.eval_crop_fraction,
   }
+  if config.get("task", "classification") == "language_model":
+    return {**described, "sequence_length": config.sequence_length}
+  return {**described, "image_size": config.image_size,
+          "eval_crop_fraction": config.eval_crop_fraction}
 
 
 def _as_dict(config) -> dict[str, Any]:

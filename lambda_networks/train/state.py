@@ -76,8 +76,11 @@ def model_overrides(config: ml_collections.ConfigDict,
       overrides.setdefault(field, config[field])
   overrides.setdefault("dtype", computation_dtype(config.dtype))
   overrides.setdefault("param_dtype", config.param_dtype)
-  overrides.setdefault("image_size", info.image_shape[0])
-  overrides.setdefault("in_channels", info.image_shape[-1])
+  if config.get("task", "classification") == "language_model":
+    overrides.setdefault("sequence_length", config.sequence_length)
+  else:
+    overrides.setdefault("image_size", info.image_shape[0])
+    overrides.setdefault("in_channels", info.image_shape[-1])
   return overrides
 
 

@@ -16,6 +16,7 @@ import optax
 from flax import nnx
 
 from lambda_networks.train import optimizer
+from lambda_networks.train import tasks
 from lambda_networks.train.state import ModelParts, TrainState
 
 Metrics = dict[str, jax.Array]
@@ -27,13 +28,7 @@ def _model(parts: ModelParts, params, batch_stats, train: bool) -> nnx.Module:
   return model
 
 
-def cross_entropy(logits: jax.Array, labels: jax.Array,
-                  label_smoothing: float) -> jax.Array:
-  """Per-example softmax cross-entropy with optional label smoothing."""
-  targets = jax.nn.one_hot(labels, logits.shape[-1], dtype=jnp.float32)
-  if label_smoothing:
-    targets = optax.smooth_labels(targets, label_smoothing)
-  return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
+cross_entropy = tasks.cross_entropy  # Kept here for existing callers.
 
 
 def make_train_step(parts: ModelParts, tx: optax.GradientTransformation,
@@ -42,17 +37,17 @@ def make_train_step(parts: ModelParts, tx: optax.GradientTransformation,
                     ) -> Callable[[TrainState, dict], tuple[TrainState, Metrics]]:
   """Returns train_step(state, batch) -> (new state, metrics)."""
   base_key = jax.random.key(config.seed + 2)
+  task = tasks.for_config(config)
 
   def train_step(state: TrainState, batch: dict) -> tuple[TrainState, Metrics]:
     def loss_fn(params):
       model = _model(parts, params, state.batch_stats, train=True)
       nnx.reseed(model, dropout=jax.random.fold_in(base_key, state.step))
-      logits = model(batch["image"])
-      loss = cross_entropy(logits, batch["label"], config.label_smoothing).mean()
+      loss, task_metrics = task.train_loss(model, batch)
       new_batch_stats = nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))
-      return loss, (logits, new_batch_stats)
+      return loss, (task_metrics, new_batch_stats)
 
-    (loss, (logits, batch_stats)), grads = jax.value_and_grad(
+    (loss, (task_metrics, batch_stats)), grads = jax.value_and_grad(
         loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -65,10 +60,9 @@ def make_train_step(parts: ModelParts, tx: optax.GradientTransformation,
                               batch_stats=batch_stats, opt_state=opt_state,
                               ema_params=ema_params,
                               ema_batch_stats=ema_batch_stats)
-    accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
     metrics = {
         "loss": loss,
-        "accuracy": accuracy,
+        **task_metrics,  # "accuracy", and the task's own (bits_per_byte).
         "learning_rate": schedule(state.step),
         "grad_norm": optax.global_norm(grads),
         "finite": jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(grads)),
@@ -78,26 +72,15 @@ def make_train_step(parts: ModelParts, tx: optax.GradientTransformation,
   return train_step
 
 
-def make_eval_step(parts: ModelParts) -> Callable[..., Metrics]:
+def make_eval_step(parts: ModelParts, task: Any = None) -> Callable[..., Metrics]:
   """Returns eval_step(params, batch_stats, batch) -> summed metrics.
 
-  Padding examples (mask 0) count nowhere; sums are int32 where they count.
+  The task (default: classification) says what to sum; padding examples
+  (mask 0) count nowhere; sums are int32 where they count.
   """
+  task = task or tasks.Classification()
 
   def eval_step(params: Any, batch_stats: Any, batch: dict) -> Metrics:
-    model = _model(parts, params, batch_stats, train=False)
-    logits = model(batch["image"]).astype(jnp.float32)
-    labels, mask = batch["label"], batch["mask"]
-    top_k = min(5, logits.shape[-1])
-    _, top_indices = jax.lax.top_k(logits, top_k)
-    in_top5 = jnp.any(top_indices == labels[:, None], axis=-1)
-    top1 = jnp.argmax(logits, -1) == labels
-    real = mask > 0
-    return {
-        "correct_top1": jnp.sum(top1 & real, dtype=jnp.int32),
-        "correct_top5": jnp.sum(in_top5 & real, dtype=jnp.int32),
-        "loss_sum": jnp.sum(cross_entropy(logits, labels, 0.0) * mask),
-        "count": jnp.sum(real, dtype=jnp.int32),
-    }
+    return task.eval_sums(_model(parts, params, batch_stats, train=False), batch)
 
   return eval_step

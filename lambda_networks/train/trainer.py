@@ -186,7 +186,7 @@ def _finished_run(manager, exp: experiment_lib.Experiment,
     return None
   console(f"This run is already complete: step {total} of {total} in "
           f"{manager.directory}, final metrics in {workdir}/final_metrics.json "
-          f"(top-1 {final.get('top1')}). Nothing to do; raise num_train_steps "
+          f"({_headline(final)}). Nothing to do; raise num_train_steps "
           "to train further, or use a new --workdir.")
   return final
 
@@ -344,7 +344,10 @@ def _log_train(writer, step: int, window: list[dict[str, float]],
   eta = (total - step) * step_time
   console(
       f"step {step}/{total}  loss {means['loss']:.4f}  accuracy "
-      f"{means['accuracy']:.3f}  lr {means['learning_rate']:.4g}  "
+      f"{means['accuracy']:.3f}  "
+      + (f"bits/byte {means['bits_per_byte']:.3f}  " if "bits_per_byte" in means
+         else "")
+      + f"lr {means['learning_rate']:.4g}  "
       f"{means['examples_per_second']:.1f} examples/s  "
       f"{step_time * 1000:.0f} ms/step  ETA {_duration(eta)}"
       + ("" if speed.compile_seconds is None else
@@ -356,14 +359,13 @@ def _evaluate(exp: experiment_lib.Experiment, state, step: int,
   params, batch_stats, weights = evaluation.eval_weights(
       state, exp.config.eval_use_ema)
   result = evaluation.evaluate(exp.eval_step, params, batch_stats,
-                               exp.source, exp.mesh)
+                               exp.source, exp.mesh, exp.task)
   result.update(run_config.describe(exp.config), step=step, weights=weights)
   writer.write_scalars(step, {f"eval/{key}": result[key]
-                              for key in ("top1", "top5", "loss")})
+                              for key in exp.task.scalar_keys})
   writer.flush()
   console(f"eval at step {step} ({weights} weights, {result['examples']} "
-          f"examples of {exp.config.eval_split!r}): top-1 {result['top1']:.4f}  "
-          f"top-5 {result['top5']:.4f}  loss {result['loss']:.4f}")
+          f"examples of {exp.config.eval_split!r}): {exp.task.summary(result)}")
   return result
 
 
@@ -391,6 +393,13 @@ def _stop_profile(profile: periodic_actions.Profile | None) -> None:
     jax.profiler.stop_trace()
   except RuntimeError:
     pass  # No trace running: none was started, or Profile ended it.
+
+
+def _headline(final: dict[str, Any]) -> str:
+  """The main eval metric of a finished run, whatever its task."""
+  if "top1" in final:
+    return f"top-1 {final['top1']}"
+  return f"bits per byte {final.get('bits_per_byte')}"
 
 
 def _duration(seconds: float) -> str:

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from lambda_networks import group_batch_norm
 from lambda_networks import layer_checks
 
 # Activations a model config may name.
@@ -111,14 +112,44 @@ class SqueezeExcite(nnx.Module):
 
 
 def batch_norm(features: int, *, momentum: float, epsilon: float,
-               zero_scale: bool = False, dtype: Any = None,
+               zero_scale: bool = False, group_size: int = 0, dtype: Any = None,
                param_dtype: Any = jnp.float32, rngs: nnx.Rngs) -> nnx.BatchNorm:
-  """Batch norm; zero_scale starts the scale at 0 (a residual block's last norm)."""
+  """Batch norm; zero_scale starts the scale at 0 (a residual block's last norm).
+
+  group_size > 0 takes training statistics over groups of that many examples
+  (`group_batch_norm.GroupBatchNorm`); 0 over the whole batch.
+  """
   scale_init = (nnx.initializers.zeros_init() if zero_scale
                 else nnx.initializers.ones_init())
-  return nnx.BatchNorm(features, momentum=momentum, epsilon=epsilon,
-                       scale_init=scale_init, dtype=dtype,
-                       param_dtype=param_dtype, rngs=rngs)
+  kwargs = dict(momentum=momentum, epsilon=epsilon, scale_init=scale_init,
+                dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+  return group_batch_norm.batch_norm(features, group_size=group_size, **kwargs)
+
+
+# Rematerialisation policies a model config may name: which values of a
+# residual block the backward pass keeps (the rest it recomputes).
+REMAT_POLICIES = {
+    "none": None,  # Keep everything: no recomputation.
+    "block": jax.checkpoint_policies.nothing_saveable,  # Keep block inputs.
+}
+
+
+def check_remat(remat: str) -> None:
+  if remat not in REMAT_POLICIES:
+    raise ValueError(f"remat must be one of {tuple(REMAT_POLICIES)}, got "
+                     f"{remat!r}.")
+
+
+def call_block(block: nnx.Module, x: jax.Array, remat: str) -> jax.Array:
+  """block(x), recomputed in the backward pass unless remat is 'none'.
+
+  nnx.remat carries the block's batch-statistic and RNG updates out, so the
+  forward pass and the gradients are those of the plain call.
+  """
+  if remat == "none":
+    return block(x)
+  return nnx.remat(lambda module, inputs: module(inputs),
+                   policy=REMAT_POLICIES[remat])(block, x)
 
 
 def classifier_head(features: int, num_classes: int, dropout_rate: float, *,

@@ -25,7 +25,7 @@ BOOKKEEPING_FIELDS = frozenset({
     "data_dir", "log_every_steps", "eval_every_steps", "checkpoint_every_steps",
     "keep_checkpoints", "keep_checkpoint_period", "async_checkpointing",
     "profile_start_step", "profile_num_steps", "prefetch_batches",
-    "eval_batch_size", "mesh_shape",
+    "eval_batch_size", "mesh_shape", "remat",
 })
 
 

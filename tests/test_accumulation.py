@@ -15,7 +15,6 @@ import tiny_config
 from lambda_networks import data
 from lambda_networks.benchmarks import steps as benchmark_steps
 from lambda_networks.errors import UserError
-from lambda_networks.models import common
 from lambda_networks.train import config_checks
 from lambda_networks.train import optimizer
 from lambda_networks.train import state as state_lib
@@ -110,10 +109,6 @@ def test_remat_block_lowers_the_planned_peak_memory():
     assert row["status"] == "compiled only", row
     peaks[remat] = row["peak_memory_mib"]
   assert peaks["block"] < 0.8 * peaks["none"], peaks
-
-
-def test_remat_policies_named_in_the_checks_are_the_models():
-  assert config_checks.REMAT_POLICIES == tuple(common.REMAT_POLICIES)
 
 
 @pytest.mark.parametrize("changes,devices,message", [

@@ -126,30 +126,67 @@ def batch_norm(features: int, *, momentum: float, epsilon: float,
   return group_batch_norm.batch_norm(features, group_size=group_size, **kwargs)
 
 
-# Rematerialisation policies a model config may name: which values of a
-# residual block the backward pass keeps (the rest it recomputes).
-REMAT_POLICIES = {
-    "none": None,  # Keep everything: no recomputation.
-    "block": jax.checkpoint_policies.nothing_saveable,  # Keep block inputs.
-}
+# Rematerialisation a model config may name: what the backward pass of a
+# residual block keeps ("none": everything its forward pass made; "block":
+# only the block's input, the rest recomputed from it).
+REMAT_POLICIES = ("none", "block")
 
 
 def check_remat(remat: str) -> None:
   if remat not in REMAT_POLICIES:
-    raise ValueError(f"remat must be one of {tuple(REMAT_POLICIES)}, got "
-                     f"{remat!r}.")
+    raise ValueError(f"remat must be one of {REMAT_POLICIES}, got {remat!r}.")
 
 
 def call_block(block: nnx.Module, x: jax.Array, remat: str) -> jax.Array:
-  """block(x), recomputed in the backward pass unless remat is 'none'.
+  """block(x); with remat='block' recomputed in the backward pass.
 
-  nnx.remat carries the block's batch-statistic and RNG updates out, so the
-  forward pass and the gradients are those of the plain call.
+  The block runs as a pure function of its parameters, its other state
+  (batch statistics, RNG counters) and x, so the recomputation sees the
+  same statistics and dropout masks; its state updates are written back.
   """
   if remat == "none":
     return block(x)
-  return nnx.remat(lambda module, inputs: module(inputs),
-                   policy=REMAT_POLICIES[remat])(block, x)
+  graphdef, params, state = nnx.split(block, nnx.Param, ...)
+
+  def apply(params, state, x):  # Pure dicts in and out: no outer Variables.
+    module = nnx.merge(graphdef, params, state)
+    return module(x), nnx.to_pure_dict(nnx.state(module, nnx.Not(nnx.Param)))
+
+  out, new_state = _recomputed_in_backward(apply)(
+      nnx.to_pure_dict(params), nnx.to_pure_dict(state), x)
+  nnx.replace_by_pure_dict(state, new_state)
+  nnx.update(block, state)
+  return out
+
+
+def _recomputed_in_backward(function: Callable[..., Any]) -> Callable[..., Any]:
+  """function(params, state, x) -> (out, new_state), keeping only its inputs.
+
+  Not `jax.checkpoint`: XLA:CPU drops the optimisation barriers that keep
+  its recomputation apart and CSE then merges it back into the forward pass
+  (the memory plan does not shrink). Here the recomputation's input depends
+  on the incoming cotangent (x + 0·ct, the same value, NaN kept), so it
+  cannot run, or be merged, before the backward pass reaches the block.
+  """
+
+  @jax.custom_vjp
+  def run(params, state, x):
+    return function(params, state, x)
+
+  def forward(params, state, x):
+    return function(params, state, x), (params, state, x)
+
+  def backward(saved, cotangents):
+    params, state, x = saved
+    out_cotangent = cotangents[0]  # The state outputs carry no gradient.
+    tie = jnp.zeros((), x.dtype) * out_cotangent.reshape(-1)[0].astype(x.dtype)
+    _, vjp = jax.vjp(lambda p, inputs: function(p, state, inputs)[0],
+                     params, x + tie)
+    params_cotangent, x_cotangent = vjp(out_cotangent)
+    return params_cotangent, None, x_cotangent
+
+  run.defvjp(forward, backward)
+  return run
 
 
 def classifier_head(features: int, num_classes: int, dropout_rate: float, *,

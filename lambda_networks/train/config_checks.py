@@ -17,6 +17,7 @@ import ml_collections
 
 from lambda_networks import data
 from lambda_networks import models
+from lambda_networks.models import common as model_common
 from lambda_networks.data import synthetic
 from lambda_networks.errors import UserError, raise_as_user_errors
 
@@ -27,9 +28,7 @@ _UNSAFE_DTYPES = ("float16",)
 # lambda_networks.data.randaugment.VARIANTS, named here so that the checks
 # load without TensorFlow (tests/test_randaugment.py keeps the two equal).
 RANDAUGMENT_VARIANTS = ("reference", "timm")
-# lambda_networks.models.common.REMAT_POLICIES, named here for the message
-# (tests/test_accumulation.py keeps the two equal).
-REMAT_POLICIES = ("none", "block")
+REMAT_POLICIES = model_common.REMAT_POLICIES
 
 
 # (field, lowest, highest, lowest allowed?, highest allowed?, what it means)

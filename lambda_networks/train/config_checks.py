@@ -298,12 +298,13 @@ def check_against_mesh(config: ml_collections.ConfigDict, devices: int) -> None:
   micro-batches would need statistics from examples that are not there).
   """
   per_device = config.global_batch_size // devices
+  over = f"over {devices} device{'s' if devices > 1 else ''}"
   steps = config.gradient_accumulation_steps
   if per_device % steps:
     raise UserError(
         f"config.gradient_accumulation_steps={steps} does not divide the "
         f"per-device batch of {per_device} (global_batch_size="
-        f"{config.global_batch_size} over {devices} devices); use a divisor "
+        f"{config.global_batch_size} {over}); use a divisor "
         f"of {per_device}.")
   micro = per_device // steps
   overrides = config.model_overrides.to_dict()
@@ -314,8 +315,8 @@ def check_against_mesh(config: ml_collections.ConfigDict, devices: int) -> None:
              else f"batch of {per_device}")
     raise UserError(
         f"config.batch_norm_group_size={group} does not divide the per-device "
-        f"{where}, for global_batch_size={config.global_batch_size} over "
-        f"{devices} devices; use a divisor of {micro} (0: the whole batch).")
+        f"{where}, for global_batch_size={config.global_batch_size} {over}; "
+        f"use a divisor of {micro} (0: the whole batch).")
 
 
 def check_model_overrides(config: ml_collections.ConfigDict) -> None:

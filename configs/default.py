@@ -101,6 +101,18 @@ def get_config() -> ml_collections.ConfigDict:
   config.agc_clip = 0.0
   config.grad_clip_norm = 0.0
   config.label_smoothing = 0.1
+  # Fitting the batch to the hardware (docs/training.md, "Fitting a recipe to
+  # your hardware"): the global batch runs as this many micro-batches per
+  # optimiser step (gradients averaged; steps, schedule and checkpoints count
+  # optimiser steps); it must divide the per-device batch.
+  config.gradient_accumulation_steps = 1
+  # Batch-norm training statistics over groups of this many consecutive
+  # examples (per-core statistics as in the TPU reference); 0: the whole
+  # global batch. Must divide the per-device (micro-)batch.
+  config.batch_norm_group_size = 0
+  # "block": recompute each residual block in the backward pass (same
+  # gradients, less activation memory, ~1/3 more compute); "none".
+  config.remat = "none"
   # 0 turns the EMA off; otherwise the weights and the batch-norm statistics
   # are averaged with this decay (warmed up: min(decay, (1+t)/(10+t))).
   config.ema_decay = 0.0

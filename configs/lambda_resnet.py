@@ -13,9 +13,11 @@ weight decay 4e-5 (kernels only), label smoothing 0.1, EMA 0.9999
 `randaugment_variant="reference"`, the default), bfloat16; per (depth,
 size) dropout (0.25; 0.4 at 320 px), stochastic depth (0.1 from depth 200,
 per stage) and RandAugment magnitude (10 for 50@160 and 101@160, else 15) from
-`resnet_rs.recipe`. Needs imagenet2012 prepared in TFDS. Expected top-1: the
-speed–accuracy rows of docs/paper_reference.csv (LambdaResNet-50@128 77.4 …
-LambdaResNet-420@320 84.9).
+`resnet_rs.recipe`; batch-norm statistics over groups of 128 examples (the
+reference's per-TPU-core batch; BATCH_NORM_GROUP_SIZE). Needs imagenet2012
+prepared in TFDS. Expected top-1: the speed–accuracy rows of
+docs/paper_reference.csv (LambdaResNet-50@128 77.4 … LambdaResNet-420@320
+84.9).
 """
 
 from configs import default
@@ -23,6 +25,12 @@ from lambda_networks.models import registry
 from lambda_networks.models import resnet_rs
 
 DEPTHS = tuple(sorted(registry.RESNET_DEPTHS))
+# The TPU reference's per-core batch: tensorflow/tpu
+# models/official/resnet/resnet_model.py normalises with
+# tf.layers.batch_normalization and no cross-replica sum, so statistics are
+# per TPU core; its pod configs keep 128 examples per core
+# (configs/cloud/v3-32.yaml: batch 4096 on 32 cores; v3-128.yaml: 16384 on 128).
+BATCH_NORM_GROUP_SIZE = 128
 
 
 def get_config(arg: str = "50,160"):
@@ -45,6 +53,9 @@ def get_config(arg: str = "50,160"):
   config.weight_decay = 4e-5
   config.ema_decay = 0.9999
   config.randaugment_magnitude = recipe.randaugment_magnitude
+  # Batch-norm statistics per 128 examples, as the TPU reference computes
+  # them per core (docs/training.md, "Batch-norm groups").
+  config.batch_norm_group_size = BATCH_NORM_GROUP_SIZE
   config.eval_every_epochs = 50.0
   config.keep_checkpoint_every_epochs = 100.0  # Also keep one per 100 epochs.
   return config

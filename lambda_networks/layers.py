@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from lambda_networks import attention_ops, ops
+from lambda_networks import attention_ops, group_batch_norm, ops
 from lambda_networks import layer_checks as checks
 
 Normalization = Literal["batch", "layer", "none"]
@@ -55,6 +55,7 @@ class LambdaLayer(nnx.Module):
       embeddings: nnx.Param | None = None,
       norm_momentum: float = 0.9,
       norm_epsilon: float = 1e-5,
+      norm_group_size: int = 0,
       position_bias: bool = False,
   ):
     """Creates the layer.
@@ -85,6 +86,8 @@ class LambdaLayer(nnx.Module):
         must match what the layer would create.
       norm_momentum: running-average decay of the batch norms.
       norm_epsilon: epsilon of the batch norms.
+      norm_group_size: the batch norms' training statistics over groups of
+        this many examples (`group_batch_norm`); 0: the whole batch.
       position_bias: add a learned bias b[k] (zeros at first) to every
         position lambda, λᵖₙ[k, v] += b[k], so each query head gains q·b: the
         bias of timm's lambda convolution (a Conv3d with bias=True). Needs a
@@ -117,7 +120,8 @@ class LambdaLayer(nnx.Module):
     self.key_proj = linear(query_depth * intra_depth)
     self.value_proj = linear(self.value_depth * intra_depth)
     norm = functools.partial(_norm, normalization, dtype=dtype, param_dtype=param_dtype,
-                             rngs=rngs, momentum=norm_momentum, epsilon=norm_epsilon)
+                             rngs=rngs, momentum=norm_momentum, epsilon=norm_epsilon,
+                             group_size=norm_group_size)
     self.query_norm = norm(heads * query_depth)
     self.value_norm = norm(self.value_depth * intra_depth)
     shape = (None if self.table_shape is None else
@@ -360,12 +364,13 @@ def _relative_tables(widths, depth, param_dtype, rngs):
 
 
 def _norm(kind: Normalization, features: int, *, dtype, param_dtype, rngs,
-          momentum: float = 0.9, epsilon: float = 1e-5):
+          momentum: float = 0.9, epsilon: float = 1e-5, group_size: int = 0):
   """The normalisation applied to queries and values (None: identity)."""
   checks.one_of("normalization", kind, NORMALIZATIONS)
   if kind == "batch":
-    return nnx.BatchNorm(features, momentum=momentum, epsilon=epsilon,
-                         dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    return group_batch_norm.batch_norm(
+        features, group_size=group_size, momentum=momentum, epsilon=epsilon,
+        dtype=dtype, param_dtype=param_dtype, rngs=rngs)
   if kind == "layer":
     return nnx.LayerNorm(features, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
   return None

@@ -110,6 +110,12 @@ BAD_COMMAND_LINES = [
     (["--config.adam_b1=0.95"], "config.optimizer='sgd' ignores adam_b1"),
     (["--config.optimizer=lamb", "--config.momentum=0.9", "--config.nesterov"],
      "config.optimizer='lamb' ignores momentum, nesterov; drop them"),
+    # Fitting the batch to the hardware.
+    (["--config.remat=all"], "config.remat='all' must be one of ('none', 'block')"),
+    (["--config.gradient_accumulation_steps=0"],
+     "gradient_accumulation_steps=0 is out of range: it must be ≥ 1"),
+    (["--config.batch_norm_group_size=-8"],
+     "batch_norm_group_size=-8 is out of range: it must be ≥ 0"),
     # Fields the chosen dataset ignores.
     (["--config.image_size=64"], "ignores image_size=64; drop it or use a TFDS dataset"),
     (["--config.min_crop_area=0.5"], "ignores min_crop_area"),
@@ -226,6 +232,21 @@ def test_batch_larger_than_the_train_split_is_refused_at_build(
       "config.global_batch_size=32 is larger than the training split "
       "config.train_split='train' of 'imagenet2012' (30 examples): not one "
       "batch fits. Lower global_batch_size to at most 30", tmp_path, capsys)
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("gradient_accumulation_steps", 3, "config.gradient_accumulation_steps=3 "
+     "does not divide the per-device batch of 16"),
+    ("batch_norm_group_size", 6, "config.batch_norm_group_size=6 does not "
+     "divide the per-device batch of 16"),
+])
+def test_batch_splits_the_devices_cannot_take_are_refused_at_build(
+    field, value, message, tmp_path, capsys):
+  config = tiny_config.get_config()
+  config[field] = value
+  _assert_refused_before_writing(
+      lambda: train_in_process(config, tmp_path / "run"), message, tmp_path,
+      capsys)
 
 
 def _mock_imagenet_config(data_dir):

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from lambda_networks import group_batch_norm
 from lambda_networks import layer_checks
 
 # Activations a model config may name.
@@ -111,14 +112,81 @@ class SqueezeExcite(nnx.Module):
 
 
 def batch_norm(features: int, *, momentum: float, epsilon: float,
-               zero_scale: bool = False, dtype: Any = None,
+               zero_scale: bool = False, group_size: int = 0, dtype: Any = None,
                param_dtype: Any = jnp.float32, rngs: nnx.Rngs) -> nnx.BatchNorm:
-  """Batch norm; zero_scale starts the scale at 0 (a residual block's last norm)."""
+  """Batch norm; zero_scale starts the scale at 0 (a residual block's last norm).
+
+  group_size > 0 takes training statistics over groups of that many examples
+  (`group_batch_norm.GroupBatchNorm`); 0 over the whole batch.
+  """
   scale_init = (nnx.initializers.zeros_init() if zero_scale
                 else nnx.initializers.ones_init())
-  return nnx.BatchNorm(features, momentum=momentum, epsilon=epsilon,
-                       scale_init=scale_init, dtype=dtype,
-                       param_dtype=param_dtype, rngs=rngs)
+  kwargs = dict(momentum=momentum, epsilon=epsilon, scale_init=scale_init,
+                dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+  return group_batch_norm.batch_norm(features, group_size=group_size, **kwargs)
+
+
+# Rematerialisation a model config may name: what the backward pass of a
+# residual block keeps ("none": everything its forward pass made; "block":
+# only the block's input, the rest recomputed from it).
+REMAT_POLICIES = ("none", "block")
+
+
+def check_remat(remat: str) -> None:
+  if remat not in REMAT_POLICIES:
+    raise ValueError(f"remat must be one of {REMAT_POLICIES}, got {remat!r}.")
+
+
+def call_block(block: nnx.Module, x: jax.Array, remat: str) -> jax.Array:
+  """block(x); with remat='block' recomputed in the backward pass.
+
+  The block runs as a pure function of its parameters, its other state
+  (batch statistics, RNG counters) and x, so the recomputation sees the
+  same statistics and dropout masks; its state updates are written back.
+  """
+  if remat == "none":
+    return block(x)
+  graphdef, params, state = nnx.split(block, nnx.Param, ...)
+
+  def apply(params, state, x):  # Pure dicts in and out: no outer Variables.
+    module = nnx.merge(graphdef, params, state)
+    return module(x), nnx.to_pure_dict(nnx.state(module, nnx.Not(nnx.Param)))
+
+  out, new_state = _recomputed_in_backward(apply)(
+      nnx.to_pure_dict(params), nnx.to_pure_dict(state), x)
+  nnx.replace_by_pure_dict(state, new_state)
+  nnx.update(block, state)
+  return out
+
+
+def _recomputed_in_backward(function: Callable[..., Any]) -> Callable[..., Any]:
+  """function(params, state, x) -> (out, new_state), keeping only its inputs.
+
+  Not `jax.checkpoint`: XLA:CPU drops the optimisation barriers that keep
+  its recomputation apart and CSE then merges it back into the forward pass
+  (the memory plan does not shrink). Here the recomputation's input depends
+  on the incoming cotangent (x + 0·ct, the same value, NaN kept), so it
+  cannot run, or be merged, before the backward pass reaches the block.
+  """
+
+  @jax.custom_vjp
+  def run(params, state, x):
+    return function(params, state, x)
+
+  def forward(params, state, x):
+    return function(params, state, x), (params, state, x)
+
+  def backward(saved, cotangents):
+    params, state, x = saved
+    out_cotangent = cotangents[0]  # The state outputs carry no gradient.
+    tie = jnp.zeros((), x.dtype) * out_cotangent.reshape(-1)[0].astype(x.dtype)
+    _, vjp = jax.vjp(lambda p, inputs: function(p, state, inputs)[0],
+                     params, x + tie)
+    params_cotangent, x_cotangent = vjp(out_cotangent)
+    return params_cotangent, None, x_cotangent
+
+  run.defvjp(forward, backward)
+  return run
 
 
 def classifier_head(features: int, num_classes: int, dropout_rate: float, *,

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from lambda_networks import group_batch_norm
 from lambda_networks.models import common
 
 # B0 stages: (kernel, repeats, in filters, out filters, expand ratio, stride).
@@ -48,6 +49,10 @@ class EfficientNetConfig:
     se_ratio: squeeze-excitation width as a fraction of the block's input.
     bn_momentum: batch-norm running-average decay (Keras: 0.99).
     bn_epsilon: batch-norm epsilon (Keras: 1e-3).
+    batch_norm_group_size: batch-norm training statistics over groups of
+      this many examples; 0: the whole batch (see `group_batch_norm.GroupBatchNorm`).
+    remat: 'none', or 'block' to recompute each MBConv block in the backward
+      pass (`common.REMAT_POLICIES`).
     in_channels: input image channels.
     dtype: computation dtype (None: float32).
     param_dtype: parameter dtype.
@@ -61,6 +66,8 @@ class EfficientNetConfig:
   se_ratio: float = 0.25
   bn_momentum: float = 0.99
   bn_epsilon: float = 1e-3
+  batch_norm_group_size: int = 0
+  remat: str = "none"
   in_channels: int = 3
   dtype: Any = None
   param_dtype: Any = jnp.float32
@@ -78,6 +85,8 @@ class EfficientNetConfig:
       raise ValueError(f"se_ratio must be in [0, 1], got {self.se_ratio}.")
     if self.in_channels < 1:
       raise ValueError(f"in_channels must be positive, got {self.in_channels}.")
+    common.check_remat(self.remat)
+    group_batch_norm.check_group_size(self.batch_norm_group_size)
 
   def filters(self, filters: int, divisor: int = 8) -> int:
     """EfficientNet's round_filters: scale, round to a multiple of 8."""
@@ -100,7 +109,8 @@ class MBConv(nnx.Module):
                config: EfficientNetConfig, rngs: nnx.Rngs):
     cfg = config
     kwargs = dict(dtype=cfg.dtype, param_dtype=cfg.param_dtype, rngs=rngs)
-    norm = dict(momentum=cfg.bn_momentum, epsilon=cfg.bn_epsilon, **kwargs)
+    norm = dict(momentum=cfg.bn_momentum, epsilon=cfg.bn_epsilon,
+                group_size=cfg.batch_norm_group_size, **kwargs)
     hidden = in_features * expand_ratio
     if expand_ratio != 1:
       self.expand = common.conv(in_features, hidden, 1, **kwargs)
@@ -140,7 +150,8 @@ class EfficientNet(nnx.Module):
     cfg = config
     self.config = cfg
     kwargs = dict(dtype=cfg.dtype, param_dtype=cfg.param_dtype, rngs=rngs)
-    norm = dict(momentum=cfg.bn_momentum, epsilon=cfg.bn_epsilon, **kwargs)
+    norm = dict(momentum=cfg.bn_momentum, epsilon=cfg.bn_epsilon,
+                group_size=cfg.batch_norm_group_size, **kwargs)
     stem = cfg.filters(STEM_FILTERS)
     self.stem = common.conv(cfg.in_channels, stem, 3, strides=2, **kwargs)
     self.stem_bn = common.batch_norm(stem, **norm)
@@ -168,7 +179,7 @@ class EfficientNet(nnx.Module):
     common.check_images(images, self.config.in_channels)
     x = nnx.swish(self.stem_bn(self.stem(images)))
     for block in self.blocks:
-      x = block(x)
+      x = common.call_block(block, x, self.config.remat)
     x = nnx.swish(self.head_bn(self.head_conv(x)))
     x = jnp.mean(x, axis=(1, 2))
     if self.dropout is not None:

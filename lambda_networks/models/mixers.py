@@ -162,7 +162,8 @@ def build_mixer(
         input_size=input_size if rf == "global" else None,
         method=cfg.lambda_method, embeddings=lambda_embeddings,
         position_bias=cfg.lambda_position_bias,
-        norm_momentum=cfg.bn_momentum, norm_epsilon=cfg.bn_epsilon, **kwargs)
+        norm_momentum=cfg.bn_momentum, norm_epsilon=cfg.bn_epsilon,
+        norm_group_size=cfg.batch_norm_group_size, **kwargs)
   if name == "augmented":
     heads = cfg.attention_heads
     key_fraction = cfg.augmented_key_fraction

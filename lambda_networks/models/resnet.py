@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from lambda_networks import group_batch_norm
 from lambda_networks.models import common
 from lambda_networks.models import mixers
 
@@ -116,6 +117,11 @@ class ResNetConfig:
     zero_init_last_bn: start each block's last batch-norm scale at zero.
     bn_momentum: batch-norm running-average decay.
     bn_epsilon: batch-norm epsilon.
+    batch_norm_group_size: batch-norm training statistics over groups of
+      this many consecutive examples (`group_batch_norm.GroupBatchNorm`); 0: over the
+      whole batch.
+    remat: 'none', or 'block' to recompute each residual block in the
+      backward pass (`common.REMAT_POLICIES`): same gradients, less memory.
     image_size: input size (int or (H, W)) the global layers' tables are
       sized for; inputs may be smaller, not larger.
     in_channels: input image channels (1 for grayscale).
@@ -157,6 +163,8 @@ class ResNetConfig:
   zero_init_last_bn: bool = True
   bn_momentum: float = 0.9
   bn_epsilon: float = 1e-5
+  batch_norm_group_size: int = 0
+  remat: str = "none"
   image_size: int | tuple[int, int] = 224
   in_channels: int = 3
   dtype: Any = None
@@ -312,6 +320,8 @@ class ResNetConfig:
                   ("avg3x3", "avg2x2"))
     _check_choice("stochastic_depth_schedule", self.stochastic_depth_schedule,
                   ("per_block", "per_stage"))
+    common.check_remat(self.remat)
+    group_batch_norm.check_group_size(self.batch_norm_group_size)
     rf = self.receptive_field
     if self.lambda_position_bias and rf is None:
       raise ValueError(
@@ -385,7 +395,8 @@ class Bottleneck(nnx.Module):
                lambda_embeddings: nnx.Param | None = None):
     cfg = config
     kwargs = dict(dtype=cfg.dtype, param_dtype=cfg.param_dtype, rngs=rngs)
-    norm = dict(momentum=cfg.bn_momentum, epsilon=cfg.bn_epsilon, **kwargs)
+    norm = dict(momentum=cfg.bn_momentum, epsilon=cfg.bn_epsilon,
+                group_size=cfg.batch_norm_group_size, **kwargs)
     self.mixer_name = mixer
     self.strides = strides
     self.activation = common.ACTIVATIONS[cfg.activation]
@@ -447,7 +458,8 @@ class Stem(nnx.Module):
   def __init__(self, config: ResNetConfig, *, rngs: nnx.Rngs):
     cfg = config
     kwargs = dict(dtype=cfg.dtype, param_dtype=cfg.param_dtype, rngs=rngs)
-    norm = dict(momentum=cfg.bn_momentum, epsilon=cfg.bn_epsilon, **kwargs)
+    norm = dict(momentum=cfg.bn_momentum, epsilon=cfg.bn_epsilon,
+                group_size=cfg.batch_norm_group_size, **kwargs)
     width = _scale(cfg.stem_width, cfg.width_multiplier)
     self.activation = common.ACTIVATIONS[cfg.activation]
     if cfg.stem == "plain":
@@ -485,7 +497,8 @@ class SmallStem(nnx.Module):
     self.activation = common.ACTIVATIONS[cfg.activation]
     self.conv = common.conv(cfg.in_channels, self.out_features, 3, **kwargs)
     self.norm = common.batch_norm(self.out_features, momentum=cfg.bn_momentum,
-                                  epsilon=cfg.bn_epsilon, **kwargs)
+                                  epsilon=cfg.bn_epsilon,
+                                  group_size=cfg.batch_norm_group_size, **kwargs)
 
   def __call__(self, x: jax.Array) -> jax.Array:
     return self.activation(self.norm(self.conv(x)))
@@ -572,7 +585,7 @@ class ResNet(nnx.Module):
     x = self.stem(images)
     for name, stage in zip(available[:last + 1], self.stages):
       for block in stage:
-        x = block(x)
+        x = common.call_block(block, x, self.config.remat)
       if name in names:
         outputs[name] = x
     return outputs

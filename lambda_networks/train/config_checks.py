@@ -17,6 +17,7 @@ import ml_collections
 
 from lambda_networks import data
 from lambda_networks import models
+from lambda_networks.models import common as model_common
 from lambda_networks.data import synthetic
 from lambda_networks.train import tasks
 from lambda_networks.errors import UserError, raise_as_user_errors
@@ -32,6 +33,7 @@ _ADAM_ONLY = ("adam_b1", "adam_b2", "adam_eps")
 # lambda_networks.data.randaugment.VARIANTS, named here so that the checks
 # load without TensorFlow (tests/test_randaugment.py keeps the two equal).
 RANDAUGMENT_VARIANTS = ("reference", "timm")
+REMAT_POLICIES = model_common.REMAT_POLICIES
 
 
 # (field, lowest, highest, lowest allowed?, highest allowed?, what it means)
@@ -72,6 +74,10 @@ _RANGES = (
      "0 uses keep_checkpoint_period"),
     ("profile_start_step", 0, None, True, True, "first traced step"),
     ("profile_num_steps", 0, None, True, True, "0 traces nothing"),
+    ("gradient_accumulation_steps", 1, None, True, True,
+     "micro-batches per optimiser step"),
+    ("batch_norm_group_size", 0, None, True, True,
+     "examples per batch-norm group; 0: the whole batch"),
     ("lock_renew_seconds", 0.0, None, False, True,
      "seconds between renewals of the workdir's lock"),
     ("lock_stale_seconds", 0.0, None, False, True,
@@ -239,6 +245,13 @@ def check(config: ml_collections.ConfigDict, given: Iterable[str] = ()) -> None:
     raise ValueError(
         f"config.randaugment_variant={config.randaugment_variant!r} must be "
         f"one of {RANDAUGMENT_VARIANTS} (see docs/training.md, RandAugment).")
+  if config.remat not in REMAT_POLICIES:
+    raise ValueError(
+        f"config.remat={config.remat!r} must be one of {REMAT_POLICIES} "
+        "('block' recomputes each residual block in the backward pass).")
+  for field in ("gradient_accumulation_steps", "batch_norm_group_size"):
+    if isinstance(config[field], bool) or not isinstance(config[field], int):
+      raise ValueError(f"config.{field}={config[field]!r} must be an int.")
   if config.crop_padding < 0:
     raise ValueError(f"config.crop_padding must be >= 0, got {config.crop_padding}.")
   check_ranges(config)
@@ -313,6 +326,36 @@ def check_against_data(config: ml_collections.ConfigDict,
         f"{config.dataset!r} ({examples} examples{hosts}): not one batch "
         f"fits. Lower global_batch_size to at most "
         f"{per_host * process_count}, or train on a larger split.")
+
+
+def check_against_mesh(config: ml_collections.ConfigDict, devices: int) -> None:
+  """Refuses accumulation and batch-norm groups the per-device batch cannot take.
+
+  Each device holds global_batch_size / devices examples; accumulation cuts
+  that into gradient_accumulation_steps micro-batches, and batch-norm groups
+  must fit a device's micro-batch (a group straddling devices or
+  micro-batches would need statistics from examples that are not there).
+  """
+  per_device = config.global_batch_size // devices
+  over = f"over {devices} device{'s' if devices > 1 else ''}"
+  steps = config.gradient_accumulation_steps
+  if per_device % steps:
+    raise UserError(
+        f"config.gradient_accumulation_steps={steps} does not divide the "
+        f"per-device batch of {per_device} (global_batch_size="
+        f"{config.global_batch_size} {over}); use a divisor "
+        f"of {per_device}.")
+  micro = per_device // steps
+  overrides = config.model_overrides.to_dict()
+  group = overrides.get("batch_norm_group_size") or config.batch_norm_group_size
+  if group and micro % group:
+    where = (f"micro-batch of {micro} ({per_device} per device / "
+             f"gradient_accumulation_steps={steps})" if steps > 1
+             else f"batch of {per_device}")
+    raise UserError(
+        f"config.batch_norm_group_size={group} does not divide the per-device "
+        f"{where}, for global_batch_size={config.global_batch_size} {over}; "
+        f"use a divisor of {micro} (0: the whole batch).")
 
 
 def check_model_overrides(config: ml_collections.ConfigDict) -> None:

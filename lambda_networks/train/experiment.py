@@ -75,6 +75,7 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
   config_checks.check(config)
   mesh = distributed.create_mesh(tuple(config.mesh_shape))
   distributed.check_batch_size(config.global_batch_size, mesh, "global_batch_size")
+  config_checks.check_against_mesh(config, mesh.devices.size)
   if config.eval_batch_size:
     distributed.check_batch_size(config.eval_batch_size, mesh, "eval_batch_size")
   shard = data.HostShard(jax.process_index(), jax.process_count())
@@ -92,7 +93,8 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
   batch = distributed.batch_sharding(mesh)
   state_sharding = jax.tree.map(lambda _: replicated, state)
   train_step = jax.jit(
-      steps.make_train_step(parts, tx, schedule, config),
+      steps.make_train_step(parts, tx, schedule, config,
+                            data_shards=mesh.devices.size),
       in_shardings=(state_sharding, batch), out_shardings=(state_sharding, replicated),
       donate_argnums=(0,))
   task = tasks.for_config(config)

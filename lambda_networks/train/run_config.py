@@ -26,7 +26,7 @@ BOOKKEEPING_FIELDS = frozenset({
     "keep_checkpoints", "keep_checkpoint_period", "async_checkpointing",
     "profile_start_step", "profile_num_steps", "prefetch_batches",
     "eval_batch_size", "mesh_shape", "eval_every_epochs",
-    "keep_checkpoint_every_epochs",
+    "keep_checkpoint_every_epochs", "remat",
 })
 
 

@@ -74,6 +74,9 @@ def model_overrides(config: ml_collections.ConfigDict,
   for field in ("dropout_rate", "stochastic_depth_rate"):
     if config[field] is not None:
       overrides.setdefault(field, config[field])
+  for field, default in (("batch_norm_group_size", 0), ("remat", "none")):
+    if config.get(field, default) != default:  # Models default to these.
+      overrides.setdefault(field, config[field])
   overrides.setdefault("dtype", computation_dtype(config.dtype))
   overrides.setdefault("param_dtype", config.param_dtype)
   if config.get("task", "classification") == "language_model":

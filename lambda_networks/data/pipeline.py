@@ -69,6 +69,27 @@ class HostShard:
     return max(1, -(-most // local_batch_size))
 
 
+def step_example_indices(seed: int, tag: int, step: int, num_examples: int,
+                         global_batch: int, shard: HostShard) -> np.ndarray:
+  """The examples this host reads at `step` of an in-memory dataset.
+
+  The global batch of step s is positions [s·B, (s+1)·B) of an endless
+  stream in which epoch e is a permutation of the examples seeded by
+  (seed, tag, e); each host takes its contiguous share of the batch. A pure
+  function of the step, so any step starts exactly.
+  """
+  local = global_batch // shard.process_count
+  positions = (step * global_batch + shard.process_index * local
+               + np.arange(local))
+  epochs, within = np.divmod(positions, num_examples)
+  indices = np.empty_like(positions)
+  for epoch in np.unique(epochs):
+    order = np.random.default_rng([seed, tag, int(epoch)]).permutation(
+        num_examples)
+    indices[epochs == epoch] = order[within[epochs == epoch]]
+  return indices
+
+
 def batches_across_epochs(
     epoch_batches: Callable[[int, int, int, int], Iterator[Batch]], *,
     examples_per_epoch: int, batch_size: int, start_step: int,

@@ -105,15 +105,10 @@ class SyntheticSource:
 
   def train_batches(self, start_step: int,
                     num_steps: int) -> Iterator[pipeline.Batch]:
-    num = self.info.num_train_examples
-    offset = self._shard.process_index * self._local_batch
     for step in range(start_step, start_step + num_steps):
-      positions = step * self._global_batch + offset + np.arange(self._local_batch)
-      epochs, within = np.divmod(positions, num)
-      indices = np.empty_like(positions)
-      for epoch in np.unique(epochs):
-        order = np.random.default_rng([self._seed, 7, int(epoch)]).permutation(num)
-        indices[epochs == epoch] = order[within[epochs == epoch]]
+      indices = pipeline.step_example_indices(
+          self._seed, 7, step, self.info.num_train_examples,
+          self._global_batch, self._shard)
       images, labels = make_examples(self._seed, self._splits[0], indices)
       yield {"image": images, "label": labels}
 

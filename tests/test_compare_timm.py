@@ -40,7 +40,7 @@ for line in sys.stdin:
     if request["model"] == "no_such_model":
       answer = dict(error="RuntimeError: Unknown model (no_such_model)")
     else:
-      answer = dict(params=100 if side == "ours" else 101, build_s=1.5,
+      answer = dict(params=1000000 if side == "ours" else 1000001, build_s=1.5,
                     xla_plan_mib=12.5)
   elif request["command"] == "run":
     calls += 1
@@ -89,7 +89,7 @@ def test_rows_medians_ratio_and_alternation(fake, tmp_path):
   assert good["round_examples_per_s"] == "20 13.3 10"
   assert good["timm_round_examples_per_s"] == "40 26.7 20"
   assert (good["timed_steps"], good["timm_timed_steps"]) == (6, 6)
-  assert (good["params"], good["timm_params"]) == (100, 101)
+  assert (good["params"], good["timm_params"]) == (1000000, 1000001)
   assert (good["xla_plan_mib"], good["peak_rss_mib"],
           good["timm_peak_rss_mib"]) == (12.5, 30.0, 20.0)
   assert (good["status"], good["jax"], good["timm"]) == ("ok", "v-ours", "v-timm")
@@ -105,7 +105,7 @@ def test_rows_medians_ratio_and_alternation(fake, tmp_path):
   assert reader.fieldnames == list(compare_timm.FIELDS)
   assert [r["ratio"] for r in written] == ["0.5", ""]
   text = out.with_suffix(".md").read_text()
-  assert ("| resnet26 | resnet26 | train | 100 | 101 | 13.33 | 26.67 | 0.5 | "
+  assert ("| resnet26 | resnet26 | train | 1,000,000 | 1,000,001 | 13.33 | 26.67 | 0.5 | "
           "20 13.3 10 | 40 26.7 20 | 12.5 | 30.0 | 20.0 | ok |") in text
   assert "timm: RuntimeError: Unknown model" in text
 

@@ -11,7 +11,6 @@ import csv
 import importlib.util
 import json
 import os
-import statistics
 import sys
 
 import pytest

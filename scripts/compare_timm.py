@@ -44,7 +44,8 @@ from lambda_networks.benchmarks import step_worker
 from lambda_networks.errors import UserError
 
 MODES = ("train", "inference")
-DEFAULT_MODELS = ("lambda_resnet26t", "lambda_resnet50ts", "resnet26", "resnet50")
+DEFAULT_MODELS = ("lambda_resnet26t", "lambda_resnet50ts", "resnet26",
+                  "resnet50")
 SIDES = ("ours", "timm")
 FIELDS = (
     "model", "timm_model", "mode", "image_size", "batch_size", "threads",
@@ -142,7 +143,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def worker_environment(threads: int, omp_wait_policy: str = "default"
                        ) -> dict[str, str]:
-  """The workers' environment: the repository importable, threads, no preallocation."""
+  """The workers' environment: the repository importable, threads set, and
+  (accelerators) no preallocation by JAX, leaving room for torch."""
   env = dict(os.environ)
   if omp_wait_policy != "default":
     env["OMP_WAIT_POLICY"] = omp_wait_policy.upper()
@@ -150,7 +152,7 @@ def worker_environment(threads: int, omp_wait_policy: str = "default"
       [str(reporting.REPO_ROOT)] + ([env["PYTHONPATH"]] if env.get(
           "PYTHONPATH") else []))
   env["OMP_NUM_THREADS"] = str(threads)
-  env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # Room for torch.
+  env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
   env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   return env
 
@@ -228,7 +230,8 @@ def compare(args: argparse.Namespace, ours_name: str, timm_name: str,
         f"{prefix}round_examples_per_s": " ".join(
             f"{rate:.3g}" for rate in rounds[side]),
         f"{prefix}timed_steps": len(times[side]),
-        f"{prefix}peak_rss_mib": _significant(memory[side].get("peak_rss_mib"), 4),
+        f"{prefix}peak_rss_mib": _significant(
+            memory[side].get("peak_rss_mib"), 4),
         f"{prefix}device_peak_mib": _significant(
             memory[side].get("device_peak_mib"), 4)})
   if "ours" in built:
@@ -244,7 +247,7 @@ def compare(args: argparse.Namespace, ours_name: str, timm_name: str,
 
 
 def environment_fields(ready: dict[str, dict[str, Any]]) -> dict[str, Any]:
-  """The device and versions, from the workers (the parent starts no backend)."""
+  """The device and versions, from the workers (no backend starts here)."""
   ours, timm = ready["ours"], ready["timm"]
   return dict(backend=ours.get("backend"), device_kind=ours.get("device"),
               host_cpu=reporting.cpu_name(), host_cpus=os.cpu_count(),

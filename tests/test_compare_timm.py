@@ -91,7 +91,8 @@ def test_rows_medians_ratio_and_alternation(fake, tmp_path):
   assert (good["params"], good["timm_params"]) == (1000000, 1000001)
   assert (good["xla_plan_mib"], good["peak_rss_mib"],
           good["timm_peak_rss_mib"]) == (12.5, 30.0, 20.0)
-  assert (good["status"], good["jax"], good["timm"]) == ("ok", "v-ours", "v-timm")
+  assert (good["status"], good["jax"], good["timm"]) == (
+      "ok", "v-ours", "v-timm")
   assert good["omp_wait_policy"] == "passive" and good["threads"] == 1
   # A side that fails to build is a status; the other side is still timed.
   assert failed["status"] == "timm: RuntimeError: Unknown model (no_such_model)"
@@ -104,8 +105,9 @@ def test_rows_medians_ratio_and_alternation(fake, tmp_path):
   assert reader.fieldnames == list(compare_timm.FIELDS)
   assert [r["ratio"] for r in written] == ["0.5", ""]
   text = out.with_suffix(".md").read_text()
-  assert ("| resnet26 | resnet26 | train | 1,000,000 | 1,000,001 | 13.33 | 26.67 | 0.5 | "
-          "20 13.3 10 | 40 26.7 20 | 12.5 | 30.0 | 20.0 | ok |") in text
+  assert ("| resnet26 | resnet26 | train | 1,000,000 | 1,000,001 | 13.33 | "
+          "26.67 | 0.5 | 20 13.3 10 | 40 26.7 20 | 12.5 | 30.0 | 20.0 | "
+          "ok |") in text
   assert "timm: RuntimeError: Unknown model" in text
 
 
@@ -156,7 +158,8 @@ def test_jax_worker_builds_runs_and_measures():
                            overrides=TINY)
     times = worker.request("run", steps=2)["times"]
     memory = worker.request("memory")
-    with pytest.raises(step_worker.WorkerError, match="unknown model .resnet_26"):
+    with pytest.raises(step_worker.WorkerError,
+                       match="unknown model .resnet_26"):
       worker.request("build", model="resnet_26", mode="train", batch_size=2,
                      image_size=16)
   tiny = {k: tuple(v) if isinstance(v, list) else v for k, v in TINY.items()}
@@ -170,11 +173,12 @@ def test_jax_worker_builds_runs_and_measures():
 
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("TIMM_PYTHON"),
-                    reason="set TIMM_PYTHON to an interpreter with torch + timm")
+                    reason="TIMM_PYTHON: an interpreter with torch + timm")
 def test_timm_worker_builds_our_architecture():
   env = compare_timm.worker_environment(threads=1)
   with step_worker.Worker(
-      [os.environ["TIMM_PYTHON"], "-m", "lambda_networks.benchmarks.timm_worker"],
+      [os.environ["TIMM_PYTHON"], "-m",
+       "lambda_networks.benchmarks.timm_worker"],
       env=env, cores=sorted(os.sched_getaffinity(0))[:1]) as worker:
     assert worker.ready["threads"] == 1
     built = worker.request("build", model="resnet26", mode="train",

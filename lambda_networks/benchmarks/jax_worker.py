@@ -1,6 +1,6 @@
-"""Our side of `scripts.compare_timm`: one registry model's step, timed on request.
+"""Our side of `scripts.compare_timm`: one registry model's step, timed.
 
-  python -m lambda_networks.benchmarks.jax_worker   # speaks step_worker's protocol
+  python -m lambda_networks.benchmarks.jax_worker   # step_worker's protocol
 
 `build` compiles the train or inference step of `benchmarks/steps.py`
 (forward, cross-entropy, backward, SGD-momentum with weight decay; or the
@@ -14,7 +14,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import jax
+
 from lambda_networks.benchmarks import step_worker
+from lambda_networks.benchmarks import steps as steps_lib
 
 
 class JaxSide:
@@ -27,9 +30,6 @@ class JaxSide:
     self.baseline_rss = None
 
   def ready(self) -> dict[str, Any]:
-    import jax  # pylint: disable=import-outside-toplevel
-    from lambda_networks.benchmarks import steps  # pylint: disable=import-outside-toplevel
-    del steps  # Imported now, so that its imports count in the baseline.
     device = jax.devices()[0]
     return dict(framework="jax", version=jax.__version__,
                 backend=jax.default_backend(), device=device.device_kind)
@@ -37,10 +37,9 @@ class JaxSide:
   def build(self, model: str, mode: str, batch_size: int, image_size: int,
             num_classes: int = 1000, seed: int = 0,
             overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    from lambda_networks.benchmarks import steps  # pylint: disable=import-outside-toplevel
     self.baseline_rss = step_worker.rss_bytes()
     start = time.perf_counter()
-    self.step = steps.build_step(model, overrides or {}, image_size=image_size,
+    self.step = steps_lib.build_step(model, overrides or {}, image_size=image_size,
                                  batch_size=batch_size, mode=mode,
                                  num_classes=num_classes, num_devices=1,
                                  seed=seed)
@@ -54,7 +53,6 @@ class JaxSide:
 
   def run(self, steps: int) -> dict[str, Any]:
     """Seconds of each of `steps` steps, each waited for."""
-    import jax  # pylint: disable=import-outside-toplevel
     times = []
     for _ in range(steps):
       start = time.perf_counter()
@@ -67,7 +65,6 @@ class JaxSide:
 
   def memory(self) -> dict[str, Any]:
     """Peak RSS above the pre-build baseline; the device's peak (accelerators)."""
-    import jax  # pylint: disable=import-outside-toplevel
     peak, device_peak = step_worker.peak_rss_bytes(), None
     if jax.default_backend() != "cpu":
       stats = jax.devices()[0].memory_stats() or {}

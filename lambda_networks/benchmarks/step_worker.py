@@ -104,7 +104,7 @@ class Worker:
                cores: Sequence[int] | None = None, name: str = "worker"):
     self.name = name
     preexec = None
-    if cores is not None:  # Inherited by the child: its thread pools size to it.
+    if cores is not None:  # The child's thread pools size to its affinity.
       preexec = lambda: os.sched_setaffinity(0, cores)  # noqa: E731
     self.process = subprocess.Popen(
         list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,

@@ -1,6 +1,6 @@
-"""timm's side of `scripts.compare_timm`: one timm model's step, timed on request.
+"""timm's side of `scripts.compare_timm`: one timm model's step, timed.
 
-  TIMM_PYTHON -m lambda_networks.benchmarks.timm_worker   # step_worker's protocol
+  TIMM_PYTHON -m lambda_networks.benchmarks.timm_worker  # step_worker's protocol
 
 Runs under an interpreter that has torch and timm (not the project's: torch
 and TensorFlow crash in one process), with the repository on PYTHONPATH; it

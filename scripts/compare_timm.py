@@ -81,7 +81,12 @@ fresh process: both allocators' peaks since the process started.
 machine, OpenMP threads that spin wait for descheduled peers: here, at load \
 9 on 2 cores, timm's resnet26 train step (64 px, batch 2, 2 threads) took \
 4.2–7.9 s with libgomp's default policy and 0.21–0.25 s with PASSIVE (one \
-thread: 0.25–0.27 s). XLA's thread pool (Eigen) spins only briefly.
+thread: 0.25–0.27 s). At batch 8 and 256 px (train step, load 5–6), \
+`--omp-wait-policy default` gave timm 1.01 ex/s for lambda_resnet26t and \
+1.20 for resnet26, ours / timm 1.62 and 1.25, where PASSIVE gave 2.64 and \
+2.77 ex/s, ours / timm 1.04 and 0.60 (load 2–4). On an idle machine the \
+default (spinning) policy may be faster: try both. XLA's thread pool \
+(Eigen) spins only briefly.
 - Both sides: float32; timm eager PyTorch, NCHW, as `timm.create_model` \
 gives it; one fresh process per side per row, pinned to the same cores \
 (XLA's CPU thread pool and torch's threads follow the affinity).

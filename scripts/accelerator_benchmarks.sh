@@ -5,7 +5,9 @@
 #   2. Table 4 at batch 128, 224 px, bf16 (throughput, peak memory, MFU);
 #   3. training/inference throughput and MFU of lambda_resnet50/101/152 at the
 #      paper's sizes and efficientnet_b0–b4, bf16, and the speed–accuracy table;
-#   4. a profiler trace of the lambda_resnet50 training step.
+#   4. a profiler trace of the lambda_resnet50 training step;
+#   5. with TIMM_PYTHON (an interpreter with torch + timm), our models against
+#      timm's, float32, train step and inference (scripts.compare_timm).
 # Results go to docs/*_<device>.* (DEVICE, default: h100); link them from the
 # README. Each step prints whether the platform's cost table was calibrated.
 #
@@ -56,4 +58,13 @@ with jax.profiler.trace(str(out / "profile_lambda_resnet50")):
   steps.time_step(step, "train", warmup=0, repeats=10, max_seconds=60)
 print(f"trace in {out}/profile_lambda_resnet50")
 EOF
+# 5. Our models against timm's (needs torch + timm in another venv: see
+#    scripts/compare_timm.py), float32, 256 px.
+if [[ -n "${TIMM_PYTHON:-}" ]]; then
+  "$PYTHON" -m scripts.compare_timm --timm-python "$TIMM_PYTHON" \
+      --batch-size "$BATCH" --rounds 3 --steps 10 --warmup 5 \
+      --out "docs/compare_timm_${DEVICE}"
+else
+  echo "skipped scripts.compare_timm: set TIMM_PYTHON to a python with torch + timm"
+fi
 echo "done: docs/*_${DEVICE}.* and lambda_networks/pair_cost.json (this platform's table)"

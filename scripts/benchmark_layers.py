@@ -22,7 +22,6 @@ import itertools
 import pathlib
 import platform
 import statistics
-import timeit
 
 import jax
 import jax.numpy as jnp
@@ -86,10 +85,8 @@ def measure(variant: str, size: int, args: argparse.Namespace) -> dict:
     compiled, step_args = compile_step(layer, inputs)
     row["peak_memory_mib"] = round(
         (steps.peak_bytes(compiled) or float("nan")) / steps.MIB, 2)
-    step = timeit.Timer(lambda: jax.block_until_ready(compiled(*step_args)))
-    times = [step.timeit(1)]  # Warm-up; a very slow step is timed once only.
-    if times[0] < args.slow_seconds:
-      times = step.repeat(args.repeats, 1)
+    times = steps.time_compiled(compiled, step_args, repeats=args.repeats,
+                                slow_seconds=args.slow_seconds)
   except Exception as error:  # pylint: disable=broad-except  # OOM is a result.
     return row | dict(status=steps.error_status(error))
   return row | dict(timed_steps=len(times), status="ok",

@@ -21,7 +21,6 @@ import argparse
 import pathlib
 import platform
 import statistics
-import timeit
 
 import jax
 import jax.numpy as jnp
@@ -101,10 +100,8 @@ def measure(variant: str, length: int, args: argparse.Namespace) -> dict:
                         f"{free / steps.GIB:.1f} GiB free)")
     if length > args.max_timed_length.get(variant, length):
       return row | dict(status="not timed (slow; --time-all times it)")
-    step = timeit.Timer(lambda: jax.block_until_ready(compiled(*step_args)))
-    times = [step.timeit(1)]  # Warm-up; a very slow step is timed once only.
-    if times[0] < args.slow_seconds:
-      times = step.repeat(args.repeats, 1)
+    times = steps.time_compiled(compiled, step_args, repeats=args.repeats,
+                                slow_seconds=args.slow_seconds)
   except Exception as error:  # pylint: disable=broad-except  # OOM is a result.
     return row | dict(status=steps.error_status(error))
   return row | dict(timed_steps=len(times), status="ok",

@@ -65,15 +65,11 @@ class JaxSide:
 
   def memory(self) -> dict[str, Any]:
     """Peak RSS above the pre-build baseline; the device's peak (accelerators)."""
-    peak, device_peak = step_worker.peak_rss_bytes(), None
+    device_peak = None
     if jax.default_backend() != "cpu":
       stats = jax.devices()[0].memory_stats() or {}
       device_peak = stats.get("peak_bytes_in_use")
-    return dict(
-        peak_rss_mib=None if None in (peak, self.baseline_rss) else
-        (peak - self.baseline_rss) / step_worker.MIB,
-        device_peak_mib=None if device_peak is None else
-        device_peak / step_worker.MIB)
+    return step_worker.memory_row(self.baseline_rss, device_peak)
 
 
 def main() -> None:

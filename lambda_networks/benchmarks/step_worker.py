@@ -54,6 +54,17 @@ def peak_rss_bytes() -> int | None:
   return None if kib is None else kib * 1024
 
 
+def memory_row(baseline_rss: int | None,
+               device_peak_bytes: int | None) -> dict[str, Any]:
+  """Peak RSS above `baseline_rss`, and the device's peak, in MiB (None: unknown)."""
+  peak = peak_rss_bytes()
+  return dict(
+      peak_rss_mib=None if None in (peak, baseline_rss) else
+      (peak - baseline_rss) / MIB,
+      device_peak_mib=None if device_peak_bytes is None else
+      device_peak_bytes / MIB)
+
+
 def reset_peak_rss() -> bool:
   """Sets the high-water mark to the current resident set; False if it can't."""
   try:

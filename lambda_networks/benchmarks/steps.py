@@ -12,6 +12,7 @@ import dataclasses
 import pathlib
 import statistics
 import time
+import timeit
 from typing import Any, Callable
 
 import jax
@@ -195,6 +196,18 @@ def build_step(name: str, overrides: dict[str, Any], *, image_size: int,
 
   return Step(compiled, make_arguments, peak_bytes(compiled), compile_seconds,
               num_params, compiled_flops(compiled))
+
+
+def time_compiled(compiled: Any, arguments: tuple[Any, ...], *, repeats: int,
+                  slow_seconds: float) -> list[float]:
+  """Seconds per call of `compiled(*arguments)`: a warm-up call, then
+  `repeats` timed calls, unless the warm-up took `slow_seconds` or more
+  (then its own time is the one measurement)."""
+  step = timeit.Timer(lambda: jax.block_until_ready(compiled(*arguments)))
+  times = [step.timeit(1)]
+  if times[0] < slow_seconds:
+    times = step.repeat(repeats, 1)
+  return times
 
 
 def time_step(step: Step, mode: str, *, warmup: int, repeats: int,

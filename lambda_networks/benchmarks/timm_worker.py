@@ -93,14 +93,9 @@ class TimmSide:
 
   def memory(self) -> dict[str, Any]:
     """Peak RSS above the pre-build baseline; CUDA's peak allocation."""
-    peak = step_worker.peak_rss_bytes()
     device_peak = (self.torch.cuda.max_memory_allocated()
                    if self.device == "cuda" else None)
-    return dict(
-        peak_rss_mib=None if None in (peak, self.baseline_rss) else
-        (peak - self.baseline_rss) / step_worker.MIB,
-        device_peak_mib=None if device_peak is None else
-        device_peak / step_worker.MIB)
+    return step_worker.memory_row(self.baseline_rss, device_peak)
 
 
 def main() -> None:

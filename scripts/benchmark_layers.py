@@ -31,7 +31,7 @@ from flax import nnx
 from lambda_networks import ops
 from lambda_networks.benchmarks import pair_cost
 from lambda_networks.benchmarks import reporting
-from lambda_networks.benchmarks import steps
+from lambda_networks.benchmarks import compiled_steps
 from lambda_networks.layers import LambdaLayer, MultiHeadSelfAttention
 
 # name -> the LambdaLayer's options (None: self-attention).
@@ -83,12 +83,12 @@ def measure(variant: str, size: int, args: argparse.Namespace) -> dict:
                                          layer.method)
                      if isinstance(layer, LambdaLayer) else "attention")
     compiled, step_args = compile_step(layer, inputs)
-    row["peak_memory_mib"] = round(
-        (steps.peak_bytes(compiled) or float("nan")) / steps.MIB, 2)
-    times = steps.time_compiled(compiled, step_args, repeats=args.repeats,
-                                slow_seconds=args.slow_seconds)
+    peak = compiled_steps.peak_bytes(compiled)
+    row["peak_memory_mib"] = round((peak or float("nan")) / compiled_steps.MIB, 2)
+    times = compiled_steps.time_compiled(
+        compiled, step_args, repeats=args.repeats, slow_seconds=args.slow_seconds)
   except Exception as error:  # pylint: disable=broad-except  # OOM is a result.
-    return row | dict(status=steps.error_status(error))
+    return row | dict(status=compiled_steps.error_status(error))
   return row | dict(timed_steps=len(times), status="ok",
                     time_ms=round(1000 * statistics.median(times), 3))
 

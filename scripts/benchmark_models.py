@@ -22,7 +22,7 @@ from lambda_networks.benchmarks import environment
 from lambda_networks.benchmarks import memory
 from lambda_networks.benchmarks import pair_cost
 from lambda_networks.benchmarks import reporting
-from lambda_networks.benchmarks import steps
+from lambda_networks.benchmarks import compiled_steps
 
 THROUGHPUT_FIELDS = (
     "model", "overrides", "image_size", "batch_size", "mode", "dtype",
@@ -108,12 +108,13 @@ def image_sizes_for(name: str, sizes: list[str]) -> list[int]:
 
 def measure(args: argparse.Namespace, name: str, overrides: dict[str, Any],
             **point: Any) -> dict[str, Any]:
-  """The point (image size, batch size, mode) and steps.measure's row for it."""
+  """The point (image size, batch size, mode) and its compiled step's row."""
   return dict(model=name, overrides=format_overrides(overrides), **point) | (
-      steps.measure(name, overrides, **point, memory_limit=args.memory_limit,
-                    num_classes=args.num_classes, num_devices=args.num_devices,
-                    compile_only=args.compile_only, warmup=args.warmup,
-                    repeats=args.repeats, max_seconds=args.max_seconds))
+      compiled_steps.measure(
+          name, overrides, **point, memory_limit=args.memory_limit,
+          num_classes=args.num_classes, num_devices=args.num_devices,
+          compile_only=args.compile_only, warmup=args.warmup,
+          repeats=args.repeats, max_seconds=args.max_seconds))
 
 
 def throughput(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
@@ -176,7 +177,7 @@ def table4(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
         column: round(memory.analytic_floats(
             config, batch, convention=convention, shared_embeddings=(
                 convention == "paper" and config.share_lambda_embeddings))
-                      * 4 / steps.GIB, 3)  # float32 maps, as the paper's.
+            * 4 / compiled_steps.GIB, 3)  # float32 maps, as the paper's.
         for column, batch, convention in (
             ("analytic_paper_convention_gib", args.analytic_batch, "paper"),
             ("analytic_as_run_gib", args.batch, "as_run"))}
@@ -242,8 +243,9 @@ def model_table(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
     sizes = models.get_spec(name).paper_image_sizes
     for overrides, size in [({}, s) for s in sizes] + [
         (o, 224) for n, o in MODEL_TABLE_VARIANTS if n == name]:
-      step = steps.build_step(name, overrides, image_size=size, batch_size=1,
-                              mode="inference", num_devices=1, lower_only=True)
+      step = compiled_steps.build_step(
+          name, overrides, image_size=size, batch_size=1, mode="inference",
+          num_devices=1, lower_only=True)
       text = format_overrides(overrides)
       numbers = reference.get((name, text, size), dict(params="", top1="",
                                                         source=""))
@@ -317,7 +319,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
       help="ints, or 'paper' for the sizes the paper uses per model")
   add("--batch-sizes", nargs="+", type=int, default=[8],
       help="global batch sizes (split over the devices)")
-  add("--modes", nargs="+", default=list(steps.MODES), choices=steps.MODES)
+  add("--modes", nargs="+", default=list(compiled_steps.MODES),
+      choices=compiled_steps.MODES)
   add("--override", action="append", default=[], metavar="FIELD=VALUE",
       type=reporting.field_value,
       help="model config override for every model (repeatable), e.g. "
@@ -341,8 +344,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     models.get_spec(name)  # A clear error for unknown names, before any work.
   args.command_line = reporting.command_line("benchmark_models", args.argv)
   if "memory_limit_gib" in args:  # A measuring command: one limit for all.
-    args.memory_limit = (steps.device_memory_bytes() if args.memory_limit_gib
-                         is None else int(args.memory_limit_gib * steps.GIB))
+    args.memory_limit = (
+        compiled_steps.device_memory_bytes() if args.memory_limit_gib is None
+        else int(args.memory_limit_gib * compiled_steps.GIB))
   return args
 
 

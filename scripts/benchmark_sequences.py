@@ -29,7 +29,7 @@ from flax import nnx
 
 from lambda_networks import ops
 from lambda_networks.benchmarks import reporting
-from lambda_networks.benchmarks import steps
+from lambda_networks.benchmarks import compiled_steps
 from lambda_networks.models import lm
 
 # name -> LanguageModelConfig fields.
@@ -92,18 +92,19 @@ def measure(variant: str, length: int, args: argparse.Namespace) -> dict:
     else:
       row["method"] = "dot_product_attention"
     compiled, step_args = compile_step(module, inputs)
-    peak = steps.peak_bytes(compiled)
-    row["peak_memory_mib"] = round((peak or float("nan")) / steps.MIB, 2)
-    free = steps.device_memory_bytes()
+    peak = compiled_steps.peak_bytes(compiled)
+    row["peak_memory_mib"] = round((peak or float("nan")) / compiled_steps.MIB, 2)
+    free = compiled_steps.device_memory_bytes()
     if peak and free and peak > free:
-      return row | dict(status=f"does not fit ({peak / steps.GIB:.1f} GiB planned, "
-                        f"{free / steps.GIB:.1f} GiB free)")
+      return row | dict(
+          status=f"does not fit ({peak / compiled_steps.GIB:.1f} GiB planned, "
+                 f"{free / compiled_steps.GIB:.1f} GiB free)")
     if length > args.max_timed_length.get(variant, length):
       return row | dict(status="not timed (slow; --time-all times it)")
-    times = steps.time_compiled(compiled, step_args, repeats=args.repeats,
-                                slow_seconds=args.slow_seconds)
+    times = compiled_steps.time_compiled(
+        compiled, step_args, repeats=args.repeats, slow_seconds=args.slow_seconds)
   except Exception as error:  # pylint: disable=broad-except  # OOM is a result.
-    return row | dict(status=steps.error_status(error))
+    return row | dict(status=compiled_steps.error_status(error))
   return row | dict(timed_steps=len(times), status="ok",
                     time_ms=round(1000 * statistics.median(times), 2))
 

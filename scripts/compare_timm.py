@@ -1,13 +1,14 @@
 """Our models against timm's: train-step and inference speed and peak memory.
 
-For each model pair and mode, our registry model (JAX, `benchmarks/steps.py`'s
-compiled step) and timm's (eager PyTorch) run the same step on the same
-random batch and image size, in float32, each in its own fresh process pinned
-to the same `--threads` cores. Timing alternates between them: `--rounds`
-rounds of `--steps` timed steps per side (ours, timm, ours, timm, ...), after
-`--warmup` untimed steps each, so a change in the machine's load hits both
-sides alike; the rows hold the medians. Writes OUT.csv (a row at a time)
-and OUT.md (rewritten after each row): an interrupted run keeps its rows.
+For each model pair and mode, our registry model (JAX,
+`benchmarks/compiled_steps.py`'s compiled step) and timm's (eager PyTorch)
+run the same step on the same random batch and image size, in float32, each
+in its own fresh process pinned to the same `--threads` cores. Timing
+alternates between them: `--rounds` rounds of `--steps` timed steps per side
+(ours, timm, ours, timm, ...), after `--warmup` untimed steps each, so a
+change in the machine's load hits both sides alike; the rows hold the
+medians. Writes OUT.csv (a row at a time) and OUT.md (rewritten after each
+row): an interrupted run keeps its rows.
 
   python -m scripts.compare_timm --timm-python ~/timm-env/bin/python
   python -m scripts.compare_timm --models lambda_resnet26t resnet26=resnet26 \\

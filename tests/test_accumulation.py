@@ -13,7 +13,7 @@ import pytest
 
 import tiny_config
 from lambda_networks import data
-from lambda_networks.benchmarks import steps as benchmark_steps
+from lambda_networks.benchmarks import compiled_steps as benchmark_steps
 from lambda_networks.errors import UserError
 from lambda_networks.train import config_checks
 from lambda_networks.train import optimizer

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import pytest
 
 from lambda_networks.benchmarks import peak_flops
-from lambda_networks.benchmarks import steps
+from lambda_networks.benchmarks import compiled_steps
 
 
 def test_cost_analysis_counts_two_flops_per_multiply_add():
@@ -13,7 +13,7 @@ def test_cost_analysis_counts_two_flops_per_multiply_add():
   compiled = jax.jit(jnp.matmul).lower(
       jax.ShapeDtypeStruct((rows, depth), jnp.float32),
       jax.ShapeDtypeStruct((depth, cols), jnp.float32)).compile()
-  assert steps.compiled_flops(compiled) == 2 * rows * depth * cols
+  assert compiled_steps.compiled_flops(compiled) == 2 * rows * depth * cols
 
 
 def test_mfu_of_a_matmul_of_known_flops():

@@ -2,7 +2,7 @@
 
   python -m lambda_networks.benchmarks.jax_worker   # step_worker's protocol
 
-`build` compiles the train or inference step of `benchmarks/steps.py`
+`build` compiles the train or inference step of `benchmarks/compiled_steps.py`
 (forward, cross-entropy, backward, SGD-momentum with weight decay; or the
 eval-mode forward pass) for a random batch; `run` times steps, feeding each
 train step's outputs to the next; `memory` reports the peaks. JAX's CPU
@@ -17,7 +17,7 @@ from typing import Any
 import jax
 
 from lambda_networks.benchmarks import step_worker
-from lambda_networks.benchmarks import steps as steps_lib
+from lambda_networks.benchmarks import compiled_steps as steps_lib
 
 
 class JaxSide:

@@ -49,6 +49,7 @@ def main(argv):
   from lambda_networks.train import config_checks
   from lambda_networks.train import evaluation
   from lambda_networks.train import experiment as experiment_lib
+  from lambda_networks.train import results
   from lambda_networks.train import workdir as workdir_lib
   from lambda_networks.train import run_config
   # pylint: enable=g-import-not-at-top
@@ -91,7 +92,7 @@ def main(argv):
   manager.close()
   if jax.process_index() == 0:
     print(text, flush=True)  # Before writing: a failed write loses nothing.
-    path = epath.Path(workdir) / workdir_lib.metrics_file_name(
+    path = epath.Path(workdir) / results.metrics_file_name(
         config.eval_split, step)
     try:
       path.write_text(text + "\n")

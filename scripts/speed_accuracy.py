@@ -27,7 +27,7 @@ import pandas as pd
 from lambda_networks import paper
 from lambda_networks.benchmarks import environment
 from lambda_networks.benchmarks import reporting
-from lambda_networks.train import workdir
+from lambda_networks.train import results
 
 LAMBDA, EFFICIENT = "LambdaResNet", "EfficientNet"
 FAMILIES = {"lambda_resnet": LAMBDA, "efficientnet": EFFICIENT}
@@ -88,9 +88,9 @@ def select_benchmarks(paths: list[pathlib.Path]) -> pd.DataFrame:
 def load_metrics(paths: Iterable[str | pathlib.Path]
                  ) -> dict[tuple[str, int], float]:
   """(model, image size) -> measured top-1 in percent, from eval.py's JSONs."""
-  results = {}
+  top1_by_point = {}
   for path in map(pathlib.Path, paths):
-    found = workdir.newest_metrics_file(path) if path.is_dir() else path
+    found = results.newest_metrics_file(path) if path.is_dir() else path
     if found is None:
       print(f"note: no eval_*.json in {path}; skipped", file=sys.stderr)
       continue
@@ -102,9 +102,9 @@ def load_metrics(paths: Iterable[str | pathlib.Path]
           f"python eval.py --workdir={found.parent}")
     if not isinstance(top1 := data.get("top1"), (int, float)):
       raise ValueError(f"{found} has no numeric 'top1' field.")
-    results[(data["model"], int(data["image_size"]))] = (
+    top1_by_point[(data["model"], int(data["image_size"]))] = (
         100 * top1 if top1 <= 1 else top1)
-  return results
+  return top1_by_point
 
 
 def join(benchmarks: pd.DataFrame, metrics: dict[tuple[str, int], float],

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from lambda_networks.errors import UserError
+from lambda_networks.train import results
 from lambda_networks.train import workdir as workdir_lib
 
 
@@ -121,15 +122,15 @@ def test_a_lease_shorter_than_its_renewal_is_refused(tmp_path):
 
 
 def test_eval_results_are_named_and_found_newest_step_first(tmp_path):
-  assert workdir_lib.newest_metrics_file(tmp_path) is None
+  assert results.newest_metrics_file(tmp_path) is None
   (tmp_path / "final_metrics.json").write_text("{}")
-  assert workdir_lib.newest_metrics_file(tmp_path).name == "final_metrics.json"
-  names = [workdir_lib.metrics_file_name(split, step) for split, step in (
+  assert results.newest_metrics_file(tmp_path).name == "final_metrics.json"
+  names = [results.metrics_file_name(split, step) for split, step in (
       ("validation", 10), ("train[:5%]", 30), ("test", 30), ("validation", 30))]
   assert names[1] == "eval_train_5__step30.json"  # A file name from any split.
   for name in names:
     (tmp_path / name).write_text("{}")
   # The largest step wins over final_metrics.json; at a tie, validation.
-  assert workdir_lib.newest_metrics_file(tmp_path).name == names[3]
+  assert results.newest_metrics_file(tmp_path).name == names[3]
   (tmp_path / names[3]).unlink()
-  assert workdir_lib.newest_metrics_file(tmp_path).name in names[1:3]
+  assert results.newest_metrics_file(tmp_path).name in names[1:3]

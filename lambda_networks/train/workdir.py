@@ -12,8 +12,7 @@ requeued elsewhere) is taken over from any host, and one left by a process
 that died on this host at once, each with a message naming the old holder.
 Local locks are created atomically (O_EXCL) and renewed by an atomic rename;
 on object stores (gs://) the check and the write are two steps, so two
-trainers started in the same instant may both pass. eval.py's result files
-are named, and found, here.
+trainers started in the same instant may both pass.
 """
 
 from __future__ import annotations
@@ -21,8 +20,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import pathlib
-import re
 import socket
 import sys
 import threading
@@ -257,18 +254,3 @@ class Lock:
               f"more than lock_stale_seconds={self.stale_seconds:g}")
     return None
 
-
-def metrics_file_name(split: str, step: int) -> str:
-  """eval.py's result file for a split at a step: eval_<split>_step<N>.json."""
-  return f"eval_{re.sub(r'[^A-Za-z0-9_.-]+', '_', split)}_step{step}.json"
-
-
-def newest_metrics_file(workdir: str | pathlib.Path) -> pathlib.Path | None:
-  """The eval_<split>_step<N>.json with the largest N (validation first), else
-  the run's final_metrics.json, else None."""
-  workdir = pathlib.Path(workdir)
-  found = [(int(m[2]), m[1] == "validation", path)
-           for path in workdir.glob("eval_*_step*.json")
-           if (m := re.fullmatch(r"eval_(.+)_step(\d+)\.json", path.name))]
-  final = workdir / "final_metrics.json"
-  return max(found)[2] if found else (final if final.exists() else None)

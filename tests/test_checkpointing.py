@@ -39,6 +39,12 @@ def _record(state: TrainState) -> dict:
           "has_ema": False}
 
 
+def _older_version_manager(tmp_path) -> ocp.CheckpointManager:
+  """Saves as older versions did: Orbax's stock handlers for the three items."""
+  return ocp.CheckpointManager(checkpointing.checkpoint_dir(str(tmp_path)),
+                               item_names=("state", "meta", "checksums"))
+
+
 @pytest.fixture
 def saved(tmp_path):
   """Steps 1, 2 and 3 saved in tmp_path/checkpoints."""
@@ -193,14 +199,15 @@ def test_save_hashes_in_the_background_from_a_copy_the_next_step_cannot_change(
 def test_checksums_of_older_checkpoints_still_verify(tmp_path):
   """Older versions saved the checksums as Orbax's JSON item, on the training
   thread: such steps restore verified, and silent damage is still found."""
-  manager = checkpointing.create_manager(str(tmp_path), _config())
+  older = _older_version_manager(tmp_path)
   for step in (1, 2):
     state = _state(step)
-    manager.save(step, args=ocp.args.Composite(
+    older.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state.to_dict()),
         meta=ocp.args.JsonSave(_record(state)),
         checksums=ocp.args.JsonSave(checkpointing.array_checksums(state.to_dict()))))
-  manager.wait_until_finished()
+  older.close()
+  manager = checkpointing.create_manager(str(tmp_path), _config())
   other = _state(2).to_dict()
   other["params"]["dense"]["bias"] = other["params"]["dense"]["bias"].at[1].add(1)
   with ocp.StandardCheckpointer() as checkpointer:
@@ -244,14 +251,15 @@ def test_checkpoint_without_ema_statistics_restores_them_from_the_raw_ones(
     tmp_path, caplog):
   """Saved before the EMA kept batch-norm statistics: the state restores,
   verified, with EMA statistics copied from the raw ones and a warning."""
-  manager = checkpointing.create_manager(str(tmp_path), _config())
+  older = _older_version_manager(tmp_path)
   old = _state_with_ema(2).to_dict()
   del old["ema_batch_stats"]
-  manager.save(2, args=ocp.args.Composite(
+  older.save(2, args=ocp.args.Composite(
       state=ocp.args.StandardSave(old),
       meta=ocp.args.JsonSave(_ema_record(_state_with_ema(2))),
       checksums=ocp.args.JsonSave(checkpointing.array_checksums(old))))
-  manager.wait_until_finished()
+  older.close()
+  manager = checkpointing.create_manager(str(tmp_path), _config())
   with caplog.at_level("WARNING"):
     restored = checkpointing.restore(manager, _state_with_ema(0),
                                      _ema_record(_state_with_ema(0)))
@@ -265,3 +273,39 @@ def test_checkpoint_without_ema_statistics_restores_them_from_the_raw_ones(
               if "before the EMA kept batch-norm statistics" in r.getMessage()]
   assert len(warnings) == 1 and "\n" not in warnings[0]
   manager.close()
+
+
+def test_our_array_handler_and_items_stay_out_of_orbax_globals(saved):
+  """The replica-slicing option and the 'checksums' item are registered in
+  our managers only: Orbax's global registries keep their defaults, after
+  import and after saving and restoring."""
+  _, manager = saved
+  checkpointing.restore_newest(manager, _state(0), _record(_state(0)))
+  global_handler = ocp.type_handlers.get_type_handler(jax.Array)
+  # pylint: disable=protected-access
+  assert global_handler._min_slice_bytes_for_replica_parallel is None
+  ours = checkpointing._array_types().get(jax.Array)
+  assert ours._min_slice_bytes_for_replica_parallel == 1 << 20
+  # pylint: enable=protected-access
+  for args in (checkpointing.ChecksumsSave, checkpointing.ChecksumsRestore):
+    with pytest.raises(ValueError, match="Unable to find registered"):
+      ocp.checkpoint_args.get_registered_handler_cls(args)
+  manager.close()
+
+
+@pytest.mark.parametrize("verbosity, shown", [("INFO", True), ("WARNING", False)])
+def test_orbax_preemption_notices_are_info_and_ours_stay_warnings(
+    tmp_path, caplog, verbosity, shown):
+  """Orbax's 'Reached preemption sync point' (logged 3-4 times a process)
+  becomes INFO, hidden at train.py's default WARNING verbosity."""
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  from orbax.checkpoint._src.multihost import multihost  # pylint: disable=g-import-not-at-top
+  checkpointing.create_manager(str(tmp_path), _config()).close()
+  with caplog.at_level(verbosity, logger="absl"):
+    multihost._maybe_log_reached_preemption(7, True)  # pylint: disable=protected-access
+    logging.warning("Our own warning")
+  levels = {r.getMessage().split("] ")[-1]: r.levelname for r in caplog.records}
+  expected = {"Our own warning": "WARNING"}
+  if shown:
+    expected["Reached preemption sync point, step=7"] = "INFO"
+  assert levels == expected

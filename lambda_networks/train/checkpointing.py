@@ -3,21 +3,23 @@
 Each step directory holds three items: 'state' (the TrainState pytree, saved
 asynchronously), 'meta' (JSON: model name, overrides, classes and every
 parameter's shape) and 'checksums' (JSON: a SHA-256 of every array's bytes,
-dtype and shape). Saving does not stall training: the training thread only
+dtype and shape). Their handlers live in each manager's own handler registry
+(`create_manager`): importing this module changes none of Orbax's global
+registries. Saving does not stall training: the training thread only
 starts one host copy of the state (Orbax makes its own for the write), and a
 background thread hashes it while training goes on; Orbax writes the
 checksums as part of the same save, so `wait_until_finished` waits for them
 too. Orbax writes into a temporary directory and renames it only when every
 item (checksums included) is complete, so a half-written checkpoint (a
-killed run) is never listed, and restoring picks the newest complete one. Before any array is
-read, 'meta' is compared with the model being trained, so a checkpoint from
-another model fails with an error that lists the differences; after reading,
-every array is checked against its checksum. `restore_newest` falls back
-from a damaged checkpoint (unreadable or failing its checksums) to the next
-newest, renaming the damaged one to `<step>.corrupt` (never deleting it).
-A checkpoint saved before the EMA kept batch-norm statistics
-(`TrainState.ema_batch_stats`) still restores: its EMA statistics start as a
-copy of its raw ones, with a warning.
+killed run) is never listed, and restoring picks the newest complete one.
+Before any array is read, 'meta' is compared with the model being trained,
+so a checkpoint from another model fails with an error that lists the
+differences; after reading, every array is checked against its checksum.
+`restore_newest` falls back from a damaged checkpoint (unreadable or
+failing its checksums) to the next newest, renaming the damaged one to
+`<step>.corrupt` (never deleting it). A checkpoint saved before the EMA kept
+batch-norm statistics (`TrainState.ema_batch_stats`) still restores: its
+EMA statistics start as a copy of its raw ones, with a warning.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import concurrent.futures
 import dataclasses
 import hashlib
 import json
+import logging as python_logging
 from typing import Any, Callable
 
 import jax
@@ -41,23 +44,6 @@ from lambda_networks.errors import UserError
 from lambda_networks.train.state import ModelParts, TrainState, param_shapes
 
 
-def _register_array_handler() -> None:
-  """Replicated arrays are written in slices by several replicas only when the
-  slices are big; slicing small arrays costs a compiled program per shape."""
-  verbosity = logging.get_verbosity()
-  logging.set_verbosity(logging.ERROR)  # Orbax warns about any override.
-  try:
-    ocp.type_handlers.register_type_handler(
-        jax.Array,
-        ocp.type_handlers.ArrayHandler(min_slice_bytes_for_replica_parallel=1 << 20),
-        override=True)
-  finally:
-    logging.set_verbosity(verbosity)
-
-
-_register_array_handler()
-
-
 class CheckpointMismatchError(UserError):
   """A checkpoint does not belong to the model being built."""
 
@@ -66,7 +52,6 @@ class CorruptCheckpointError(ValueError):
   """A checkpoint's arrays differ from the checksums recorded when it was saved."""
 
 
-ITEMS = ("state", "meta", "checksums")
 CORRUPT_SUFFIX = ".corrupt"
 # The JSON file of the 'checksums' item: JsonCheckpointHandler's name, as
 # checkpoints saved before the checksums were hashed in the background have it.
@@ -102,14 +87,12 @@ class ChecksumsHandler(ocp.handlers.JsonCheckpointHandler):
         write(), name="checksums_save")]
 
 
-@ocp.args.register_with_handler(ChecksumsHandler, for_save=True)
 @dataclasses.dataclass
 class ChecksumsSave(ocp.args.CheckpointArgs):
   """The 'checksums' item: a future of `array_checksums` (None off process 0)."""
   checksums: concurrent.futures.Future
 
 
-@ocp.args.register_with_handler(ChecksumsHandler, for_restore=True)
 @dataclasses.dataclass
 class ChecksumsRestore(ocp.args.CheckpointArgs):
   """Orbax wants one per handler; `restore` reads the JSON file directly."""
@@ -117,6 +100,34 @@ class ChecksumsRestore(ocp.args.CheckpointArgs):
 
 def checkpoint_dir(workdir: str) -> epath.Path:
   return epath.Path(workdir) / "checkpoints"
+
+
+def _array_types() -> ocp.type_handlers.TypeHandlerRegistry:
+  """Orbax's standard leaf types, with one change for the 'state' item only.
+
+  Replicated arrays are written in slices by several replicas only when the
+  slices are big; slicing small arrays costs a compiled program per shape.
+  Orbax's global registry is left as it is.
+  """
+  return ocp.type_handlers.create_type_handler_registry(*[
+      (kind, ocp.type_handlers.ArrayHandler(
+          min_slice_bytes_for_replica_parallel=1 << 20)
+       if kind is jax.Array else ocp.type_handlers.get_type_handler(kind))
+      for kind in ocp.type_handlers.supported_types()])
+
+
+def _item_handlers() -> ocp.handlers.DefaultCheckpointHandlerRegistry:
+  """The three items' handlers, for one manager (nothing registered globally)."""
+  registry = ocp.handlers.DefaultCheckpointHandlerRegistry()
+  for item, handler, save_args, restore_args in (
+      ("state", ocp.PyTreeCheckpointHandler(type_handler_registry=_array_types()),
+       ocp.args.PyTreeSave, ocp.args.PyTreeRestore),
+      ("meta", ocp.JsonCheckpointHandler(), ocp.args.JsonSave,
+       ocp.args.JsonRestore),
+      ("checksums", ChecksumsHandler(), ChecksumsSave, ChecksumsRestore)):
+    registry.add(item, save_args, handler)
+    registry.add(item, restore_args, handler)
+  return registry
 
 
 def create_manager(workdir: str, config: ml_collections.ConfigDict, *,
@@ -132,8 +143,32 @@ def create_manager(workdir: str, config: ml_collections.ConfigDict, *,
       enable_async_checkpointing=config.async_checkpointing,
       cleanup_tmp_directories=not read_only,
   )
+  _quiet_preemption_notices()
   return ocp.CheckpointManager(checkpoint_dir(workdir), options=options,
-                               item_names=ITEMS)
+                               handler_registry=_item_handlers())
+
+
+class _PreemptionNoticesAsInfo(python_logging.Filter):
+  """Orbax's "Reached preemption sync point" as INFO, not WARNING.
+
+  Orbax logs it each time `reached_preemption` is asked after the sync point
+  (3 or 4 times per process); the trainer's own line says it once. Other
+  records, Orbax's included, pass unchanged.
+  """
+
+  def filter(self, record: python_logging.LogRecord) -> bool:
+    if (record.module == "multihost" and record.levelno == python_logging.WARNING
+        and "Reached preemption sync point" in str(record.msg)):
+      record.levelno, record.levelname = python_logging.INFO, "INFO"
+      return logging.get_absl_logger().isEnabledFor(python_logging.INFO)
+    return True
+
+
+def _quiet_preemption_notices() -> None:
+  """Adds the filter to absl's logger (Orbax logs through absl), once."""
+  logger = logging.get_absl_logger()
+  if not any(isinstance(f, _PreemptionNoticesAsInfo) for f in logger.filters):
+    logger.addFilter(_PreemptionNoticesAsInfo())
 
 
 def model_record(parts: ModelParts, state: TrainState) -> dict[str, Any]:
@@ -165,7 +200,7 @@ def save(manager: ocp.CheckpointManager, state: TrainState,
                else _done(None))  # Only process 0 writes the checksums.
   return manager.save(
       step, args=ocp.args.Composite(
-          state=ocp.args.StandardSave(tree),
+          state=ocp.args.PyTreeSave(tree),
           meta=ocp.args.JsonSave(record),
           checksums=ChecksumsSave(checksums)),
       force=force)
@@ -293,7 +328,9 @@ def restore(manager: ocp.CheckpointManager, target: TrainState,
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
       tree)
   restored = manager.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(abstract)))["state"]
+      state=ocp.args.PyTreeRestore(
+          abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(
+              abstract))))["state"]
   checksums = manager.directory / str(step) / "checksums"
   if checksums.exists():  # Read directly: older checkpoints' JSON item too.
     verify_checksums(json.loads((checksums / CHECKSUMS_FILE).read_text()),

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import math
-import os
+
 import jax
-import numpy as np
 from absl import logging
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 DATA_AXIS = "data"
 
@@ -18,9 +17,10 @@ def initialize(mode: str = "auto", coordinator_address: str | None = None,
   """Starts jax.distributed when the run spans several processes.
 
   Args:
-    mode: 'auto' initialises when a coordinator is given or a multi-host
-      environment is detected (TPU pod slice, SLURM job with several tasks);
-      'on' always initialises (JAX auto-detects the cluster); 'off' never.
+    mode: 'auto' initialises when a coordinator is given or JAX detects a
+      cluster of several processes (a TPU pod slice, a SLURM job step with
+      several tasks, Open MPI...); 'on' always initialises (JAX detects the
+      cluster); 'off' never.
     coordinator_address: 'host:port' of process 0, for explicit set-ups.
     num_processes: total processes, with coordinator_address.
     process_id: this process's index, with coordinator_address.
@@ -31,7 +31,8 @@ def initialize(mode: str = "auto", coordinator_address: str | None = None,
   if explicit and (num_processes is None or process_id is None):
     raise ValueError("--coordinator_address needs --num_processes and "
                      "--process_id too.")
-  if mode == "off" or (mode == "auto" and not explicit and not _multihost_env()):
+  if mode == "off" or (mode == "auto" and not explicit
+                       and _detected_process_count() < 2):
     return
   if explicit:
     jax.distributed.initialize(coordinator_address=coordinator_address,
@@ -44,15 +45,28 @@ def initialize(mode: str = "auto", coordinator_address: str | None = None,
                jax.local_device_count(), jax.device_count())
 
 
-def _multihost_env() -> bool:
-  hosts = os.environ.get("TPU_WORKER_HOSTNAMES", "")
-  if len([h for h in hosts.split(",") if h]) > 1:
-    return True
-  return int(os.environ.get("SLURM_NTASKS", "1")) > 1
+def _detected_process_count() -> int:
+  """The processes of the cluster `jax.distributed.initialize()` would detect
+  (1 if none), found by the same JAX code with the other values left as given.
+
+  Ours because 'auto' must decide whether to start at all: initialize()
+  without a cluster raises, and JAX offers no public way to ask first.
+  """
+  from jax._src import clusters  # pylint: disable=g-import-not-at-top
+  _, processes, _, _ = clusters.ClusterEnv.auto_detect_unset_distributed_params(
+      coordinator_address="unused", num_processes=None, process_id=0,
+      local_device_ids=(), cluster_detection_method=None,
+      initialization_timeout=None)
+  return processes or 1
 
 
 def create_mesh(mesh_shape: tuple[int, ...]) -> Mesh:
-  """A ('data',) mesh over all devices; mesh_shape may use -1 for 'the rest'."""
+  """A ('data',) mesh over all devices; mesh_shape may use -1 for 'the rest'.
+
+  `jax.make_mesh` orders the devices (a ring on TPUs), with the axis 'Auto'
+  (shardings propagated by XLA, as the steps expect). The checks are ours:
+  make_mesh would quietly use fewer devices than there are.
+  """
   devices = jax.devices()
   shape = tuple(int(size) for size in mesh_shape)
   if len(shape) != 1:
@@ -65,7 +79,7 @@ def create_mesh(mesh_shape: tuple[int, ...]) -> Mesh:
     raise ValueError(
         f"config.mesh_shape={tuple(mesh_shape)} needs {math.prod(shape)} "
         f"devices but {len(devices)} are available; use (-1,) for all.")
-  return Mesh(np.asarray(devices).reshape(shape), (DATA_AXIS,))
+  return jax.make_mesh(shape, (DATA_AXIS,), axis_types=(AxisType.Auto,))
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:

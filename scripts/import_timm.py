@@ -10,12 +10,16 @@ with the model and timm's evaluation preprocessing (input size, centre-crop
 fraction, bicubic resize, ImageNet mean/std) on `--dataset`
 (imagenet2012 by default), in float32. `--model_overrides` (JSON) builds a
 non-default config of the model, e.g. the reduced test models of
-tests/fixtures/timm.
+tests/fixtures/timm. Where `--dataset` can be opened here (the built-in
+task, or a prepared TFDS dataset), the config is first checked against it
+as eval.py and train.py check it (a model image size the data does not
+feed is refused in one line, exit status 2, nothing written).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import pathlib
 import sys
@@ -30,6 +34,7 @@ from lambda_networks.data import DatasetInfo
 from lambda_networks.data import synthetic
 from lambda_networks.errors import UserError
 from lambda_networks.train import checkpointing
+from lambda_networks.train import config_checks
 from lambda_networks.train import optimizer
 from lambda_networks.train import run_config
 from lambda_networks.train import state as state_lib
@@ -59,6 +64,20 @@ def import_config(name: str, num_classes: int, dataset: str,
   return config
 
 
+def check_against_data(config: "default.ml_collections.ConfigDict") -> None:
+  """eval.py's check of the config against its dataset, where it can be
+  opened here; a TFDS dataset not prepared here is left to eval.py."""
+  resolved = copy.deepcopy(config)
+  try:
+    run_config.resolve(resolved)  # On a copy: config.json keeps "auto".
+    source = data.create_source(resolved, data.HostShard(0, 1))
+  except FileNotFoundError:
+    print(f"note: {config.dataset!r} is not prepared here; eval.py checks "
+          "the config against it where it is.", file=sys.stderr)
+    return
+  config_checks.check_against_data(resolved, source.info, process_count=1)
+
+
 def import_timm(name: str, weights: pathlib.Path, workdir: pathlib.Path, *,
                 dataset: str = "imagenet2012", overrides: dict | None = None
                 ) -> None:
@@ -71,6 +90,7 @@ def import_timm(name: str, weights: pathlib.Path, workdir: pathlib.Path, *,
     raise UserError(f"{weights} has no 'head.fc.weight': not a timm model.")
   num_classes = int(tensors["head.fc.weight"].shape[0])
   config = import_config(name, num_classes, dataset, overrides or {})
+  check_against_data(config)
   size = config.model_overrides.get("image_size", config.image_size)
   info = DatasetInfo(name=dataset, num_classes=num_classes,
                      image_shape=(size, size, 3), num_train_examples=1,

@@ -134,6 +134,7 @@ def test_import_timm_writes_a_workdir_holding_the_converted_model(tmp_path):
   from lambda_networks.train import checkpointing, run_config  # pylint: disable=import-outside-toplevel
   from flax import nnx  # pylint: disable=import-outside-toplevel
   path, overrides, *_ = _fixture("lambda_resnet26t")
+  overrides["image_size"] = 32  # The built-in task's images (eval.py checks).
   workdir = tmp_path / "imported"
   import_timm.import_timm("lambda_resnet26t", path, workdir,
                           dataset="synthetic_far_marks", overrides=overrides)
@@ -149,3 +150,19 @@ def test_import_timm_writes_a_workdir_holding_the_converted_model(tmp_path):
                              [0.485 * 255, 0.456 * 255, 0.406 * 255])
   with pytest.raises(UserError, match="already holds checkpoints"):
     import_timm.import_timm("lambda_resnet26t", path, workdir)
+
+
+def test_import_timm_refuses_an_image_size_the_dataset_does_not_feed(
+    tmp_path, capsys):
+  """The fixture's 64 px model on the built-in task's 32 px images: one
+  line, exit status 2, before anything is written (eval.py would refuse)."""
+  from scripts import import_timm  # pylint: disable=import-outside-toplevel
+  path, overrides, *_ = _fixture("lambda_resnet26t")
+  workdir = tmp_path / "imported"
+  status = import_timm.main([
+      "lambda_resnet26t", f"--weights={path}", f"--workdir={workdir}",
+      "--dataset=synthetic_far_marks", f"--model_overrides={json.dumps(overrides)}"])
+  error = capsys.readouterr().err.strip()
+  assert status == 2 and "\n" not in error, error
+  assert "config.model_overrides.image_size=64 does not match the 32×32" in error
+  assert not workdir.exists()

@@ -20,6 +20,7 @@ import pytest
 from safetensors import numpy as safetensors_numpy
 from safetensors import safe_open
 
+from conftest import jit_apply
 from lambda_networks import pretrained
 from lambda_networks.errors import UserError
 from lambda_networks.models import count_parameters
@@ -166,3 +167,21 @@ def test_import_timm_refuses_an_image_size_the_dataset_does_not_feed(
   assert status == 2 and "\n" not in error, error
   assert "config.model_overrides.image_size=64 does not match the 32×32" in error
   assert not workdir.exists()
+
+
+def test_dropout_and_stochastic_depth_load_with_streams_of_their_own():
+  """Random streams are not in timm's file: eval mode still gives timm's
+  logits; in train mode each stream draws its own masks, new at each call."""
+  path, overrides, logits, _ = _fixture("lambda_resnet26t")
+  model, _ = pretrained.load_timm("lambda_resnet26t", path, dropout_rate=0.5,
+                                  stochastic_depth_rate=0.5, **overrides)
+  np.testing.assert_allclose(jit_apply(model, _images()), logits, rtol=0,
+                             atol=TOLERANCE)
+  model.train()
+  branch = np.ones((64, 1, 1, 2), np.float32)
+  first, second = (block.drop_path for block in model.stages[3])
+  masks = [np.asarray(layer(branch)) for layer in (first, second, first)]
+  assert not np.array_equal(masks[0], masks[1])  # Streams of their own.
+  assert not np.array_equal(masks[0], masks[2])  # A new mask at each call.
+  features = np.ones((64, 8), np.float32)
+  assert not np.array_equal(model.dropout(features), model.dropout(features))

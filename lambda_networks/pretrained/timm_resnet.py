@@ -13,7 +13,10 @@ model, the timm tensor it comes from and how it changes layout:
              ours do;
   batch norm weight, bias, running_mean, running_var → scale, bias, mean, var.
 A file that does not fit (another model, another width) is refused with the
-first tensor that is missing, misshapen or left over.
+first tensor that is missing, misshapen or left over. The model's random
+streams (dropout, stochastic depth: `dropout_rate`, `stochastic_depth_rate`)
+are not weights and not in timm's file: each gets a key of its own from
+seed 0.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
@@ -50,8 +54,9 @@ def load_timm(name: str, path: str | os.PathLike, **overrides: Any) -> Pretraine
   Args:
     name: one of `TIMM_MODELS` (timm's and our registry name).
     path: timm's `model.safetensors` (or a `.pth` when torch is installed).
-    **overrides: config fields for the registry model (e.g. dtype); the
-      file's shapes must still fit.
+    **overrides: config fields for the registry model (e.g. dtype, or
+      dropout_rate and stochastic_depth_rate for fine-tuning); the file's
+      shapes must still fit.
 
   Returns:
     (model in eval mode, timm's preprocessing). The class count is the
@@ -77,8 +82,9 @@ def timm_to_model(name: str, tensors: dict[str, np.ndarray], *,
       name, num_classes=int(head.shape[0]), rngs=nnx.Rngs(0), **overrides))
   sources = tensor_sources(abstract)
   graphdef, state = nnx.split(abstract)
-  flat = nnx.to_flat_state(state)
-  variables = dict(flat)
+  variables = dict(nnx.to_flat_state(state))
+  streams = {path: variables.pop(path) for path in list(variables)
+             if isinstance(variables[path], nnx.RngState)}
   missing = set(variables) - set(sources)
   if missing:
     raise AssertionError(f"no timm source for our {_dotted(min(missing))}")
@@ -105,9 +111,22 @@ def timm_to_model(name: str, tensors: dict[str, np.ndarray], *,
         f"{source} has tensor {unused[0]!r} (and {len(unused) - 1} more "
         f"unused) that timm's {name} does not have: a checkpoint of another "
         "model?")
-  model = nnx.merge(graphdef, nnx.from_flat_state(values))
+  model = nnx.merge(graphdef, nnx.from_flat_state(values + _new_streams(streams)))
   model.eval()
   return model
+
+
+def _new_streams(streams: dict[tuple, nnx.Variable]) -> list[tuple]:
+  """Random streams from seed 0, each its own key (folded in by its place),
+  counts at 0: a model fine-tuned in train mode draws independent masks."""
+  values = []
+  for index, (path, variable) in enumerate(streams.items()):
+    if isinstance(variable, nnx.RngKey):
+      value = jax.random.fold_in(jax.random.key(0), index)
+    else:
+      value = jnp.zeros(variable.shape, variable.dtype)
+    values.append((path, variable.replace(value)))
+  return values
 
 
 def tensor_sources(model: ResNet) -> dict[tuple, Source]:

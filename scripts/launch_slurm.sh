@@ -7,8 +7,11 @@
 #
 # Writes a batch script (printed with --dry-run, which submits nothing) and
 # runs `sbatch` on it. The job asks SLURM for SIGTERM 5 minutes before its
-# time limit; the trainer then saves a checkpoint, and the same command
-# resumes from it.
+# time limit (and before a preemption); the trainer then saves a checkpoint,
+# and the same command resumes from it. The job is requeueable (--requeue):
+# one preempted or whose node failed goes back in the queue and resumes by
+# itself, on any node, once the old trainer's workdir lease runs out; its log
+# is appended to, not overwritten.
 #
 # Options:
 #   --nodes N               nodes (default 1)
@@ -59,6 +62,8 @@ batch_script() {
   echo "#SBATCH --cpus-per-task=$CPUS"
   echo "#SBATCH --time=$TIME"
   echo "#SBATCH --signal=TERM@300"
+  echo "#SBATCH --requeue"
+  echo "#SBATCH --open-mode=append"
   echo "#SBATCH --output=$SCRIPT_DIR/%x-%j.out"
   [[ -n "$MEM" ]] && echo "#SBATCH --mem=$MEM"
   [[ -n "$PARTITION" ]] && echo "#SBATCH --partition=$PARTITION"

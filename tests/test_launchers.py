@@ -79,7 +79,8 @@ def test_slurm_dry_run_prints_the_batch_script():
   for expected in ("#SBATCH --nodes=4", "#SBATCH --ntasks-per-node=8",
                    "#SBATCH --gpus-per-node=8", "#SBATCH --partition=gpu",
                    "#SBATCH --job-name=l50", "#SBATCH --exclusive",
-                   "#SBATCH --signal=TERM@300",
+                   "#SBATCH --signal=TERM@300", "#SBATCH --requeue",
+                   "#SBATCH --open-mode=append",
                    "#SBATCH --output=/shared/runs/l50/slurm/%x-%j.out"):
     assert expected in lines
   (srun,) = [shlex.split(l) for l in lines if l.startswith("srun ")]

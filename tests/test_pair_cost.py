@@ -2,6 +2,10 @@
 
 import csv
 import json
+import os
+import pathlib
+import subprocess
+import sys
 
 import jax
 import pytest
@@ -97,3 +101,14 @@ def test_note_says_whether_auto_is_calibrated(fake_tables):
   uncalibrated = pair_cost.note("tpu")  # Falls back to "default".
   assert "UNCALIBRATED (a guess)" in uncalibrated
   assert "python -m scripts.benchmark_layers --calibrate" in uncalibrated
+
+
+def test_importing_ops_reads_no_file():
+  """The table is read when a cost is first needed, not at import."""
+  code = ("from lambda_networks import ops\n"
+          "assert ops.pair_costs.cache_info().currsize == 0\n"
+          "assert ops.PAIR_COST == ops.load_pair_costs()['cpu']['costs']\n"
+          "assert ops.pair_costs.cache_info().currsize == 1\n")
+  root = pathlib.Path(__file__).resolve().parents[1]
+  subprocess.run([sys.executable, "-c", code], check=True, cwd=root,
+                 env=dict(os.environ, PYTHONPATH=str(root), JAX_PLATFORMS="cpu"))

@@ -54,8 +54,9 @@ MEASURE = "measure"
 class MixerSpec:
   """What a mixer is built from, beside its width and input size.
 
-  A model's config makes one per stage (`ResNetConfig.mixer_spec`); any
-  model that wants these mixers can make its own.
+  A model's config makes one per stage (`ResNetConfig.mixer_spec`, whose
+  fields hold the defaults); any model that wants these mixers can make
+  its own.
 
   Attributes:
     query_depth, heads, intra_depth, receptive_field, lambda_method,
@@ -71,21 +72,21 @@ class MixerSpec:
     dtype, param_dtype: computation and parameter dtypes.
   """
 
-  query_depth: int = 16
-  heads: int = 4
-  intra_depth: int = 1
-  receptive_field: int | str | None = 23
-  lambda_method: str = "auto"
-  lambda_position_bias: bool = False
-  attention_heads: int = 8
-  attention_window: int = 7
-  attention_relative: bool = True
-  augmented_attention_fraction: float = 0.2
-  augmented_key_fraction: float | None = None
-  augmented_output_projection: bool = False
-  norm_momentum: float = 0.9
-  norm_epsilon: float = 1e-5
-  norm_group_size: int = 0
+  query_depth: int
+  heads: int
+  intra_depth: int
+  receptive_field: int | str | None
+  lambda_method: str
+  lambda_position_bias: bool
+  attention_heads: int
+  attention_window: int
+  attention_relative: bool
+  augmented_attention_fraction: float
+  augmented_key_fraction: float | None
+  augmented_output_projection: bool
+  norm_momentum: float
+  norm_epsilon: float
+  norm_group_size: int
   dtype: Any = None
   param_dtype: Any = jnp.float32
 

@@ -14,6 +14,7 @@ from lambda_networks.train import lambda_measure
 from lambda_networks.train import model_flags
 from lambda_networks.train import run_config
 from conftest import CONFIG, abstract_model, early_run, run
+from test_train import run_two_processes
 import tiny_config
 
 # tests/tiny_config.py's model with two blocks in c3: at 32 px its first
@@ -140,27 +141,34 @@ def test_a_resumed_run_reuses_the_recorded_methods(tmp_path):
 
 @early_run
 def measured_runs(tmp_path_factory):
-  """train.py with lambda_method=measure (2 steps), the same command resumed
-  to step 3, then eval.py --workdir: (workdir, [their outputs])."""
+  """train.py with lambda_method=measure as 2 processes (2 steps), the same
+  command in one process resumed to step 3, then eval.py --workdir:
+  (workdir, the two processes' outputs, [the later runs' outputs])."""
   workdir = tmp_path_factory.mktemp("measured") / "run"
-  train = ["train.py", CONFIG, f"--workdir={workdir}",
-           "--config.model_overrides.lambda_method=measure",
+  flags = ["--config.model_overrides.lambda_method=measure",
            "--config.checkpoint_every_steps=2", "--config.eval_every_steps=0"]
-  outputs = [run([*train, "--config.num_train_steps=2"], devices=2)[1],
-             run([*train, "--config.num_train_steps=3"], devices=2)[1],
-             run(["eval.py", f"--workdir={workdir}"], devices=2)[1]]
-  return workdir, outputs
+  codes, first = run_two_processes(
+      workdir, flags=[*flags, "--config.num_train_steps=2"])
+  assert codes == [0, 0], first
+  later = [run(["train.py", CONFIG, f"--workdir={workdir}", *flags,
+                "--config.num_train_steps=3"], devices=2)[1],
+           run(["eval.py", f"--workdir={workdir}"], devices=2)[1]]
+  return workdir, first, later
 
 
 @pytest.mark.slow
 def test_measured_methods_are_recorded_and_reused(measured_runs):
-  workdir, (first, resumed, evaluated) = measured_runs
+  """Process 0 measures and tells process 1; the resumed run and eval.py
+  read the record."""
+  workdir, (chief, other), (resumed, evaluated) = measured_runs
   recorded = json.loads((workdir / "config.json").read_text())
   methods = tuple(recorded["model_overrides"]["lambda_method"])
   assert len(methods) == 2 and set(methods) <= set(lambda_measure.CANDIDATES)
   for stage, method in zip(("c2", "c3"), methods):
-    assert f"lambda_method=measure: {stage} (" in first
-    assert f"-> {method}" in first
+    # 16 examples over 2 processes of 4 devices: 2 per device.
+    assert f"lambda_method=measure: {stage} (1× 2×8×8×" in chief
+  assert f"-> {methods[0]}" in chief and f"-> {methods[1]}" in chief
+  assert "lambda_method=measure" not in other
   assert "lambda_method=measure: c" not in resumed
   assert f"lambda_method=measure: reusing {methods} recorded in" in resumed
   assert not [line for line in resumed.splitlines()  # Recorded as it was.

@@ -38,7 +38,9 @@ from jax.experimental import multihost_utils
 
 from lambda_networks import models
 from lambda_networks import ops
+from lambda_networks.data import DatasetInfo
 from lambda_networks.models import mixers
+from lambda_networks.train import state as state_lib
 
 # Executions timed (the one "auto" would pick is among them).
 CANDIDATES = tuple(method for method in ops.METHODS if method != "auto")
@@ -168,9 +170,9 @@ def resolve(config: ml_collections.ConfigDict, workdir: str | None = None, *,
   if overrides.get("lambda_method") != mixers.MEASURE:
     return
   model_config = _model_config(config)
-  saved = _recorded_methods(workdir, config.model, model_config.num_stages)
   chosen = None
   if jax.process_index() == 0:
+    saved = _recorded_methods(workdir, config.model, model_config.num_stages)
     if saved is not None:
       report(f"lambda_method=measure: reusing {saved} recorded in "
              f"{workdir}/{CONFIG_FILE}.")
@@ -186,13 +188,10 @@ def resolve(config: ml_collections.ConfigDict, workdir: str | None = None, *,
 
 def _model_config(config: ml_collections.ConfigDict) -> models.ResNetConfig:
   """The model's config as the trainer will build it (sizes, dtype, norms)."""
-  # pylint: disable=g-import-not-at-top
-  from lambda_networks.data import pipeline
-  from lambda_networks.train import state as state_lib
   size = config.image_size
-  info = pipeline.DatasetInfo(name=config.dataset, num_classes=1,
-                              image_shape=(size, size, 3),
-                              num_train_examples=0, num_eval_examples=0)
+  info = DatasetInfo(name=config.dataset, num_classes=1,
+                     image_shape=(size, size, 3), num_train_examples=0,
+                     num_eval_examples=0)
   return models.get_config(config.model,
                            **state_lib.model_overrides(config, info))
 

@@ -8,7 +8,6 @@ import pytest
 from configs import default
 from lambda_networks import models
 from lambda_networks.errors import UserError
-from lambda_networks.models import mixers
 from lambda_networks.train import config_checks
 from lambda_networks.train import lambda_measure
 from lambda_networks.train import model_flags

@@ -60,7 +60,7 @@ def main(argv):
       config.eval_split = FLAGS.split
   workdir = workdir_lib.resolve(FLAGS.workdir)
   config_checks.check(config)
-  run_config.resolve(config)
+  run_config.resolve(config, workdir)
   if not (epath.Path(workdir) / "checkpoints").is_dir():
     raise cli.UserError(f"{workdir} holds no checkpoints/ directory; pass the "
                         "--workdir of a training run.")

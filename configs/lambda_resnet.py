@@ -14,7 +14,8 @@ weight decay 4e-5 (kernels only), label smoothing 0.1, EMA 0.9999
 size) dropout (0.25; 0.4 at 320 px), stochastic depth (0.1 from depth 200,
 per stage) and RandAugment magnitude (10 for 50@160 and 101@160, else 15) from
 `resnet_rs.recipe`; batch-norm statistics over groups of 128 examples (the
-reference's per-TPU-core batch; BATCH_NORM_GROUP_SIZE). Needs imagenet2012
+reference's per-TPU-core batch; BATCH_NORM_GROUP_SIZE); the lambda layers'
+execution timed at start-up (lambda_method="measure"). Needs imagenet2012
 prepared in TFDS. Expected top-1: the speed–accuracy rows of
 docs/paper_reference.csv (LambdaResNet-50@128 77.4 … LambdaResNet-420@320
 84.9).
@@ -56,6 +57,10 @@ def get_config(arg: str = "50,160"):
   # Batch-norm statistics per 128 examples, as the TPU reference computes
   # them per core (docs/training.md, "Batch-norm groups").
   config.batch_norm_group_size = BATCH_NORM_GROUP_SIZE
+  # The lambda layers' execution is timed on the run's devices at start-up
+  # and recorded per stage (docs/training.md, "The lambda layers'
+  # execution"); `auto`'s GPU and TPU costs are CPU guesses.
+  config.model_overrides.lambda_method = "measure"
   config.eval_every_epochs = 50.0
   config.keep_checkpoint_every_epochs = 100.0  # Also keep one per 100 epochs.
   return config

@@ -33,7 +33,9 @@ METHODS = ("auto", "einsum", "conv", "row_conv")
 # channels (U in, K out) and a large batch (B·V), which convolution kernels
 # run poorly; the row convolution is a dense 1-D convolution with W·U in and
 # W·K out channels. A platform without a measured table ("calibrated": false)
-# uses the documented default in the file.
+# uses the documented default in the file. The file is read when a cost is
+# first needed (`pair_costs`), not at import; `PAIR_COSTS` and `PAIR_COST`
+# (the CPU costs) read it too.
 PAIR_COST_FILE = pathlib.Path(__file__).with_name("pair_cost.json")
 
 
@@ -55,8 +57,19 @@ def load_pair_costs(path: str | os.PathLike = PAIR_COST_FILE) -> dict[str, dict]
   return {k: v for k, v in tables.items() if not k.startswith("_")}
 
 
-PAIR_COSTS = load_pair_costs()
-PAIR_COST = PAIR_COSTS["cpu"]["costs"]  # The CPU table (measured here).
+@functools.cache
+def pair_costs() -> dict[str, dict]:
+  """The shipped table, `load_pair_costs()`, read once."""
+  return load_pair_costs()
+
+
+def __getattr__(name: str):
+  """`PAIR_COSTS` (every platform) and `PAIR_COST` (CPU), read on first use."""
+  if name == "PAIR_COSTS":
+    return pair_costs()
+  if name == "PAIR_COST":
+    return pair_costs()["cpu"]["costs"]  # The CPU table (measured here).
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def pair_cost_table(platform: str | None = None) -> dict:
@@ -65,7 +78,8 @@ def pair_cost_table(platform: str | None = None) -> dict:
   A platform absent from the file gets the "default" entry.
   """
   platform = platform or jax.default_backend()
-  return PAIR_COSTS.get(platform, PAIR_COSTS["default"])
+  tables = pair_costs()
+  return tables.get(platform, tables["default"])
 
 
 @functools.partial(jax.jit, static_argnames=("causal", "method"))

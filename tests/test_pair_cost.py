@@ -2,6 +2,10 @@
 
 import csv
 import json
+import os
+import pathlib
+import subprocess
+import sys
 
 import jax
 import pytest
@@ -20,7 +24,7 @@ def fake_tables(monkeypatch):
             "gpu": {"calibrated": True, "costs": CONV_FRIENDLY},
             "default": {"calibrated": False, "source": "a guess", "costs": {
                 "einsum": 0.01, "conv": 5.0, "row_conv": 5.0}}}
-  monkeypatch.setattr(ops, "PAIR_COSTS", tables)
+  monkeypatch.setattr(ops, "pair_costs", lambda: tables)
   return tables
 
 
@@ -39,6 +43,7 @@ def test_auto_uses_the_default_backends_table(fake_tables, monkeypatch,
 def test_shipped_table_marks_unmeasured_platforms():
   tables = ops.load_pair_costs()
   assert tables["cpu"]["calibrated"] and tables["cpu"]["costs"] == ops.PAIR_COST
+  assert ops.PAIR_COSTS == tables  # Read on first use, the same file.
   for platform in ("gpu", "tpu", "default"):
     assert tables[platform]["calibrated"] is False
 
@@ -96,3 +101,14 @@ def test_note_says_whether_auto_is_calibrated(fake_tables):
   uncalibrated = pair_cost.note("tpu")  # Falls back to "default".
   assert "UNCALIBRATED (a guess)" in uncalibrated
   assert "python -m scripts.benchmark_layers --calibrate" in uncalibrated
+
+
+def test_importing_ops_reads_no_file():
+  """The table is read when a cost is first needed, not at import."""
+  code = ("from lambda_networks import ops\n"
+          "assert ops.pair_costs.cache_info().currsize == 0\n"
+          "assert ops.PAIR_COST == ops.load_pair_costs()['cpu']['costs']\n"
+          "assert ops.pair_costs.cache_info().currsize == 1\n")
+  root = pathlib.Path(__file__).resolve().parents[1]
+  subprocess.run([sys.executable, "-c", code], check=True, cwd=root,
+                 env=dict(os.environ, PYTHONPATH=str(root), JAX_PLATFORMS="cpu"))

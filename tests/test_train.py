@@ -120,16 +120,17 @@ def _free_port():
     return sock.getsockname()[1]
 
 
-def run_two_processes(workdir, wrappers=((), ()), timeout=420):
+def run_two_processes(workdir, wrappers=((), ()), timeout=420, flags=()):
   """train.py as 2 processes of 4 devices (jax.distributed on localhost),
   process i started through `wrappers[i]` (a helper script and its
-  arguments); ([exit statuses], [outputs]). A process still running after
-  `timeout` seconds is killed and fails the test."""
+  arguments), with the tiny config and `flags`; ([exit statuses],
+  [outputs]). A process still running after `timeout` seconds is killed
+  and fails the test."""
   address = f"localhost:{_free_port()}"
   processes = [
       run([*wrappers[index], "train.py", CONFIG, f"--workdir={workdir}",
            f"--coordinator_address={address}", "--num_processes=2",
-           f"--process_id={index}"], devices=4, wait=False)
+           f"--process_id={index}", *flags], devices=4, wait=False)
       for index in range(2)
   ]
   deadline = time.monotonic() + timeout

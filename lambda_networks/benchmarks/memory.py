@@ -66,8 +66,9 @@ def analytic_floats(config: models.ResNetConfig, batch: int, *,
       total += batch * heads * n * config.attention_window ** 2
     elif site.mixer == "lambda":
       k, u = config.query_depth, config.intra_depth
+      method = config.stage_lambda_methods()[site.stage]
       if convention == "paper":
-        m = (config.receptive_field ** 2 if config.lambda_method == "conv"
+        m = (config.receptive_field ** 2 if method == "conv"
              and isinstance(config.receptive_field, int) else n)
         if shared_embeddings:
           shared[site.stage] = max(shared.get(site.stage, 0), k * u * n * m)
@@ -76,12 +77,14 @@ def analytic_floats(config: models.ResNetConfig, batch: int, *,
       else:
         value_depth = site.width // config.heads
         total += batch * n * k * value_depth  # Position lambdas.
-        if config.receptive_field is not None and _lambda_method(config, hw) == "einsum":
+        if (config.receptive_field is not None
+            and _lambda_method(config, hw, method) == "einsum"):
           total += k * u * n * n  # Gathered per-pair embeddings [n, n, k, u].
   return total + sum(shared.values())
 
 
-def _lambda_method(config: models.ResNetConfig, hw: tuple[int, int]) -> str:
+def _lambda_method(config: models.ResNetConfig, hw: tuple[int, int],
+                   method: str) -> str:
   width = config.receptive_field
   table = (width, width) if isinstance(width, int) else tuple(2 * s - 1 for s in hw)
-  return ops.resolved_method(hw, table, config.lambda_method)
+  return ops.resolved_method(hw, table, method)

@@ -4,7 +4,7 @@ A ResNet config names one mixer per stage, by name or, as a command-line
 shorthand, by letter (stage_mixers='CCLL'):
 
   C  conv              3×3 convolution (the ResNet baseline)
-  L  lambda            `layers.LambdaLayer` (k, h, u, r from the config)
+  L  lambda            `layers.LambdaLayer` (k, h, u, r from the spec)
   A  attention         global relative self-attention (`RelativeSelfAttention`)
   W  local_attention   7×7-window relative self-attention (SASA)
   X  axial_attention   axial self-attention (`AxialSelfAttention`)
@@ -13,24 +13,25 @@ shorthand, by letter (stage_mixers='CCLL'):
                        augmentation, Bello et al. 2019: value depth υ·F_out,
                        key depth κ·F_out, output projection)
 
-Only the 3×3 conv takes the block's stride; the others (the augmented mixer
-included, both of its branches) run at full resolution and the block follows
-them with a 3×3 stride-2 average pool.
+`build_mixer` reads a mixer's options from a `MixerSpec`, which a model's
+config makes per stage (`ResNetConfig.mixer_spec`); this module knows no
+model. Only the 3×3 conv takes the block's stride; the others (the augmented
+mixer included, both of its branches) run at full resolution and the block
+follows them with a 3×3 stride-2 average pool.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import dataclasses
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from lambda_networks import layers
+from lambda_networks import ops
 from lambda_networks.models import common
-
-if TYPE_CHECKING:
-  from lambda_networks.models.resnet import ResNetConfig
 
 MIXER_LETTERS = {
     "C": "conv",
@@ -43,6 +44,51 @@ MIXER_LETTERS = {
 MIXER_NAMES = tuple(MIXER_LETTERS.values())
 # Mixers whose position tables cover the whole input: they need image_size.
 GLOBAL_MIXERS = ("attention", "axial_attention", "augmented")
+# lambda_method="measure": the trainer times each execution of the model's
+# lambda layers and replaces it by the fastest per stage
+# (`train/lambda_measure.py`); a model cannot be built with it unresolved.
+MEASURE = "measure"
+
+
+@dataclasses.dataclass(frozen=True)
+class MixerSpec:
+  """What a mixer is built from, beside its width and input size.
+
+  A model's config makes one per stage (`ResNetConfig.mixer_spec`, whose
+  fields hold the defaults); any model that wants these mixers can make
+  its own.
+
+  Attributes:
+    query_depth, heads, intra_depth, receptive_field, lambda_method,
+      lambda_position_bias: the lambda layer's k, h, u, r, its execution of
+      the position term (one of `ops.METHODS`) and its position bias.
+    attention_heads, attention_window, attention_relative: the
+      self-attention mixers' heads, local window and relative logits.
+    augmented_attention_fraction, augmented_key_fraction,
+      augmented_output_projection: the augmented mixer's υ, κ (None: d_k =
+      d_v) and output projection W^O.
+    norm_momentum, norm_epsilon, norm_group_size: batch norm of the lambda
+      layer's queries and values.
+    dtype, param_dtype: computation and parameter dtypes.
+  """
+
+  query_depth: int
+  heads: int
+  intra_depth: int
+  receptive_field: int | str | None
+  lambda_method: str
+  lambda_position_bias: bool
+  attention_heads: int
+  attention_window: int
+  attention_relative: bool
+  augmented_attention_fraction: float
+  augmented_key_fraction: float | None
+  augmented_output_projection: bool
+  norm_momentum: float
+  norm_epsilon: float
+  norm_group_size: int
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
 
 
 def augmented_key_features(features: int, fraction: float, heads: int) -> int:
@@ -131,55 +177,75 @@ def parse_stage_mixers(spec: str | tuple[str, ...] | list[str], num_stages: int
   return tuple(names)
 
 
+def parse_lambda_methods(spec: str | tuple[str, ...] | list[str],
+                         num_stages: int) -> tuple[str, ...]:
+  """'conv', 'auto,auto,conv,einsum' or a tuple -> one method per stage.
+
+  Each is one of `ops.METHODS`; 'measure' stands alone (for every stage).
+  """
+  if isinstance(spec, str) and "," in spec:
+    spec = tuple(token.strip(" '\"") for token in spec.strip("()[] ").split(","))
+  tokens = (spec,) * num_stages if isinstance(spec, str) else tuple(spec)
+  allowed = ops.METHODS + (MEASURE,)
+  for token in tokens:
+    if token not in allowed or (token == MEASURE and not isinstance(spec, str)):
+      raise ValueError(
+          f"lambda_method: unknown method {token!r}; use one of {allowed} for "
+          f"every stage, or one of {ops.METHODS} per stage, e.g. "
+          f"lambda_method={('auto',) * (num_stages - 1) + ('conv',)!r}.")
+  if len(tokens) != num_stages:
+    raise ValueError(
+        f"lambda_method needs one method per stage ({num_stages} stages), got "
+        f"{len(tokens)} in {spec!r}; or give one name for every stage.")
+  return tokens
+
+
 def build_mixer(
     name: str,
     features: int,
     *,
     strides: int,
     input_size: tuple[int, int],
-    config: ResNetConfig,
+    spec: MixerSpec,
     rngs: nnx.Rngs,
     lambda_embeddings: nnx.Param | None = None,
 ) -> nnx.Module:
   """Builds the mixer features→features for a block whose input is input_size.
 
-  The mixer's options (lambda k, h, u, r and method; attention heads, window
-  and relative logits; the augmented mixer's fractions; batch-norm settings
-  and dtypes) come from `config`. `lambda_embeddings`, if given, is the
-  position table a lambda mixer shares.
+  The mixer's options come from `spec`. `lambda_embeddings`, if given, is
+  the position table a lambda mixer shares.
   """
-  cfg = config
-  kwargs = dict(dtype=cfg.dtype, param_dtype=cfg.param_dtype, rngs=rngs)
-  attention = dict(heads=cfg.attention_heads,
-                   relative_positions=cfg.attention_relative, **kwargs)
+  kwargs = dict(dtype=spec.dtype, param_dtype=spec.param_dtype, rngs=rngs)
+  attention = dict(heads=spec.attention_heads,
+                   relative_positions=spec.attention_relative, **kwargs)
   if name == "conv":
     return common.conv(features, features, 3, strides=strides, **kwargs)
   if name == "lambda":
-    rf = cfg.receptive_field
+    rf = spec.receptive_field
     return layers.LambdaLayer(
-        features, features, query_depth=cfg.query_depth, heads=cfg.heads,
-        intra_depth=cfg.intra_depth, receptive_field=rf,
+        features, features, query_depth=spec.query_depth, heads=spec.heads,
+        intra_depth=spec.intra_depth, receptive_field=rf,
         input_size=input_size if rf == "global" else None,
-        method=cfg.lambda_method, embeddings=lambda_embeddings,
-        position_bias=cfg.lambda_position_bias,
-        norm_momentum=cfg.bn_momentum, norm_epsilon=cfg.bn_epsilon,
-        norm_group_size=cfg.batch_norm_group_size, **kwargs)
+        method=spec.lambda_method, embeddings=lambda_embeddings,
+        position_bias=spec.lambda_position_bias,
+        norm_momentum=spec.norm_momentum, norm_epsilon=spec.norm_epsilon,
+        norm_group_size=spec.norm_group_size, **kwargs)
   if name == "augmented":
-    heads = cfg.attention_heads
-    key_fraction = cfg.augmented_key_fraction
+    heads = spec.attention_heads
+    key_fraction = spec.augmented_key_fraction
     return AugmentedConv(
         features, augmented_attention_features(
-            features, cfg.augmented_attention_fraction, heads),
+            features, spec.augmented_attention_fraction, heads),
         input_size=input_size,
         key_features=(None if key_fraction is None else
                       augmented_key_features(features, key_fraction, heads)),
-        output_projection=cfg.augmented_output_projection, **attention)
+        output_projection=spec.augmented_output_projection, **attention)
   if name == "attention":
     return layers.RelativeSelfAttention(
         features, features, window=None, input_size=input_size, **attention)
   if name == "local_attention":
     return layers.RelativeSelfAttention(
-        features, features, window=cfg.attention_window, **attention)
+        features, features, window=spec.attention_window, **attention)
   if name == "axial_attention":
     return layers.AxialSelfAttention(
         features, features, input_size=input_size, **attention)

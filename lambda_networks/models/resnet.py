@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lambda_networks import group_batch_norm
+from lambda_networks import ops
 from lambda_networks.models import common
 from lambda_networks.models import mixers
 
@@ -69,7 +70,12 @@ class ResNetConfig:
     intra_depth: lambda layer intra-depth u.
     receptive_field: lambda layer scope r (odd), 'global' (tables sized from
       image_size) or None (content lambdas only).
-    lambda_method: 'auto', 'einsum' or 'conv' (see `ops.lambda_interactions`).
+    lambda_method: how the lambda layers compute their position term (see
+      `ops.lambda_interactions`): one of 'auto', 'einsum', 'conv',
+      'row_conv' for every stage, one of those per stage (a tuple, or
+      'auto,auto,conv,einsum'), or 'measure': train.py times each on the
+      run's devices and records the fastest per stage
+      (`train/lambda_measure.py`); needs a lambda layer in the model.
     share_lambda_embeddings: all lambda layers of a stage hold one relative
       position table (the same nnx.Param; paper Table 4); needs an int
       receptive_field.
@@ -140,7 +146,7 @@ class ResNetConfig:
   heads: int = 4
   intra_depth: int = 1
   receptive_field: int | str | None = 23
-  lambda_method: str = "auto"
+  lambda_method: str | tuple[str, ...] = "auto"
   share_lambda_embeddings: bool = False
   attention_heads: int = 8
   attention_window: int = 7
@@ -178,6 +184,9 @@ class ResNetConfig:
       fix(name, tuple(int(v) for v in getattr(self, name)))
     if not isinstance(self.stage_mixers, str):
       fix("stage_mixers", tuple(self.stage_mixers))
+    if not isinstance(self.lambda_method, str) or "," in self.lambda_method:
+      fix("lambda_method", mixers.parse_lambda_methods(
+          self.lambda_method, len(self.stage_depths)))
     if self.mixer_blocks is not None:
       fix("mixer_blocks", tuple(self.mixer_blocks))
     if self.mixer_block_indices is not None:
@@ -222,6 +231,32 @@ class ResNetConfig:
         chosen = spread_evenly(depth, depth if count is None else count)
       layout.append(tuple(name if i in chosen else "conv" for i in range(depth)))
     return tuple(layout)
+
+  def stage_lambda_methods(self) -> tuple[str, ...]:
+    """The lambda layers' method per stage ('measure' until it is resolved)."""
+    return mixers.parse_lambda_methods(self.lambda_method, self.num_stages)
+
+  def mixer_spec(self, stage: int) -> mixers.MixerSpec:
+    """The options of stage `stage`'s mixers (its lambda method included)."""
+    method = self.stage_lambda_methods()[stage]
+    if method == mixers.MEASURE:
+      raise ValueError(
+          "lambda_method='measure' is resolved by train.py before the model is "
+          "built (train/lambda_measure.py); to build the model yourself, name "
+          f"a method of {ops.METHODS} (one, or one per stage).")
+    return mixers.MixerSpec(
+        query_depth=self.query_depth, heads=self.heads,
+        intra_depth=self.intra_depth, receptive_field=self.receptive_field,
+        lambda_method=method, lambda_position_bias=self.lambda_position_bias,
+        attention_heads=self.attention_heads,
+        attention_window=self.attention_window,
+        attention_relative=self.attention_relative,
+        augmented_attention_fraction=self.augmented_attention_fraction,
+        augmented_key_fraction=self.augmented_key_fraction,
+        augmented_output_projection=self.augmented_output_projection,
+        norm_momentum=self.bn_momentum, norm_epsilon=self.bn_epsilon,
+        norm_group_size=self.batch_norm_group_size, dtype=self.dtype,
+        param_dtype=self.param_dtype)
 
   def block_strides(self) -> tuple[tuple[int, ...], ...]:
     """Stride of every block, per stage: 2 in the first block from c3 on."""
@@ -291,6 +326,7 @@ class ResNetConfig:
           f"stage_widths needs one width per stage ({stages} stages from "
           f"stage_depths={self.stage_depths}), got {self.stage_widths}.")
     mixers.parse_stage_mixers(self.stage_mixers, stages)
+    mixers.parse_lambda_methods(self.lambda_method, stages)
     if self.mixer_blocks is not None:
       self._check_one_per_stage("mixer_blocks", "for 'every block'")
       for count, depth in zip(self.mixer_blocks, self.stage_depths):
@@ -327,6 +363,12 @@ class ResNetConfig:
       raise ValueError(
           "lambda_position_bias=True needs a receptive_field (the bias is "
           "added to the position lambdas); got receptive_field=None.")
+    if self.lambda_method == mixers.MEASURE and not any(
+        "lambda" in names for names in self.block_mixers()):
+      raise ValueError(
+          "lambda_method='measure' times the lambda layers, but no block of "
+          f"this model has one (stage_mixers={self.stage_mixers!r}); drop "
+          "lambda_method or add a lambda stage.")
     if self.share_lambda_embeddings and not isinstance(rf, int):
       raise ValueError(
           f"share_lambda_embeddings=True needs an int receptive_field (one "
@@ -391,7 +433,8 @@ class Bottleneck(nnx.Module):
 
   def __init__(self, in_features: int, width: int, out_features: int, *,
                strides: int, mixer: str, input_size: tuple[int, int],
-               drop_rate: float, config: ResNetConfig, rngs: nnx.Rngs,
+               drop_rate: float, config: ResNetConfig,
+               mixer_spec: mixers.MixerSpec, rngs: nnx.Rngs,
                lambda_embeddings: nnx.Param | None = None):
     cfg = config
     kwargs = dict(dtype=cfg.dtype, param_dtype=cfg.param_dtype, rngs=rngs)
@@ -405,8 +448,8 @@ class Bottleneck(nnx.Module):
     self.conv1 = common.conv(in_features, width, 1, **kwargs)
     self.bn1 = common.batch_norm(width, **norm)
     self.mixer = mixers.build_mixer(
-        mixer, width, strides=strides, input_size=input_size, config=cfg,
-        rngs=rngs, lambda_embeddings=lambda_embeddings)
+        mixer, width, strides=strides, input_size=input_size,
+        spec=mixer_spec, rngs=rngs, lambda_embeddings=lambda_embeddings)
     self.bn2 = common.batch_norm(width, **norm)
     self.conv3 = common.conv(width, out_features, 1, **kwargs)
     self.bn3 = common.batch_norm(out_features, zero_scale=cfg.zero_init_last_bn,
@@ -528,6 +571,7 @@ class ResNet(nnx.Module):
     for stage, (width, names) in enumerate(zip(cfg.widths(), layout)):
       blocks = []
       shared = None  # The stage's position table, once a lambda layer made it.
+      mixer_spec = cfg.mixer_spec(stage)
       for block, mixer in enumerate(names):
         out_features = width * cfg.expansion
         blocks.append(Bottleneck(
@@ -535,7 +579,8 @@ class ResNet(nnx.Module):
             strides=all_strides[stage][block], mixer=mixer,
             input_size=input_sizes[stage][block],
             drop_rate=drop_rates[stage][block],
-            config=cfg, rngs=rngs, lambda_embeddings=shared))
+            config=cfg, mixer_spec=mixer_spec, rngs=rngs,
+            lambda_embeddings=shared))
         if cfg.share_lambda_embeddings and mixer == "lambda":
           shared = blocks[-1].mixer.embeddings
         in_features = out_features

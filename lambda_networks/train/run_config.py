@@ -1,7 +1,8 @@
 """A run that describes itself: its resolved config in the workdir.
 
 `resolve` fills the values a config leaves to the data ("auto" eval split,
-normalisation statistics computed from the training split); `record` writes
+normalisation statistics computed from the training split) and to the
+devices (lambda_method="measure", `lambda_measure.py`); `record` writes
 the result to `<workdir>/config.json` when training starts and, on a resumed
 run, says which fields that change the result differ from the saved ones;
 `load` reads it back so `eval.py --workdir=DIR` needs nothing else;
@@ -30,7 +31,22 @@ BOOKKEEPING_FIELDS = frozenset({
 })
 
 
-def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+def resolve(config: ml_collections.ConfigDict,
+            workdir: str | None = None) -> ml_collections.ConfigDict:
+  """Fills the values left to the data and the devices, in place.
+
+  Those of the data come first (`_resolve_from_data`); then
+  lambda_method="measure" becomes a method per stage, timed on the devices
+  or, on a resumed run, read from `workdir`'s config.json.
+  """
+  # pylint: disable=g-import-not-at-top
+  from lambda_networks.train import lambda_measure
+  _resolve_from_data(config)
+  lambda_measure.resolve(config, workdir)  # Model values that need devices.
+  return config
+
+
+def _resolve_from_data(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Fills eval_split='auto', image_size=0 and empty statistics in place.
 
   Both come from the dataset (see `lambda_networks.data.statistics`); the

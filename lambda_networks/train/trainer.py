@@ -106,7 +106,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   """
   workdir = workdir_lib.resolve(workdir)
   config_checks.check(config)
-  run_config.resolve(config)  # "auto" eval split, statistics from the data.
+  run_config.resolve(config, workdir)  # Data, devices, a resumed run.
   # One trainer per workdir (all processes of a run write, process 0 holds
   # the lease): an existing workdir is locked before the (slow) build, a new
   # one after it, so that a config the build refuses leaves no empty workdir

@@ -15,7 +15,7 @@ import scipy.stats
 from flax import nnx
 
 import tiny_config
-from conftest import assert_same_state
+from conftest import assert_same_state, run
 from configs import lambda_lm
 from lambda_networks import data
 from lambda_networks.errors import UserError
@@ -129,63 +129,57 @@ def test_partners_stay_within_each_shard_of_each_micro_batch():
                                            [7, 6, 5, 4, 15, 14, 13, 12]])
 
 
-def _draws(config: mixing.Mixing, count: int, height: int, width: int):
+def test_lambda_its_kind_and_cutmix_share_follow_the_config():
+  """4000 draws of one config: the switch and mix probabilities, mixup's λ
+  ~ Beta(α, α), and CutMix's corrected λ equal to the exact share of the
+  image left to the example."""
+  config = mixing.Mixing(0.4, 1.0, switch_prob=0.3, prob=0.8, seed=1)
+  count, height, width = 4000, 12, 10
   keys = jax.vmap(lambda step: mixing.key(config.seed, step))(
       jnp.arange(count))
-  return jax.jit(jax.vmap(lambda k: mixing.draw(config, k, height, width)))(
-      keys)
-
-
-def test_cutmix_lambda_is_the_exact_share_of_the_image_left():
-  height, width, count = 12, 10, 512
-  cutmix = mixing.Mixing(0.0, 1.0, 0.5, 1.0, seed=3)
-  draws = _draws(cutmix, count, height, width)
-  assert bool(draws.use_cutmix.all())
-  # Pixels that come from the partner: mix zeros (own) with ones (partner).
+  draws = jax.jit(jax.vmap(
+      lambda rng: mixing.draw(config, rng, height, width)))(keys)
+  use_cutmix, ratio = np.asarray(draws.use_cutmix), np.asarray(draws.ratio)
+  mixup = ~use_cutmix & (ratio < 1)
+  assert abs(use_cutmix.mean() - 0.8 * 0.3) < 0.03
+  assert abs(mixup.mean() - 0.8 * 0.7) < 0.03
+  assert scipy.stats.kstest(ratio[mixup], "beta", args=(0.4, 0.4)).pvalue > 0.01
+  assert not np.asarray(draws.box)[~use_cutmix].any()  # No box for mixup.
+  # The pixels that come from the partner: mix zeros (own) with ones.
   images = jnp.concatenate([jnp.zeros((1, height, width, 1)),
                             jnp.ones((1, height, width, 1))])
-  pasted = jax.vmap(lambda mix: mixing.mix_images(images, mix, 1)[0])(draws)
+  cut = jax.tree.map(lambda x: x[use_cutmix], draws)
+  pasted = jax.vmap(lambda mix: mixing.mix_images(images, mix, 1)[0])(cut)
   share_left = 1 - np.asarray(pasted).mean(axis=(1, 2, 3))
-  np.testing.assert_allclose(draws.ratio, share_left, rtol=1e-6, atol=1e-7)
-  # Corrected: a box clipped at a border leaves more than the raw λ, so λ
-  # is no longer Beta(1, 1) = uniform but leans towards 1.
-  assert float(np.mean(draws.ratio)) > 0.55
-  assert (np.asarray(draws.ratio) < 1).mean() > 0.9
-
-
-def test_lambda_follows_beta_and_the_switch_and_mix_probabilities():
-  count = 4000
-  mixup = _draws(mixing.Mixing(0.4, 0.0, 0.5, 1.0, seed=1), count, 8, 8)
-  assert not bool(mixup.use_cutmix.any())
-  assert scipy.stats.kstest(np.asarray(mixup.ratio), "beta",
-                            args=(0.4, 0.4)).pvalue > 0.01
-  both = _draws(mixing.Mixing(0.4, 1.0, 0.3, 0.8, seed=2), count, 8, 8)
-  use_cutmix = np.asarray(both.use_cutmix)
-  unmixed = ~use_cutmix & (np.asarray(both.ratio) == 1.0)
-  assert abs(use_cutmix.mean() - 0.8 * 0.3) < 0.03
-  assert abs(unmixed.mean() - 0.2) < 0.03
-  assert not np.asarray(both.box)[~use_cutmix].any()  # No box for mixup.
+  np.testing.assert_allclose(cut.ratio, share_left, rtol=1e-6, atol=1e-7)
+  # Corrected: a box clipped at a border leaves more than the drawn λ, so
+  # CutMix's λ is no longer Beta(1, 1) = uniform but leans towards 1.
+  assert np.mean(cut.ratio) > 0.55 and (cut.ratio < 1).mean() > 0.9
 
 
 INFO = data.DatasetInfo("test", NUM_CLASSES, (16, 16, 3), 160, 16)
 WEIGHT_DECAY = 1e-3
 
 
-def _decayed(path) -> bool:
-  """The tiny model's tensors (ndim > 1): kernels and lambda embeddings."""
-  name = jax.tree_util.keystr(path)
-  return "kernel" in name or "embeddings" in name
+def _one_stage_config(**changes):
+  """The tiny config cut to one convolution stage: mixing does not depend on
+  the model, and this one compiles in half the time."""
+  config = tiny_config.get_config()
+  config.model_overrides.update(stage_mixers="C", stage_depths=(1,),
+                                stage_widths=(8,))
+  config.update(mixup_alpha=BOTH.mixup_alpha, cutmix_alpha=BOTH.cutmix_alpha,
+                seed=BOTH.seed, **changes)
+  return config
 
 
 @pytest.fixture(scope="module")
 def two_steps():
   """Two jitted SGD steps with mixup (step 0) and CutMix (step 1) on 2
   shards: (parts, states, batches, metrics)."""
-  config = tiny_config.get_config()
-  config.update(mixup_alpha=BOTH.mixup_alpha, cutmix_alpha=BOTH.cutmix_alpha,
-                label_smoothing=SMOOTHING, global_batch_size=8,
-                dropout_rate=0.0, stochastic_depth_rate=0.0, ema_decay=0.0,
-                momentum=0.9, weight_decay=WEIGHT_DECAY, seed=BOTH.seed)
+  config = _one_stage_config(
+      label_smoothing=SMOOTHING, global_batch_size=8, dropout_rate=0.0,
+      stochastic_depth_rate=0.0, ema_decay=0.0, momentum=0.9,
+      weight_decay=WEIGHT_DECAY)
   config_checks.check(config)
   schedule = optax.constant_schedule(LEARNING_RATE)
   tx = optimizer.create_optimizer(config, schedule)
@@ -204,7 +198,7 @@ def two_steps():
   return parts, states, batches, all_metrics
 
 
-@pytest.mark.slow  # About 20 s of compiling.
+@pytest.mark.slow  # About 10 s of compiling.
 def test_train_step_with_mixing_equals_a_hand_computed_step(two_steps):
   parts, states, batches, all_metrics = two_steps
 
@@ -218,7 +212,7 @@ def test_train_step_with_mixing_equals_a_hand_computed_step(two_steps):
       return loss, logits
     return jax.value_and_grad(loss_fn, has_aux=True)(params)
 
-  grads_list, weights = [], []
+  grads_list = []
   for step, batch in enumerate(batches):
     mix = _draw(BOTH, mixing.key(BOTH.seed, step), 16, 16)
     assert bool(mix.use_cutmix) == (step == 1) and float(mix.ratio) < 0.95
@@ -232,9 +226,8 @@ def test_train_step_with_mixing_equals_a_hand_computed_step(two_steps):
     np.testing.assert_allclose(all_metrics[step]["accuracy"],
                                np.mean(np.argmax(logits, -1) == larger))
     grads_list.append(grads)
-    weights.append(float(mix.ratio))
   want = reference_updates("sgd", states[0].params, grads_list, WEIGHT_DECAY,
-                           momentum=0.9, decayed=_decayed)
+                           momentum=0.9)  # Decay on kernels only.
   for step in (0, 1):
     got = jax.tree.map(lambda new, old: new - old, states[step + 1].params,
                        states[step].params)
@@ -245,11 +238,10 @@ def test_train_step_with_mixing_equals_a_hand_computed_step(two_steps):
 
 @pytest.fixture(scope="module")
 def resumed_and_straight(tmp_path_factory):
-  """The tiny config with mixup and CutMix, in-process on one device: 8
-  steps straight, and a copy of that workdir cut back to its step-3
-  checkpoint, run again to step 8."""
-  config = tiny_config.get_config()
-  config.update(mixup_alpha=0.2, cutmix_alpha=1.0, seed=BOTH.seed)
+  """Mixup and CutMix (and dropout), in-process on one device: 8 steps
+  straight, and a copy of that workdir cut back to its step-3 checkpoint,
+  run again to step 8."""
+  config = _one_stage_config()
   straight = tmp_path_factory.mktemp("mixup") / "straight"
   trainer.train_and_evaluate(config, str(straight))
   resumed = straight.parent / "resumed"
@@ -258,16 +250,23 @@ def resumed_and_straight(tmp_path_factory):
     if int(checkpoint.name) > 3:
       shutil.rmtree(checkpoint)
   (resumed / "final_metrics.json").unlink()
-  trainer.train_and_evaluate(config, str(resumed))
-  return straight, resumed
+  lines, original_console = [], trainer.console
+  trainer.console = lines.append
+  try:
+    trainer.train_and_evaluate(config, str(resumed))
+  finally:
+    trainer.console = original_console
+  return straight, resumed, lines
 
 
-@pytest.mark.slow  # About 40 s: two runs of the trainer, in-process.
+@pytest.mark.slow  # About 20 s: two runs of the trainer, in-process.
 def test_resume_with_mixup_and_cutmix_is_bit_identical(resumed_and_straight):
   kinds = {bool(_draw(BOTH, mixing.key(BOTH.seed, step), 32, 32).use_cutmix)
            for step in range(3, 8)}
   assert kinds == {False, True}  # Both kinds after the resume.
-  assert_same_state(*resumed_and_straight)
+  straight, resumed, lines = resumed_and_straight
+  assert any(line.startswith("Resumed from step 3 ") for line in lines), lines
+  assert_same_state(straight, resumed)
 
 
 BAD_VALUES = [
@@ -317,3 +316,29 @@ def test_mixing_is_refused_when_a_device_holds_one_example():
   with pytest.raises(UserError, match="holds 1 example") as error:
     config_checks.check_against_mesh(config, 8)
   assert "\n" not in str(error.value)
+
+
+_COLLECTIVES_SCRIPT = """
+import jax, jax.numpy as jnp, numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from lambda_networks.train import mixing
+sharding = NamedSharding(Mesh(np.array(jax.devices()), ("data",)),
+                         PartitionSpec("data"))
+batch = {"image": jnp.zeros((32, 8, 8, 3)), "label": jnp.zeros(32, jnp.int32)}
+batch = jax.device_put(batch, sharding)
+both = mixing.Mixing(0.2, 1.0, 0.5, 1.0, seed=0)
+for shards in (8, 1):
+  step = jax.jit(lambda batch: mixing.mix_batch(both, batch, 0, shards=shards))
+  text = step.lower(batch).compile().as_text()
+  print(shards, [op for op in ("collective-permute", "all-to-all", "all-gather")
+                 if op in text])
+"""
+
+
+@pytest.mark.slow  # A subprocess with 8 simulated devices, about 5 s.
+def test_partners_within_shards_move_nothing_between_devices():
+  """XLA's compiled mixing of a batch sharded over 8 devices: per-shard
+  partners need no collective; the whole batch reversed would."""
+  _, output = run(["-c", _COLLECTIVES_SCRIPT], devices=8)
+  assert "8 []" in output.splitlines(), output
+  assert "1 ['collective-permute']" in output.splitlines(), output

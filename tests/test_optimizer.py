@@ -70,15 +70,15 @@ def _adam_steps(grads_list, b1, b2, eps):
 
 
 def reference_updates(kind, params, grads_list, weight_decay, b1=0.9,
-                      b2=0.999, eps=1e-8, momentum=0.9, decayed=_decayed):
-  """Per-leaf NumPy updates: SGD with coupled L2, AdamW, LAMB; weight decay
-  on the leaves whose path `decayed` accepts."""
+                      b2=0.999, eps=1e-8, momentum=0.9):
+  """Per-leaf NumPy updates: SGD with coupled L2, AdamW, LAMB (decay on
+  kernels only)."""
   flat_params = jax.tree_util.tree_flatten_with_path(params)[0]
   treedef = jax.tree.structure(params)
   flat_grads = [jax.tree.leaves(g) for g in grads_list]
   per_leaf = []
   for index, (path, p0) in enumerate(flat_params):
-    decay = weight_decay if decayed(path) else 0.0
+    decay = weight_decay if _decayed(path) else 0.0
     grads = [g[index] for g in flat_grads]
     p = np.asarray(p0, np.float64)
     updates = []

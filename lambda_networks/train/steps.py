@@ -5,7 +5,8 @@ sharded over the mesh, XLA inserts the cross-device reductions, and batch-norm
 statistics are computed over the global batch too (or over groups of
 `batch_norm_group_size` examples, see `group_batch_norm`). With gradient
 accumulation the batch runs as micro-batches in a `lax.scan`; the metrics
-still cover the whole batch.
+still cover the whole batch. Mixup and CutMix (`mixing.py`) mix each
+(micro-)batch on the device before the loss.
 """
 
 from __future__ import annotations

@@ -172,35 +172,9 @@ def _one_stage_config(**changes):
   return config
 
 
-@pytest.fixture(scope="module")
-def two_steps():
-  """Two jitted SGD steps with mixup (step 0) and CutMix (step 1) on 2
-  shards: (parts, states, batches, metrics)."""
-  config = _one_stage_config(
-      label_smoothing=SMOOTHING, global_batch_size=8, dropout_rate=0.0,
-      stochastic_depth_rate=0.0, ema_decay=0.0, momentum=0.9,
-      weight_decay=WEIGHT_DECAY)
-  config_checks.check(config)
-  schedule = optax.constant_schedule(LEARNING_RATE)
-  tx = optimizer.create_optimizer(config, schedule)
-  parts, state = state_lib.create_train_state(config, INFO, tx)
-  train_step = jax.jit(steps.make_train_step(parts, tx, schedule, config,
-                                             data_shards=2))
-  rng = np.random.default_rng(0)
-  states, batches, all_metrics = [state], [], []
-  for _ in range(2):
-    batches.append({
-        "image": rng.normal(size=(8, *INFO.image_shape)).astype(np.float32),
-        "label": rng.integers(0, NUM_CLASSES, 8).astype(np.int32)})
-    state, metrics = train_step(state, batches[-1])
-    states.append(state)
-    all_metrics.append(metrics)
-  return parts, states, batches, all_metrics
-
-
-@pytest.mark.slow  # About 10 s of compiling.
-def test_train_step_with_mixing_equals_a_hand_computed_step(two_steps):
-  parts, states, batches, all_metrics = two_steps
+def _hand_loss_and_grads(parts):
+  """Jitted (loss, logits), grads of the model on given images and soft
+  targets: softmax cross-entropy written out, batch norm in training mode."""
 
   @jax.jit
   def loss_and_grads(params, batch_stats, images, targets):
@@ -212,6 +186,48 @@ def test_train_step_with_mixing_equals_a_hand_computed_step(two_steps):
       return loss, logits
     return jax.value_and_grad(loss_fn, has_aux=True)(params)
 
+  return loss_and_grads
+
+
+def _train_step(config, data_shards: int = 2):
+  """(parts, first state, jitted train step) of SGD at LEARNING_RATE."""
+  config_checks.check(config)
+  schedule = optax.constant_schedule(LEARNING_RATE)
+  tx = optimizer.create_optimizer(config, schedule)
+  parts, state = state_lib.create_train_state(config, INFO, tx)
+  return parts, state, jax.jit(steps.make_train_step(
+      parts, tx, schedule, config, data_shards=data_shards))
+
+
+def _random_batch(rng, size: int = 8) -> dict:
+  return {"image": rng.normal(size=(size, *INFO.image_shape)).astype(np.float32),
+          "label": rng.integers(0, NUM_CLASSES, size).astype(np.int32)}
+
+
+_STEP_CHANGES = dict(label_smoothing=SMOOTHING, global_batch_size=8,
+                     dropout_rate=0.0, stochastic_depth_rate=0.0,
+                     ema_decay=0.0, momentum=0.9, weight_decay=WEIGHT_DECAY)
+
+
+@pytest.fixture(scope="module")
+def two_steps():
+  """Two jitted SGD steps with mixup (step 0) and CutMix (step 1) on 2
+  shards: (parts, states, batches, metrics)."""
+  parts, state, train_step = _train_step(_one_stage_config(**_STEP_CHANGES))
+  rng = np.random.default_rng(0)
+  states, batches, all_metrics = [state], [], []
+  for _ in range(2):
+    batches.append(_random_batch(rng))
+    state, metrics = train_step(state, batches[-1])
+    states.append(state)
+    all_metrics.append(metrics)
+  return parts, states, batches, all_metrics
+
+
+@pytest.mark.slow  # About 10 s of compiling.
+def test_train_step_with_mixing_equals_a_hand_computed_step(two_steps):
+  parts, states, batches, all_metrics = two_steps
+  loss_and_grads = _hand_loss_and_grads(parts)
   grads_list = []
   for step, batch in enumerate(batches):
     mix = _draw(BOTH, mixing.key(BOTH.seed, step), 16, 16)
@@ -234,6 +250,38 @@ def test_train_step_with_mixing_equals_a_hand_computed_step(two_steps):
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4,
                                                          atol=2e-7),
                  got, want[step])
+
+
+@pytest.mark.slow  # About 8 s of compiling.
+def test_each_micro_batch_draws_its_own_mix_within_its_shards():
+  """Accumulation 2 on 2 shards: micro-batch i (chunk i of each device's
+  4 examples) is mixed with the key of (seed, step 0, i); the step's loss
+  and update are the means of the micro-batches' hand-computed ones."""
+  parts, state, train_step = _train_step(_one_stage_config(
+      gradient_accumulation_steps=2, **_STEP_CHANGES))
+  batch = _random_batch(np.random.default_rng(1))
+  new_state, metrics = train_step(state, batch)
+  loss_and_grads = _hand_loss_and_grads(parts)
+  micro = steps.micro_batches(batch, 2, data_shards=2)
+  losses, grads_list, ratios = [], [], []
+  for index in range(2):
+    mix = _draw(BOTH, mixing.key(BOTH.seed, 0, index), 16, 16)
+    images, targets = timm_mixed(micro["image"][index], micro["label"][index],
+                                 mix, 2, NUM_CLASSES, SMOOTHING)
+    (loss, _), grads = loss_and_grads(state.params, state.batch_stats, images,
+                                      targets)
+    losses.append(loss)
+    grads_list.append(grads)
+    ratios.append(float(mix.ratio))
+  assert ratios[0] != ratios[1]  # Two draws.
+  np.testing.assert_allclose(metrics["loss"], np.mean(losses), rtol=1e-5)
+  mean_grads = jax.tree.map(lambda a, b: (a + b) / 2, *grads_list)
+  want = reference_updates("sgd", state.params, [mean_grads], WEIGHT_DECAY,
+                           momentum=0.9)[0]
+  got = jax.tree.map(lambda new, old: new - old, new_state.params,
+                     state.params)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4,
+                                                       atol=2e-7), got, want)
 
 
 @pytest.fixture(scope="module")

@@ -200,7 +200,8 @@ def _train_step(config, data_shards: int = 2):
 
 
 def _random_batch(rng, size: int = 8) -> dict:
-  return {"image": rng.normal(size=(size, *INFO.image_shape)).astype(np.float32),
+  images = rng.normal(size=(size, *INFO.image_shape)).astype(np.float32)
+  return {"image": images,
           "label": rng.integers(0, NUM_CLASSES, size).astype(np.int32)}
 
 

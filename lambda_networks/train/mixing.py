@@ -55,7 +55,8 @@ def from_config(config: ml_collections.ConfigDict) -> Mixing | None:
   """The config's mixing, or None when both alphas are 0 (or no images)."""
   if config.get("task", "classification") != "classification":
     return None
-  mixup, cutmix = config.get("mixup_alpha", 0.0), config.get("cutmix_alpha", 0.0)
+  mixup = config.get("mixup_alpha", 0.0)
+  cutmix = config.get("cutmix_alpha", 0.0)
   if not (mixup > 0 or cutmix > 0):
     return None
   return Mixing(mixup_alpha=float(mixup), cutmix_alpha=float(cutmix),

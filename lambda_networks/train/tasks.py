@@ -35,7 +35,8 @@ Metrics = dict[str, jax.Array]
 
 def smoothed_one_hot(labels: jax.Array, num_classes: int,
                      label_smoothing: float = 0.0) -> jax.Array:
-  """One-hot float32 targets, smoothed: 1 - s + s/K on the label, s/K elsewhere."""
+  """One-hot float32 targets, smoothed: 1 - s + s/K on the label, s/K
+  elsewhere (s = label_smoothing, K = num_classes)."""
   targets = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
   if label_smoothing:
     targets = optax.smooth_labels(targets, label_smoothing)

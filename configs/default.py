@@ -101,6 +101,16 @@ def get_config() -> ml_collections.ConfigDict:
   config.agc_clip = 0.0
   config.grad_clip_norm = 0.0
   config.label_smoothing = 0.1
+  # Label mixing (classification only; docs/training.md, "Mixup and CutMix"),
+  # as timm's Mixup in batch mode: one λ ~ Beta(α, α) per (micro-)batch, each
+  # example mixed with its partner in the batch reversed within each device's
+  # shard; targets λ·y + (1 − λ)·y_partner (both label-smoothed). 0 turns each
+  # off. CutMix pastes a box of the partner and sets λ to the share left.
+  config.mixup_alpha = 0.0
+  config.cutmix_alpha = 0.0
+  # With both on: the chance a batch uses CutMix instead of mixup (timm: 0.5).
+  config.mixup_switch_prob = 0.5
+  config.mixup_prob = 1.0  # The chance a batch is mixed at all.
   # Fitting the batch to the hardware (docs/training.md, "Fitting a recipe to
   # your hardware"): the global batch runs as this many micro-batches per
   # optimiser step (gradients averaged; steps, schedule and checkpoints count

@@ -69,9 +69,10 @@ def _adam_steps(grads_list, b1, b2, eps):
   return out
 
 
-def _reference(kind, params, grads_list, weight_decay, b1=0.9, b2=0.999,
-               eps=1e-8, momentum=0.9):
-  """Per-leaf NumPy updates: SGD with coupled L2, AdamW, LAMB."""
+def reference_updates(kind, params, grads_list, weight_decay, b1=0.9,
+                      b2=0.999, eps=1e-8, momentum=0.9):
+  """Per-leaf NumPy updates: SGD with coupled L2, AdamW, LAMB (decay on
+  kernels only)."""
   flat_params = jax.tree_util.tree_flatten_with_path(params)[0]
   treedef = jax.tree.structure(params)
   flat_grads = [jax.tree.leaves(g) for g in grads_list]
@@ -107,8 +108,8 @@ def test_each_optimiser_matches_its_formula_with_decay_on_kernels_only(kind):
   config = _config(optimizer=kind, weight_decay=0.05, momentum=0.9,
                    adam_b1=0.8, adam_b2=0.95, adam_eps=1e-6)
   got = _run(config, params, grads_list)
-  want = _reference(kind, params, grads_list, 0.05, b1=0.8, b2=0.95, eps=1e-6,
-                    momentum=0.9)
+  want = reference_updates(kind, params, grads_list, 0.05, b1=0.8, b2=0.95,
+                           eps=1e-6, momentum=0.9)
   for got_step, want_step in zip(got, want):
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5,
                                                          atol=1e-7),

@@ -64,6 +64,13 @@ _RANGES = (
      "adaptive gradient clipping ratio; 0 turns it off"),
     ("grad_clip_norm", 0.0, None, True, True,
      "largest global gradient norm; 0 turns clipping off"),
+    ("mixup_alpha", 0.0, None, True, True,
+     "mixup's Beta(α, α); 0 turns mixup off"),
+    ("cutmix_alpha", 0.0, None, True, True,
+     "CutMix's Beta(α, α); 0 turns CutMix off"),
+    ("mixup_switch_prob", 0.0, 1.0, True, True,
+     "chance of CutMix instead of mixup when both are on"),
+    ("mixup_prob", 0.0, 1.0, True, True, "chance a batch is mixed at all"),
     ("seed", 0, None, True, True, "random seed"),
     ("eval_every_steps", 0, None, True, True, "0 evaluates at the end only"),
     ("checkpoint_every_steps", 1, None, True, True,
@@ -263,6 +270,7 @@ def check(config: ml_collections.ConfigDict, given: Iterable[str] = ()) -> None:
         "periods (e.g. 300 and 60) ride out a slow file system.")
   check_dataset_fields(config, given)
   check_optimizer_fields(config, given)
+  check_mixing_fields(config, given)
   tasks.check_config(config, given)
   check_model_overrides(config)
 
@@ -286,6 +294,33 @@ def check_optimizer_fields(config: ml_collections.ConfigDict,
         f"{', '.join(ignored)}; drop {'it' if len(ignored) == 1 else 'them'}"
         f" or choose an optimiser that reads "
         f"{'it' if len(ignored) == 1 else 'them'}.")
+
+
+def check_mixing_fields(config: ml_collections.ConfigDict,
+                        given: Iterable[str] = ()) -> None:
+  """Refuses label mixing the task cannot take, and command-line mixing
+  fields that the alphas leave unread (the ranges: `check_ranges`).
+
+  Args:
+    config: the run's config.
+    given: names of the fields set on the command line.
+  """
+  on = [f"{field}={config[field]!r}" for field in ("mixup_alpha", "cutmix_alpha")
+        if config[field] > 0]
+  if on and config.get("task", "classification") != "classification":
+    raise UserError(
+        f"Mixup/CutMix (config.{', config.'.join(on)}) mixes images and "
+        f"their labels, which config.task={config.task!r} does not have; "
+        "set the alphas to 0.")
+  unread = []
+  if "mixup_prob" in set(given) and not on:
+    unread.append("mixup_prob (mixup_alpha and cutmix_alpha are 0)")
+  if "mixup_switch_prob" in set(given) and len(on) < 2:
+    unread.append("mixup_switch_prob (read only when mixup_alpha and "
+                  "cutmix_alpha are both > 0)")
+  if unread:
+    raise UserError(f"config.{' and config.'.join(unread)} would be ignored; "
+                    "drop it or turn the mixing on.")
 
 
 def check_against_data(config: ml_collections.ConfigDict,
@@ -329,12 +364,15 @@ def check_against_data(config: ml_collections.ConfigDict,
 
 
 def check_against_mesh(config: ml_collections.ConfigDict, devices: int) -> None:
-  """Refuses accumulation and batch-norm groups the per-device batch cannot take.
+  """Refuses accumulation, batch-norm groups and label mixing the per-device
+  batch cannot take.
 
   Each device holds global_batch_size / devices examples; accumulation cuts
   that into gradient_accumulation_steps micro-batches, and batch-norm groups
   must fit a device's micro-batch (a group straddling devices or
   micro-batches would need statistics from examples that are not there).
+  Mixup and CutMix pair examples within a device's micro-batch: one example
+  alone would be its own partner.
   """
   per_device = config.global_batch_size // devices
   over = f"over {devices} device{'s' if devices > 1 else ''}"
@@ -346,6 +384,15 @@ def check_against_mesh(config: ml_collections.ConfigDict, devices: int) -> None:
         f"{config.global_batch_size} {over}); use a divisor "
         f"of {per_device}.")
   micro = per_device // steps
+  mixing = [f"config.{field}={config[field]!r}" for field
+            in ("mixup_alpha", "cutmix_alpha") if config.get(field, 0.0) > 0]
+  if mixing and micro < 2:
+    raise UserError(
+        f"Mixup/CutMix ({', '.join(mixing)}) pairs each example with another "
+        f"of its device's {'micro-' if steps > 1 else ''}batch, which holds 1 "
+        f"example (global_batch_size={config.global_batch_size} {over}"
+        f"{f', gradient_accumulation_steps={steps}' if steps > 1 else ''}): "
+        "nothing would be mixed. Use a larger batch or fewer devices.")
   overrides = config.model_overrides.to_dict()
   group = overrides.get("batch_norm_group_size") or config.batch_norm_group_size
   if group and micro % group:

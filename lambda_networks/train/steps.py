@@ -5,7 +5,8 @@ sharded over the mesh, XLA inserts the cross-device reductions, and batch-norm
 statistics are computed over the global batch too (or over groups of
 `batch_norm_group_size` examples, see `group_batch_norm`). With gradient
 accumulation the batch runs as micro-batches in a `lax.scan`; the metrics
-still cover the whole batch.
+still cover the whole batch. Mixup and CutMix (`mixing.py`) mix each
+(micro-)batch on the device before the loss.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import ml_collections
 import optax
 from flax import nnx
 
+from lambda_networks.train import mixing
 from lambda_networks.train import optimizer
 from lambda_networks.train import tasks
 from lambda_networks.train.state import ModelParts, TrainState
@@ -69,10 +71,15 @@ def make_train_step(parts: ModelParts, tx: optax.GradientTransformation,
   incoming ones, so one optimiser step makes one statistics update, as a
   `batch_norm_group_size` of the micro-batch size does in one pass. Each
   micro-batch draws its own dropout masks (key folded with its index).
+
+  With mixup or CutMix on (`mixing.from_config`), each micro-batch is mixed
+  on the device before the loss, within each of the `data_shards` devices'
+  shards, from a key of (config.seed, step, micro-batch).
   """
   base_key = jax.random.key(config.seed + 2)
   task = tasks.for_config(config)
   accumulation = config.get("gradient_accumulation_steps", 1)
+  label_mixing = mixing.from_config(config)
 
   def loss_fn(params, batch_stats, batch, dropout_key):
     model = _model(parts, params, batch_stats, train=True)
@@ -88,6 +95,8 @@ def make_train_step(parts: ModelParts, tx: optax.GradientTransformation,
     micro = micro_batches(batch, accumulation, data_shards)
 
     def one(index, micro_batch):
+      micro_batch = mixing.mix_batch(label_mixing, micro_batch, state.step,
+                                     index, data_shards)
       (loss, (task_metrics, stats)), grads = grad_fn(
           state.params, state.batch_stats, micro_batch,
           jax.random.fold_in(step_key, index))
@@ -104,6 +113,8 @@ def make_train_step(parts: ModelParts, tx: optax.GradientTransformation,
   def train_step(state: TrainState, batch: dict) -> tuple[TrainState, Metrics]:
     step_key = jax.random.fold_in(base_key, state.step)
     if accumulation == 1:
+      batch = mixing.mix_batch(label_mixing, batch, state.step,
+                               shards=data_shards)
       (loss, (task_metrics, batch_stats)), grads = grad_fn(
           state.params, state.batch_stats, batch, step_key)
     else:

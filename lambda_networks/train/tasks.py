@@ -4,7 +4,9 @@ The trainer, the steps and the evaluation are task-agnostic; `for_config`
 picks the task `config.task` names:
 
 - "classification" (images): {"image", "label"} batches; softmax
-  cross-entropy with label smoothing; eval top-1, top-5 and loss.
+  cross-entropy with label smoothing; eval top-1, top-5 and loss. Mixed
+  train batches (mixup / CutMix, `train/mixing.py`) also carry
+  `partner_label` and `label_weight`: soft targets; eval is never mixed.
 - "language_model" (bytes): {"inputs", "targets"} int32 [B, T] batches
   (`data/text_source.py`); next-byte cross-entropy averaged over every
   position; train and eval report loss (nats per byte), `bits_per_byte`
@@ -31,13 +33,31 @@ TASKS = ("classification", "language_model")
 Metrics = dict[str, jax.Array]
 
 
+def smoothed_one_hot(labels: jax.Array, num_classes: int,
+                     label_smoothing: float = 0.0) -> jax.Array:
+  """One-hot float32 targets, smoothed: 1 - s + s/K on the label, s/K
+  elsewhere (s = label_smoothing, K = num_classes)."""
+  targets = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
+  if label_smoothing:
+    targets = optax.smooth_labels(targets, label_smoothing)
+  return targets
+
+
 def cross_entropy(logits: jax.Array, labels: jax.Array,
                   label_smoothing: float = 0.0) -> jax.Array:
   """Per-example softmax cross-entropy with optional label smoothing."""
-  targets = jax.nn.one_hot(labels, logits.shape[-1], dtype=jnp.float32)
-  if label_smoothing:
-    targets = optax.smooth_labels(targets, label_smoothing)
+  targets = smoothed_one_hot(labels, logits.shape[-1], label_smoothing)
   return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
+
+
+def mixed_targets(batch: dict, num_classes: int, label_smoothing: float = 0.0
+                  ) -> jax.Array:
+  """Soft targets of a mixed batch (`mixing.mix_batch`): λ·smooth(onehot(y))
+  + (1 − λ)·smooth(onehot(y_partner)), as timm's `mixup_target`."""
+  weight = batch["label_weight"][:, None]
+  own = smoothed_one_hot(batch["label"], num_classes, label_smoothing)
+  other = smoothed_one_hot(batch["partner_label"], num_classes, label_smoothing)
+  return weight * own + (1.0 - weight) * other
 
 
 class Classification:
@@ -49,9 +69,20 @@ class Classification:
     self.label_smoothing = label_smoothing
 
   def train_loss(self, model, batch: dict) -> tuple[jax.Array, Metrics]:
+    """Mean cross-entropy and accuracy; against soft targets when the batch
+    was mixed (`partner_label` present), its accuracy then against the label
+    with the larger weight (λ ≥ 0.5: the example's own)."""
     logits = model(batch["image"])
-    loss = cross_entropy(logits, batch["label"], self.label_smoothing).mean()
-    accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
+    labels = batch["label"]
+    if "partner_label" in batch:
+      targets = mixed_targets(batch, logits.shape[-1], self.label_smoothing)
+      loss = optax.softmax_cross_entropy(logits.astype(jnp.float32),
+                                         targets).mean()
+      labels = jnp.where(batch["label_weight"] >= 0.5, labels,
+                         batch["partner_label"])
+    else:
+      loss = cross_entropy(logits, labels, self.label_smoothing).mean()
+    accuracy = jnp.mean(jnp.argmax(logits, -1) == labels)
     return loss, {"accuracy": accuracy}
 
   def eval_sums(self, model, batch: dict) -> Metrics:

@@ -133,3 +133,17 @@ def test_too_long_input_is_refused():
   model = small_model("lambda", 15, sequence_length=8)
   with pytest.raises(ValueError, match="sequence_length"):
     model(jnp.zeros((1, 9), jnp.int32))
+
+
+def test_the_position_table_starts_the_mixer_at_unit_scale():
+  """With the default position_stddev a global lambda layer's output starts
+  at about the scale of its input at every position; with the paper's unit
+  table it starts √(k·L) (45) times larger at the end of the context."""
+  inputs = jax.random.normal(jax.random.key(0), (1, 128, 128))
+
+  def output_scale(**fields):
+    config = lm.LanguageModelConfig(receptive_field="global",
+                                    sequence_length=128, **fields)
+    return float(jnp.std(lm.make_mixer(config, rngs=nnx.Rngs(0))(inputs)[0, -16:]))
+
+  assert output_scale() < 2 < 10 < output_scale(position_stddev=1.0)

@@ -54,6 +54,9 @@ class LanguageModelConfig:
   receptive_field: int | str | None = 127  # Odd r (reach (r − 1)/2 back), "global", None.
   sequence_length: int = 256
   mlp_ratio: int = 4
+  # Lambda only: initial standard deviation of the position table; None:
+  # (query_depth · sequence_length)^-1/2 (see `position_stddev_of`).
+  position_stddev: float | None = None
   # Lambda only: widen the MLP so a block holds as many parameters as the
   # attention block of the same width (see `mlp_hidden`).
   equal_parameters: bool = True
@@ -118,8 +121,24 @@ def make_mixer(config: LanguageModelConfig, *, rngs: nnx.Rngs) -> nnx.Module:
         heads=config.heads, intra_depth=config.intra_depth,
         receptive_field=config.receptive_field,
         input_size=config.sequence_length, spatial_dims=1, causal=True,
-        normalization="layer", **dense)
+        normalization="layer", embedding_stddev=position_stddev_of(config),
+        **dense)
   return CausalSelfAttention(config.width, heads=config.heads, **dense)
+
+
+def position_stddev_of(config: LanguageModelConfig) -> float:
+  """The position table's initial standard deviation.
+
+  A query's position term sums up to sequence_length layer-normed values,
+  each through query_depth table entries: with the paper's unit table
+  (made for images, whose tables are small) it starts √(k·L) times the scale
+  of the block's input (45× for tiny at 128 bytes), and the model first has
+  to unlearn it. (k·L)^-1/2 starts it at most at unit scale; measured in
+  docs/language_models.md.
+  """
+  if config.position_stddev is not None:
+    return config.position_stddev
+  return (config.query_depth * config.sequence_length) ** -0.5
 
 
 def mlp_hidden(config: LanguageModelConfig) -> int:

@@ -9,8 +9,7 @@ and a head tied to the embedding. The mixer is
   values, so nothing is shared across positions; relative positions over a
   local `receptive_field` or the whole context, "global", its table
   initialised small enough that the position term starts at most at unit
-  scale,
-  `position_stddev_of`); no absolute positions anywhere;
+  scale, `position_stddev_of`); no absolute positions anywhere;
 - "attention": causal multi-head self-attention through
   `jax.nn.dot_product_attention` (what a user would pick: cuDNN flash
   attention on a GPU), rotary positions (RoPE) on queries and keys, the same

@@ -99,17 +99,25 @@ def test_sampler_refuses_bad_options(options, message):
                     **options)
 
 
-def test_registry_builds_both_families_at_each_size():
-  counts = {}
+def count(name, **overrides):
+  """Parameters of a registry model, built abstractly (nothing allocated)."""
+  return models.count_parameters(nnx.eval_shape(lambda: models.get_model(
+      name, num_classes=256, rngs=nnx.Rngs(0), **overrides)))
+
+
+@pytest.mark.parametrize("receptive_field", [127, 15, "global"])
+def test_both_families_have_equal_parameters_at_each_size(receptive_field):
+  """The lambda blocks' wider MLP (lm.mlp_hidden) makes up for the lambda
+  layer's fewer weights, whatever its position table."""
   for size in ("tiny", "small", "base"):
-    for family in ("lambda", "transformer"):
-      name = f"{family}_lm_{size}"
-      model = nnx.eval_shape(lambda: models.get_model(  # pylint: disable=cell-var-from-loop
-          name, num_classes=256, rngs=nnx.Rngs(0)))
-      counts[name] = models.count_parameters(model)
-    # The lambda layer has fewer weights than attention's 3·width² (see
-    # docs/language_models.md), the rest of the block is the same.
-    assert 0.75 < counts[f"lambda_lm_{size}"] / counts[f"transformer_lm_{size}"] < 1
+    lambda_count = count(f"lambda_lm_{size}", receptive_field=receptive_field)
+    transformer_count = count(f"transformer_lm_{size}")
+    assert lambda_count == pytest.approx(transformer_count, rel=0.01), size
+
+
+def test_without_equal_parameters_the_lambda_model_is_smaller():
+  assert (count("lambda_lm_tiny", equal_parameters=False)
+          < 0.9 * count("transformer_lm_tiny"))
 
 
 @pytest.mark.parametrize("fields,message", [
@@ -125,3 +133,17 @@ def test_too_long_input_is_refused():
   model = small_model("lambda", 15, sequence_length=8)
   with pytest.raises(ValueError, match="sequence_length"):
     model(jnp.zeros((1, 9), jnp.int32))
+
+
+def test_the_position_table_starts_the_mixer_at_unit_scale():
+  """With the default position_stddev a global lambda layer's output starts
+  at about the scale of its input at every position; with the paper's unit
+  table it starts √(k·L) (45) times larger at the end of the context."""
+  inputs = jax.random.normal(jax.random.key(0), (1, 128, 128))
+
+  def output_scale(**fields):
+    config = lm.LanguageModelConfig(receptive_field="global",
+                                    sequence_length=128, **fields)
+    return float(jnp.std(lm.make_mixer(config, rngs=nnx.Rngs(0))(inputs)[0, -16:]))
+
+  assert output_scale() < 2 < 10 < output_scale(position_stddev=1.0)

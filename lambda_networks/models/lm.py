@@ -7,16 +7,21 @@ and a head tied to the embedding. The mixer is
 
 - "lambda": the causal `layers.LambdaLayer` (layer norm on queries and
   values, so nothing is shared across positions; relative positions over a
-  local `receptive_field` or the whole context, "global"); no absolute
-  positions anywhere;
+  local `receptive_field` or the whole context, "global", its table
+  initialised small enough that the position term starts at most at unit
+  scale, `position_stddev_of`); no absolute positions anywhere;
 - "attention": causal multi-head self-attention through
   `jax.nn.dot_product_attention` (what a user would pick: cuDNN flash
   attention on a GPU), rotary positions (RoPE) on queries and keys, the same
   width and heads.
 
-Everything else (embedding, norms, projections, MLP, head) is identical, so
-the two families differ only in the mixer. Recurrent decoding of both lives
-in `lm_decoding.py`.
+Everything else (embedding, norms, projections, head) is identical, so the
+two families differ only in the mixer. A lambda layer holds fewer weights
+than attention's 3·width² query/key/value projection; with
+`equal_parameters` (the default) the lambda blocks' MLP is widened by the
+hidden units that make up the difference (`mlp_hidden`), so the two
+families compare at equal parameters as well as equal width and depth.
+Recurrent decoding of both lives in `lm_decoding.py`.
 """
 
 from __future__ import annotations
@@ -50,6 +55,12 @@ class LanguageModelConfig:
   receptive_field: int | str | None = 127  # Odd r (reach (r − 1)/2 back), "global", None.
   sequence_length: int = 256
   mlp_ratio: int = 4
+  # Lambda only: initial standard deviation of the position table; None:
+  # (query_depth · sequence_length)^-1/2 (see `position_stddev_of`).
+  position_stddev: float | None = None
+  # Lambda only: widen the MLP so a block holds as many parameters as the
+  # attention block of the same width (see `mlp_hidden`).
+  equal_parameters: bool = True
   dtype: str | None = None  # Computation dtype; None: float32.
   param_dtype: str = "float32"
 
@@ -101,6 +112,57 @@ def rotate(x: jax.Array, positions: jax.Array) -> jax.Array:
                           first * sin + second * cos], axis=-1)
 
 
+def make_mixer(config: LanguageModelConfig, *, rngs: nnx.Rngs) -> nnx.Module:
+  """The block's sequence mixer: a causal lambda layer or attention."""
+  dense = dict(dtype=common.as_dtype(config.dtype),
+               param_dtype=common.as_dtype(config.param_dtype), rngs=rngs)
+  if config.mixer == "lambda":
+    return layers.LambdaLayer(
+        config.width, config.width, query_depth=config.query_depth,
+        heads=config.heads, intra_depth=config.intra_depth,
+        receptive_field=config.receptive_field,
+        input_size=config.sequence_length, spatial_dims=1, causal=True,
+        normalization="layer", embedding_stddev=position_stddev_of(config),
+        **dense)
+  return CausalSelfAttention(config.width, heads=config.heads, **dense)
+
+
+def position_stddev_of(config: LanguageModelConfig) -> float:
+  """The position table's initial standard deviation.
+
+  A query's position term sums up to sequence_length layer-normed values,
+  each through query_depth table entries: with the paper's unit table
+  (made for images, whose tables are small) it starts √(k·L) times the scale
+  of the block's input (45× for tiny at 128 bytes), and the model first has
+  to unlearn it. (k·L)^-1/2 starts it at most at unit scale; measured in
+  docs/language_models.md.
+  """
+  if config.position_stddev is not None:
+    return config.position_stddev
+  return (config.query_depth * config.sequence_length) ** -0.5
+
+
+def mlp_hidden(config: LanguageModelConfig) -> int:
+  """Hidden units of a block's MLP: mlp_ratio · width, plus, for a lambda
+  block with `equal_parameters`, the attention mixer's extra weights divided
+  by the 2·width + 1 weights one hidden unit holds (rounded; never fewer).
+
+  The lambda layer's own count (projections, query/value norms, position
+  table; it depends on `receptive_field` and, for "global", on
+  `sequence_length`) is read from an abstract layer, so the rule follows any
+  override; the blocks then differ by at most width weights.
+  """
+  hidden = config.mlp_ratio * config.width
+  if config.mixer != "lambda" or not config.equal_parameters:
+    return hidden
+  lambda_count, attention_count = (
+      common.count_parameters(nnx.eval_shape(lambda c=c: make_mixer(
+          c, rngs=nnx.Rngs(0))))
+      for c in (config, dataclasses.replace(config, mixer="attention")))
+  extra = (attention_count - lambda_count) / (2 * config.width + 1)
+  return hidden + max(0, round(extra))
+
+
 class Block(nnx.Module):
   """Pre-norm residual block: x + proj(mixer(norm(x))), then x + mlp(norm(x))."""
 
@@ -109,17 +171,10 @@ class Block(nnx.Module):
     param_dtype = common.as_dtype(config.param_dtype)
     dense = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     self.mixer_norm = nnx.LayerNorm(width, **dense)
-    if config.mixer == "lambda":
-      self.mixer = layers.LambdaLayer(
-          width, width, query_depth=config.query_depth, heads=config.heads,
-          intra_depth=config.intra_depth, receptive_field=config.receptive_field,
-          input_size=config.sequence_length, spatial_dims=1, causal=True,
-          normalization="layer", **dense)
-    else:
-      self.mixer = CausalSelfAttention(width, heads=config.heads, **dense)
+    self.mixer = make_mixer(config, rngs=rngs)
     self.output_proj = nnx.Linear(width, width, use_bias=False, **dense)
     self.mlp_norm = nnx.LayerNorm(width, **dense)
-    hidden = config.mlp_ratio * width
+    hidden = mlp_hidden(config)
     self.mlp_in = nnx.Linear(width, hidden, **dense)
     self.mlp_out = nnx.Linear(hidden, width, **dense)
 

@@ -35,7 +35,8 @@ Names:
   lambda_lm_tiny, lambda_lm_small, lambda_lm_base   byte-level causal language
       models with lambda layers (`lm.py`); num_classes is the vocabulary (256).
   transformer_lm_tiny, transformer_lm_small, transformer_lm_base   the same
-      blocks with causal self-attention (RoPE), the baseline.
+      blocks with causal self-attention (RoPE), the baseline; each pair has
+      equal parameters (the lambda blocks' MLP is widened to match).
 
 Choices where the paper is not explicit (likely in docs/paper.md), all config
 values: the family uses the ResNet-RS depths, lambda k16 h4 u1 r23, no SE in

@@ -98,13 +98,15 @@ def test_remat_block_gives_the_same_step():
 
 
 def test_remat_block_lowers_the_planned_peak_memory():
-  """XLA's memory plan (compile only) of a lambda ResNet train step."""
-  overrides = dict(width_multiplier=0.25, stage_depths=(2, 2, 2, 2))
+  """XLA's memory plan (compile only) of a lambda ResNet train step: the
+  tests' two-stage model, at a batch large enough that activations, not
+  weights, fill the plan (the property needs no bigger model)."""
+  config = tiny_config.get_config()
   peaks = {}
   for remat in ("none", "block"):
     row = benchmark_steps.measure(
-        "lambda_resnet50", dict(overrides, remat=remat), image_size=64,
-        batch_size=16, mode="train", memory_limit=None, num_classes=10,
+        config.model, dict(config.model_overrides, remat=remat), image_size=32,
+        batch_size=64, mode="train", memory_limit=None, num_classes=10,
         num_devices=1, compile_only=True)
     assert row["status"] == "compiled only", row
     peaks[remat] = row["peak_memory_mib"]

@@ -90,11 +90,13 @@ def run(args, *, devices=8, expect_ok=True, timeout=420, wait=True, extra_env=No
   return result.returncode, output
 
 
-def assert_same_state(expected_dir, actual_dir, **tolerance):
-  """Compares the final checkpoints of two runs, leaf by leaf."""
-  expected = checkpointing.load_arrays(str(expected_dir))
-  actual = checkpointing.load_arrays(str(actual_dir))
-  assert int(actual["step"]) == int(expected["step"]) == SYNTHETIC_STEPS
+def assert_same_state(expected_dir, actual_dir, step=SYNTHETIC_STEPS,
+                      **tolerance):
+  """Compares two runs' checkpoints of `step` (by default the final one),
+  leaf by leaf: exactly, or within `tolerance` (assert_allclose's)."""
+  expected = checkpointing.load_arrays(str(expected_dir), step)
+  actual = checkpointing.load_arrays(str(actual_dir), step)
+  assert int(actual["step"]) == int(expected["step"]) == step
   flat_expected = jax.tree_util.tree_flatten_with_path(expected)[0]
   flat_actual = jax.tree_util.tree_flatten_with_path(actual)[0]
   assert [p for p, _ in flat_expected] == [p for p, _ in flat_actual]

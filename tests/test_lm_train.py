@@ -2,7 +2,9 @@
 
 The runs (conftest.early_run) train a shrunken lambda LM on the repository's
 own docs (real text, read through config.text_files) for a few steps on one
-process of 2 devices: uninterrupted, and killed and resumed. (Each host's
+process of 2 devices: uninterrupted, and killed and resumed; eval.py and
+scripts.generate then read the uninterrupted run's workdir (early runs too,
+so they overlap the in-process tests). (Each host's
 share of a text batch is checked in-process, tests/test_text_source.py; the
 2-process trainer itself in tests/test_train.py.)
 """
@@ -46,20 +48,28 @@ def test_lm_trains_and_resumes_exactly_after_a_kill(lm_runs):
   assert_same_state(whole, killed)
 
 
-@pytest.mark.slow
-def test_lm_eval_and_generation_from_the_workdir(lm_runs):
+@early_run
+def lm_scored(tmp_path_factory, lm_runs):
+  """eval.py on the uninterrupted run's workdir, then scripts.generate: 12
+  greedy bytes to a file, and a prompt longer than the context."""
   whole = lm_runs[0]
   _, output = run(["eval.py", f"--workdir={whole}"], devices=2)
+  sample = tmp_path_factory.mktemp("lm_sample") / "sample.bin"
+  run(["-m", "scripts.generate", f"--workdir={whole}", "--prompt", "The lambda",
+       "--max_bytes", "12", "--temperature", "0", f"--output={sample}"], devices=1)
+  too_long = run(["-m", "scripts.generate", f"--workdir={whole}", "--prompt",
+                  "x", "--max_bytes", "40"], devices=1, expect_ok=False)
+  return output, sample.read_bytes(), too_long
+
+
+@pytest.mark.slow
+def test_lm_eval_and_generation_from_the_workdir(lm_runs, lm_scored):
+  whole = lm_runs[0]
+  output, generated, (code, text) = lm_scored
   metrics = json.loads((whole / "final_metrics.json").read_text())
   scored = json.loads(output[output.index("{"):output.rindex("}") + 1])
   for key in ("loss", "bits_per_byte", "accuracy"):
     assert scored[key] == pytest.approx(metrics[key], rel=1e-5), key
   assert scored["bits_per_byte"] == pytest.approx(scored["loss"] / 0.6931471805599453)
-  sample = whole.parent / "sample.bin"
-  run(["-m", "scripts.generate", f"--workdir={whole}", "--prompt", "The lambda",
-       "--max_bytes", "12", "--temperature", "0", f"--output={sample}"], devices=1)
-  generated = sample.read_bytes()
   assert generated.startswith(b"The lambda") and len(generated) == 22
-  code, text = run(["-m", "scripts.generate", f"--workdir={whole}", "--prompt",
-                    "x", "--max_bytes", "40"], devices=1, expect_ok=False)
   assert code == 2 and "context of 32 bytes" in text

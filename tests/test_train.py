@@ -5,7 +5,8 @@ tiny model of tests/tiny_config.py; `run` and the shared `finished_run` (an
 uninterrupted 8-step run) are in conftest.py. The longer runs are early runs
 (conftest.early_run): they start with the session, the tests check them.
 Runs of 2 processes (jax.distributed on localhost, 4 devices each) check
-agreement with 1 process, preemption by SIGTERM to one or both processes,
+agreement with 1 process, preemption by SIGTERM to one or both processes
+and an exact resume of each host's data (mock ImageNet through tf.data),
 and the workdir lease seen by every process.
 """
 
@@ -120,17 +121,17 @@ def _free_port():
     return sock.getsockname()[1]
 
 
-def run_two_processes(workdir, wrappers=((), ()), timeout=420, flags=()):
+def run_two_processes(workdir, wrappers=((), ()), flags=(), timeout=420):
   """train.py as 2 processes of 4 devices (jax.distributed on localhost),
-  process i started through `wrappers[i]` (a helper script and its
-  arguments), with the tiny config and `flags`; ([exit statuses],
-  [outputs]). A process still running after `timeout` seconds is killed
-  and fails the test."""
+  with `flags` after the tiny config, process i started through
+  `wrappers[i]` (helper scripts and their arguments); ([exit statuses],
+  [outputs]). A process still running after `timeout` seconds is killed and
+  fails the test."""
   address = f"localhost:{_free_port()}"
   processes = [
       run([*wrappers[index], "train.py", CONFIG, f"--workdir={workdir}",
-           f"--coordinator_address={address}", "--num_processes=2",
-           f"--process_id={index}", *flags], devices=4, wait=False)
+           *flags, f"--coordinator_address={address}", "--num_processes=2",
+           f"--process_id={index}"], devices=4, wait=False)
       for index in range(2)
   ]
   deadline = time.monotonic() + timeout
@@ -181,19 +182,42 @@ def _sigterm_at(step):
   return ["tests/signal_at_step.py", str(step), "SIGTERM"]
 
 
+# Mock ImageNet for the 2-process preemption runs: 18 training examples per
+# host and host batches of 8, so epochs end inside steps 3, 5 and 7 (at 2.25,
+# 4.5 and 6.75 batches) and every step a run can resume from is mid-epoch.
+MOCK_TRAIN_EXAMPLES, MOCK_EVAL_EXAMPLES = 36, 37
+MOCK_FLAGS = ["--config.dataset=imagenet2012", "--config.eval_split=validation",
+              "--config.image_size=16", "--config.shuffle_buffer=8",
+              "--config.shuffle_chunk=4",
+              "--config.model_overrides.receptive_field=none"]
+
+
 @early_run
 def preempted_two_process_runs(tmp_path_factory):
-  """The 2-process run stopped by SIGTERM to both processes during step 2
-  (SLURM signals every task), resumed and stopped by SIGTERM to process 1
-  only during its first step (a maintenance event on one host), then
-  resumed to the end past the stale lock of a node that is gone (a job
-  requeued elsewhere): (workdir, [(statuses, outputs)] of the 3 runs)."""
-  workdir = tmp_path_factory.mktemp("preempted") / "run"
-  runs = [run_two_processes(workdir, (_sigterm_at(2), _sigterm_at(2))),
-          run_two_processes(workdir, ((), _sigterm_at(1)))]
+  """2 processes on mock ImageNet (each host reads its own share through
+  tf.data): an uninterrupted run that saves every step, and a run stopped
+  by SIGTERM to both processes during step 2 (SLURM signals every task),
+  then resumed past the stale lock of a node that is gone (a job requeued
+  elsewhere) and stopped by SIGTERM to process 1 only during its first step
+  (a maintenance event on one host): (uninterrupted workdir, workdir,
+  [(statuses, outputs)] of the 2 interrupted runs)."""
+  tmp_path = tmp_path_factory.mktemp("preempted")
+  data_dir = tmp_path / "tfds"
+  tfds_mock.write_metadata(str(data_dir), num_train=MOCK_TRAIN_EXAMPLES,
+                           num_eval=MOCK_EVAL_EXAMPLES)
+  mock = ["tests/tfds_mock.py", str(data_dir), str(MOCK_TRAIN_EXAMPLES),
+          str(MOCK_EVAL_EXAMPLES)]
+  flags = [*MOCK_FLAGS, f"--config.data_dir={data_dir}"]
+  uninterrupted, workdir = tmp_path / "uninterrupted", tmp_path / "run"
+  codes, outputs = run_two_processes(
+      uninterrupted, (mock, mock), [*flags, "--config.checkpoint_every_steps=1"])
+  assert codes == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+  runs = [run_two_processes(workdir, ([*_sigterm_at(2), *mock],
+                                      [*_sigterm_at(2), *mock]), flags)]
   plant_lock(workdir, "node-gone", age_seconds=3600)
-  runs.append(run_two_processes(workdir))
-  return workdir, runs
+  runs.append(run_two_processes(workdir, (mock, [*_sigterm_at(1), *mock]),
+                                flags))
+  return uninterrupted, workdir, runs
 
 
 def _stopped_step(codes, outputs) -> int:
@@ -214,7 +238,7 @@ def _resumed_step(output) -> int:
 @pytest.mark.slow
 def test_sigterm_to_every_process_saves_one_step_and_exits_0(
     preempted_two_process_runs):
-  workdir, runs = preempted_two_process_runs
+  _, workdir, runs = preempted_two_process_runs
   step = _stopped_step(*runs[0])
   assert 2 <= step < 8
   assert (workdir / "checkpoints" / str(step)).is_dir()
@@ -223,23 +247,30 @@ def test_sigterm_to_every_process_saves_one_step_and_exits_0(
 
 @pytest.mark.slow
 def test_sigterm_to_one_process_stops_both_at_one_step(preempted_two_process_runs):
-  workdir, runs = preempted_two_process_runs
+  _, workdir, runs = preempted_two_process_runs
   first, step = _stopped_step(*runs[0]), _stopped_step(*runs[1])
   assert first < step < 8
   assert (workdir / "checkpoints" / str(step)).is_dir()
-  assert _resumed_step(runs[2][1][0]) == step
+  # The newest checkpoint, complete: what the next run resumes from.
+  assert int(checkpointing.load_arrays(str(workdir))["step"]) == step
 
 
 @pytest.mark.slow
-def test_preempted_runs_resume_bit_identical(two_process_run,
-                                             preempted_two_process_runs):
-  workdir, runs = preempted_two_process_runs
-  codes, outputs = runs[2]
+def test_preempted_two_process_tfds_runs_resume_bit_identical(
+    preempted_two_process_runs):
+  """Each host's tf.data stream resumes mid-epoch exactly where it stopped
+  (tests/test_data.py checks the streams): both interrupted runs' saves
+  equal the uninterrupted run's checkpoints of the same steps, bit for bit
+  (the same layout of processes and devices)."""
+  uninterrupted, workdir, runs = preempted_two_process_runs
+  codes, outputs = runs[1]
   assert codes == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
   assert ("Taking over a stale lock on the workdir (left by host 'node-gone', "
           "pid 4242") in outputs[0]
   assert not (workdir / workdir_lib.LOCK_NAME).exists()
-  assert_same_state(two_process_run[0], workdir)  # The same layout: exact.
+  for step in (_stopped_step(*runs[0]), _stopped_step(*runs[1])):
+    assert (step * 8) % (MOCK_TRAIN_EXAMPLES // 2), step  # Mid-epoch.
+    assert_same_state(uninterrupted, workdir, step)
 
 
 @early_run
@@ -288,57 +319,6 @@ def test_one_device_matches_eight_devices(finished_run, one_device_run):
            if "mean" in jax.tree_util.keystr(path)]
   assert len(means) >= 5 and all(np.abs(m).max() > 1e-3 for m in means)
   assert_same_state(finished_run, one_device_run, rtol=2e-5, atol=2e-6)
-
-
-@early_run
-def two_process_mock_tfds_runs(tmp_path_factory):
-  """2 processes on mock ImageNet: 6 steps (checkpoints at 3 and 6), and a
-  copy of that workdir cut back to its step-3 checkpoint, run again."""
-  tmp_path = tmp_path_factory.mktemp("two_process_tfds")
-  data_dir, workdir = tmp_path / "tfds", tmp_path / "run"
-  tfds_mock.write_metadata(str(data_dir), num_train=40, num_eval=37)
-
-  def two_processes(directory):
-    address = f"localhost:{_free_port()}"
-    processes = [
-        run(["tests/tfds_mock.py", str(data_dir), "40", "37", "train.py",
-             CONFIG, f"--workdir={directory}", "--config.dataset=imagenet2012",
-             f"--config.data_dir={data_dir}", "--config.eval_split=validation",
-             "--config.image_size=16",
-             "--config.num_train_steps=6",
-             "--config.shuffle_buffer=8", "--config.shuffle_chunk=4",
-             "--config.model_overrides.receptive_field=none",
-             f"--coordinator_address={address}", "--num_processes=2",
-             f"--process_id={index}"], devices=4, wait=False)
-        for index in range(2)]
-    outputs = [p.communicate(timeout=420)[0] for p in processes]
-    for process, output in zip(processes, outputs):
-      assert process.returncode == 0, output[-6000:]
-    return outputs
-
-  two_processes(workdir)
-  resumed = tmp_path / "resumed"
-  shutil.copytree(workdir, resumed)
-  shutil.rmtree(resumed / "checkpoints" / "6")
-  (resumed / "final_metrics.json").unlink()
-  outputs = two_processes(resumed)
-  return workdir, resumed, outputs
-
-
-@pytest.mark.slow
-def test_two_process_tfds_run_resumes_exactly(two_process_mock_tfds_runs):
-  # 20 examples per host, 8 per host batch: step 3 starts mid-epoch and its
-  # batch spans the end of epoch 1 (tests/test_data.py checks the streams).
-  workdir, resumed, outputs = two_process_mock_tfds_runs
-  assert "Resumed from step 3" in outputs[0], outputs[0][-3000:]
-  expected = checkpointing.load_arrays(str(workdir))
-  actual = checkpointing.load_arrays(str(resumed))
-  assert int(actual["step"]) == int(expected["step"]) == 6
-  flat_expected = jax.tree_util.tree_flatten_with_path(expected)[0]
-  flat_actual = jax.tree_util.tree_flatten_with_path(actual)[0]
-  assert [p for p, _ in flat_expected] == [p for p, _ in flat_actual]
-  for (path, want), (_, got) in zip(flat_expected, flat_actual):
-    np.testing.assert_array_equal(got, want, err_msg=jax.tree_util.keystr(path))
 
 
 @early_run

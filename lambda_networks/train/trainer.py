@@ -1,7 +1,9 @@
 """The training loop: resume, train, log, checkpoint, evaluate, stop cleanly.
 
-`train_and_evaluate(config, workdir)` is all `train.py` calls. The config is
-checked and the workdir made absolute and leased (one trainer per workdir:
+`train_and_evaluate(config, workdir)` trains the user's config;
+`train.py` calls `train(resolved_config.prepare(config), workdir)`, the same
+in two steps. The config is checked and resolved once (`resolved_config`),
+the workdir made absolute and leased (one trainer per workdir:
 process 0 holds a lock it renews, and every process learns whether it got
 it) before anything is written. A run with the same workdir resumes from the
 newest complete checkpoint that reads and matches its checksums (a damaged
@@ -31,7 +33,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-from typing import Any
+from typing import Any, Iterable
 
 import jax
 import ml_collections
@@ -46,7 +48,6 @@ from lambda_networks import data
 from lambda_networks import models
 from lambda_networks.errors import UserError
 from lambda_networks.train import checkpointing
-from lambda_networks.train import config_checks
 from lambda_networks.train import distributed
 from lambda_networks.train import evaluation
 from lambda_networks.train import experiment as experiment_lib
@@ -54,6 +55,7 @@ from lambda_networks.train import health
 from lambda_networks.train import init_from
 from lambda_networks.train import workdir as workdir_lib
 from lambda_networks.train import progress
+from lambda_networks.train import resolved_config
 from lambda_networks.train import run_config
 
 
@@ -97,27 +99,33 @@ def console(message: str) -> None:
     print(message, flush=True)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict,
-                       workdir: str) -> dict[str, Any]:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       given: Iterable[str] = ()) -> dict[str, Any]:
   """Trains config.model as the config says; returns the final eval metrics.
 
+  `config` is the user's; `given` names the fields set on the command line.
   Returns {"stopped_by": signal name, "step": N} instead when a signal or a
   preemption notice stopped the run after saving.
   """
   workdir = workdir_lib.resolve(workdir)
-  config_checks.check(config)
-  run_config.resolve(config)  # "auto" eval split, statistics from the data.
+  return train(resolved_config.prepare(config, given), workdir)
+
+
+def train(prepared: resolved_config.Prepared, workdir: str) -> dict[str, Any]:
+  """`train_and_evaluate` of a config that `resolved_config.prepare` returned."""
+  workdir = workdir_lib.resolve(workdir)
   # One trainer per workdir (all processes of a run write, process 0 holds
   # the lease): an existing workdir is locked before the (slow) build, a new
   # one after it, so that a config the build refuses leaves no empty workdir
   # behind. Process 0 decides both times and tells every process.
+  config = prepared.config
   lock = workdir_lib.Lock(workdir, renew_seconds=config.lock_renew_seconds,
                           stale_seconds=config.lock_stale_seconds)
   chief = jax.process_index() == 0
   existed = chief and epath.Path(workdir).exists()  # Only process 0 asks.
   try:
     _lock_on_every_process(lock, existed)
-    exp = experiment_lib.build(config)
+    exp = experiment_lib.build(prepared)
     init_from.apply(exp, workdir, report=console)  # Fine-tuning's weights.
     workdir_lib.create(workdir)
     _lock_on_every_process(lock, chief and not existed)

@@ -21,9 +21,11 @@ from jax.sharding import Mesh
 from lambda_networks import data
 from lambda_networks.train import distributed
 
+AHEAD = 1  # Batches on the devices before the step that reads them.
+
 
 def to_devices(batches: Iterator[data.Batch], mesh: Mesh,
-               ahead: int = 1) -> Iterator[dict[str, jax.Array]]:
+               ahead: int = AHEAD) -> Iterator[dict[str, jax.Array]]:
   """`batches` (host-local) as global arrays, `ahead` batches transferred early.
 
   Yields the same batches in the same order, so a resumed run sees what an

@@ -1,11 +1,13 @@
-"""The training loop: resume, train, log, checkpoint, evaluate, stop cleanly.
+"""The training run: lease, build, resume, then the loop, step by step.
 
-`train_and_evaluate(config, workdir)` trains the user's config;
-`train.py` calls `train(resolved_config.prepare(config), workdir)`, the same
-in two steps. The config is checked and resolved once (`resolved_config`),
-the workdir made absolute and leased (one trainer per workdir:
-process 0 holds a lock it renews, and every process learns whether it got
-it) before anything is written. A run with the same workdir resumes from the
+`train_and_evaluate(config, workdir)` trains the user's config; `train.py`
+calls `train(resolved_config.prepare(config), workdir)`, the same in two
+steps. The config is checked and resolved once (`resolved_config`), the
+workdir made absolute and leased (one trainer per workdir: process 0 holds a
+lock it renews, and every process learns whether it got it) before anything
+is written. What happens between steps (logging, checkpoints, evaluation,
+stopping, profiling, the delayed read of each step's metrics) is one object
+per action in `periodic`; `_train` reads as the order they act in. A run with the same workdir resumes from the
 newest complete checkpoint that reads and matches its checksums (a damaged
 one is renamed aside); rerunning a finished run changes nothing. A new run
 with `config.init_from` (fine-tuning) starts from those weights instead of

@@ -46,9 +46,9 @@ def main(argv):
   import jax
   from etils import epath
   from lambda_networks.train import checkpointing
-  from lambda_networks.train import config_checks
   from lambda_networks.train import evaluation
   from lambda_networks.train import experiment as experiment_lib
+  from lambda_networks.train import resolved_config
   from lambda_networks.train import results
   from lambda_networks.train import workdir as workdir_lib
   from lambda_networks.train import run_config
@@ -59,18 +59,18 @@ def main(argv):
     with config.unlocked():
       config.eval_split = FLAGS.split
   workdir = workdir_lib.resolve(FLAGS.workdir)
-  config_checks.check(config)
-  run_config.resolve(config, workdir)
   if not (epath.Path(workdir) / "checkpoints").is_dir():
     raise cli.UserError(f"{workdir} holds no checkpoints/ directory; pass the "
                         "--workdir of a training run.")
+  prepared = resolved_config.prepare(config, workdir=workdir)
+  config = prepared.config
   saved = run_config.load(workdir)
   if saved is not None and jax.process_index() == 0:
     for change in run_config.differences(saved, config,
                                          run_config.BOOKKEEPING_FIELDS | {"eval_split"}):
       print(f"WARNING: evaluating with a config that differs from the run's "
             f"{run_config.CONFIG_FILE}: {change}")
-  exp = experiment_lib.build(config)
+  exp = experiment_lib.build(prepared)
   manager = checkpointing.create_manager(workdir, config, read_only=True)
   if FLAGS.step is None:
     state = checkpointing.restore_newest(

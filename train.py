@@ -2,9 +2,10 @@
 
 Override any config field with `--config.<field>=<value>`, and any field of
 the model's config with `--config.model_overrides.<field>=<value>`. The
-resolved config is saved as <workdir>/config.json (what `eval.py
---workdir=DIR` uses). Rerunning with the same --workdir resumes from its
-newest checkpoint. Several hosts: on TPU pods
+config is checked and resolved once (`resolved_config.prepare`: "auto"
+values from the data, epoch intervals to steps) and saved as
+<workdir>/config.json (what `eval.py --workdir=DIR` uses). Rerunning with the
+same --workdir resumes from its newest checkpoint. Several hosts: on TPU pods
 and SLURM jobs jax.distributed starts by itself; elsewhere pass
 --coordinator_address, --num_processes and --process_id to every process.
 Exit status: 0 done (or stopped by SIGTERM or a preemption notice after
@@ -37,16 +38,18 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   cli.start(argv)
   # Imported after jax.distributed so nothing touches the devices before it;
-  # the config is checked before the trainer (and TensorFlow) is imported.
+  # the config is checked (the first thing `prepare` does) before any data
+  # is opened and before the trainer (and TensorFlow) is imported.
   # pylint: disable=g-import-not-at-top
-  from lambda_networks.train import config_checks
+  from lambda_networks.train import resolved_config
   from lambda_networks.train import workdir as workdir_lib
   workdir = workdir_lib.resolve(FLAGS.workdir)
-  config_checks.check(FLAGS.config, given=cli.config_overrides())
+  prepared = resolved_config.prepare(
+      FLAGS.config, given=cli.config_overrides(), workdir=workdir)
   from lambda_networks.train import trainer
   # pylint: enable=g-import-not-at-top
-  logging.info("Config:\n%s", FLAGS.config)
-  result = trainer.train_and_evaluate(FLAGS.config, workdir)
+  logging.info("Config:\n%s", prepared.config)
+  result = trainer.train(prepared, workdir)
   if result.get("stopped_by") == "SIGINT":
     sys.exit(cli.INTERRUPTED_STATUS)
 

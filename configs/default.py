@@ -140,7 +140,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.keep_checkpoints = 3  # The newest ones.
   config.keep_checkpoint_period = 0  # Also keep every N-th step (0: none).
   # The same intervals in epochs (0: use the step fields above); resolved to
-  # steps from the dataset size by `experiment.resolve_epoch_intervals`.
+  # steps from the dataset size by `resolved_config.resolve_epoch_intervals`
+  # (the resolved config in config.json gives the steps, these then 0).
   config.eval_every_epochs = 0.0
   config.keep_checkpoint_every_epochs = 0.0
   config.async_checkpointing = True

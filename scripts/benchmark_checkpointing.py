@@ -1,6 +1,7 @@
 """Step times around a checkpoint save: how long does saving stall training?
 
-Builds a registry model the way train.py does (`experiment.build`: default
+Builds a registry model the way train.py does (`resolved_config.prepare`,
+`experiment.build`: default
 ResNet-50, 25.6M parameters, with momentum and a weight EMA, about 300 MB of
 state) on the quickstart's in-process data with a tiny batch, trains it, and
 saves every --save-every steps through `checkpointing.save` (Orbax,
@@ -35,6 +36,7 @@ from lambda_networks.benchmarks import reporting
 from lambda_networks.train import checkpointing
 from lambda_networks.train import distributed
 from lambda_networks.train import experiment as experiment_lib
+from lambda_networks.train import resolved_config
 
 FIELDS = ("label", "model", "params", "state_mb", "image_size", "batch_size",
           "step", "kind", "step_s", "save_call_s", "backend", "device_kind",
@@ -84,7 +86,7 @@ def kind_of(step: int, save_every: int) -> str:
 
 def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
   """Trains and saves; one row per timed step."""
-  exp = experiment_lib.build(make_config(args))
+  exp = experiment_lib.build(resolved_config.prepare(make_config(args)))
   env = environment.describe()
   state = exp.state
   sizes = [leaf.nbytes for leaf in jax.tree.leaves(state.to_dict())]

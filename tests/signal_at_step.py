@@ -2,8 +2,9 @@
 
     python tests/signal_at_step.py N SIGINT train.py [args...]
 
-The signal arrives when the batch of step N (counted from 1 in this process)
-is put on the devices, as a Ctrl-C pressed mid-step would.
+The signal arrives just before step N (counted from 1 in this process) is
+dispatched, when the loop puts the batch of step N + `device_prefetch.AHEAD`
+on the devices, as a Ctrl-C pressed mid-step would.
 """
 
 import os
@@ -11,6 +12,7 @@ import runpy
 import signal
 import sys
 
+from lambda_networks.train import device_prefetch
 from lambda_networks.train import distributed
 
 
@@ -22,7 +24,7 @@ def main():
   def global_batch_then_signal(*call_args, **kwargs):
     nonlocal calls
     calls += 1
-    if calls == int(at_step):
+    if calls == int(at_step) + device_prefetch.AHEAD:
       os.kill(os.getpid(), signal.Signals[name])
     return original(*call_args, **kwargs)
 

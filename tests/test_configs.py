@@ -9,7 +9,7 @@ import pytest
 from configs import default
 from lambda_networks.errors import UserError
 from lambda_networks.train import config_checks
-from lambda_networks.train import experiment
+from lambda_networks.train import resolved_config
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
 CONFIG_NAMES = sorted(path.stem for path in CONFIG_DIR.glob("*.py")
@@ -84,7 +84,7 @@ def test_epoch_intervals_resolve_to_steps():
   config.eval_every_epochs = 10.0
   config.keep_checkpoint_every_epochs = 100.0
   config.checkpoint_every_steps = 1000
-  experiment.resolve_epoch_intervals(config, steps_per_epoch=312)
+  resolved_config.resolve_epoch_intervals(config, steps_per_epoch=312)
   assert config.eval_every_steps == 3120
   # 31,200 steps, rounded to a multiple of the checkpoint interval.
   assert config.keep_checkpoint_period == 31_000
@@ -94,7 +94,7 @@ def test_step_intervals_are_kept_when_no_epochs_are_given():
   config = default.get_config()
   config.eval_every_steps = 7
   config.keep_checkpoint_period = 30
-  experiment.resolve_epoch_intervals(config, steps_per_epoch=312)
+  resolved_config.resolve_epoch_intervals(config, steps_per_epoch=312)
   assert (config.eval_every_steps, config.keep_checkpoint_period) == (7, 30)
 
 

@@ -91,3 +91,13 @@ def test_resume_with_an_unreadable_saved_config_keeps_it_and_says_so(tmp_path):
   assert len(changes) == 1 and "config.json could not be read" in changes[0]
   assert (tmp_path / "config_before_step300.json").read_text() == "{not json"
   assert run_config.load(str(tmp_path)).model == quickstart.get_config().model
+
+
+def test_a_config_saved_with_both_interval_fields_reads_as_steps(tmp_path):
+  """Older code recorded eval_every_epochs beside the steps it resolved to."""
+  config = quickstart.get_config()
+  config.eval_every_epochs, config.eval_every_steps = 2.0, 250
+  (tmp_path / run_config.CONFIG_FILE).write_text(run_config.to_json(config))
+  loaded = run_config.load(str(tmp_path))
+  assert (loaded.eval_every_epochs, loaded.eval_every_steps) == (0.0, 250)
+  config_checks.check(loaded)  # One interval: accepted.

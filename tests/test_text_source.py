@@ -162,8 +162,8 @@ def test_tfds_text_errors_name_the_field(fake_tfds, fields, message):
 
 def test_the_trainer_build_refuses_bad_text_with_a_user_error():
   from configs import lambda_lm  # pylint: disable=g-import-not-at-top
-  from lambda_networks.train import experiment  # pylint: disable=g-import-not-at-top
+  from lambda_networks.train import resolved_config  # pylint: disable=g-import-not-at-top
   config = lambda_lm.get_config("text_files")
   config.text_files = "/nonexistent/**/*.txt"
   with pytest.raises(UserError, match="matches no files"):
-    experiment.build(config)
+    resolved_config.prepare(config)

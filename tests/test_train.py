@@ -27,6 +27,7 @@ import tfds_mock
 from lambda_networks.train import checkpointing
 from lambda_networks.train import config_checks
 from lambda_networks.train import health
+from lambda_networks.train import periodic
 from lambda_networks.train import trainer
 from lambda_networks.train import workdir as workdir_lib
 from configs import default
@@ -374,7 +375,7 @@ def test_non_finite_loss_stops_with_a_clear_message():
   with pytest.raises(trainer.NonFiniteLossError,
                      match="step 301 .*Lower config.base_learning_rate.*No "
                      "checkpoint was saved in /tmp/run/checkpoints"):
-    trainer._check_finite(301, metrics, Manager(), baseline)
-  ok = trainer._check_finite(5, {"loss": np.float32(1.0), "finite": np.bool_(True)},
+    periodic.check_finite(301, metrics, Manager(), baseline)
+  ok = periodic.check_finite(5, {"loss": np.float32(1.0), "finite": np.bool_(True)},
                              Manager(), baseline)
   assert ok == {"loss": 1.0}

@@ -125,13 +125,13 @@ def _traces(directory) -> list:
 
 @pytest.mark.parametrize("last_step, stopped_by_profile", [(7, True), (4, False)])
 def test_profile_traces_the_configured_steps(tmp_path, last_step, stopped_by_profile):
-  from lambda_networks.train import trainer  # pylint: disable=g-import-not-at-top
+  from lambda_networks.train import periodic  # pylint: disable=g-import-not-at-top
   config = _config(profile_start_step=2, profile_num_steps=3)
-  profile = trainer._profiler(config, str(tmp_path))
+  profile = periodic.Profiler(config, str(tmp_path))
   for step in range(last_step):  # As the loop: called before each step.
     profile(step)
     jnp.ones(3).block_until_ready()
   # The trace covers steps 2..4; a run that ends inside it leaves it open.
   assert bool(_traces(tmp_path / "profile")) == stopped_by_profile
-  trainer._stop_profile(profile)  # The loop's `finally`.
+  profile.close()  # The loop's `finally`.
   assert len(_traces(tmp_path / "profile")) == 1

@@ -24,6 +24,7 @@ from lambda_networks import ops
 from lambda_networks.errors import UserError
 from lambda_networks.train import cli
 from lambda_networks.train import config_checks
+from lambda_networks.train import periodic
 from lambda_networks.train import trainer
 from lambda_networks.train import workdir as workdir_lib
 
@@ -381,9 +382,8 @@ def test_first_signal_asks_to_stop_second_exits_at_once(monkeypatch, capfd):
     exits.append(status)
     raise Exited
 
-  monkeypatch.setattr(trainer.os, "_exit", fake_exit)
-  stop = trainer._StopSignal(  # pylint: disable=protected-access
-      (signal.SIGINT, signal.SIGTERM))
+  monkeypatch.setattr(periodic.os, "_exit", fake_exit)
+  stop = periodic.StopSignal((signal.SIGINT, signal.SIGTERM))
   try:
     os.kill(os.getpid(), signal.SIGINT)
     assert stop.received == signal.SIGINT and not exits

@@ -130,12 +130,6 @@ def parse_eval_flags(argv: list[str], defaults: Any = None) -> list[str]:
     fail(f"{workdir or '--workdir'} holds no {run_config.CONFIG_FILE} (runs "
          "save it when training starts); pass the run's config with "
          "--config=<file> and the same --config.<field> overrides.")
-  # The saved intervals are resolved to steps (experiment.resolve_epoch_intervals);
-  # their epoch twins would make the config checks see each interval twice.
-  for epochs, steps in (("eval_every_epochs", "eval_every_steps"),
-                        ("keep_checkpoint_every_epochs", "keep_checkpoint_period")):
-    if saved.get(epochs, 0) > 0 and saved.get(steps, 0) > 0:
-      saved[epochs] = 0.0
   config_flags.DEFINE_config_dict("config", saved, "The run's saved config.",
                                   lock_config=True)
   return parse_flags(argv)

@@ -9,7 +9,7 @@ import jax
 from jax.sharding import Mesh
 
 from lambda_networks import data
-from lambda_networks.train import distributed
+from lambda_networks.train import device_prefetch
 from lambda_networks.train import tasks
 
 
@@ -24,9 +24,10 @@ def evaluate(eval_step: Callable[..., Any], params: Any, batch_stats: Any,
   task = task or tasks.Classification()
   totals: dict[str, Any] = {}
   start = time.time()
-  for local_batch in data.prefetch(source.eval_batches()):
-    sums = jax.device_get(eval_step(params, batch_stats,
-                                    distributed.global_batch(local_batch, mesh)))
+  batches = device_prefetch.to_devices(data.prefetch(source.eval_batches()),
+                                       mesh)
+  for batch in batches:
+    sums = jax.device_get(eval_step(params, batch_stats, batch))
     for key, value in sums.items():
       totals[key] = totals.get(key, 0) + value.item()
   count = totals.get("count", 0)

@@ -1,7 +1,8 @@
-"""Everything a run builds from its config before the first step.
+"""Everything a run builds from its prepared config before the first step.
 
 Shared by training and evaluation so both see the same mesh, data, model,
-optimiser and jitted steps.
+optimiser and jitted steps. The config, mesh and data source come from
+`resolved_config.prepare`; `build` adds the rest.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from jax.sharding import Mesh
 from lambda_networks import data
 from lambda_networks import errors
 from lambda_networks.train import checkpointing
-from lambda_networks.train import config_checks
 from lambda_networks.train import distributed
 from lambda_networks.train import optimizer
+from lambda_networks.train import resolved_config
 from lambda_networks.train import steps
 from lambda_networks.train import tasks
 from lambda_networks.train.state import ModelParts, TrainState, create_train_state
@@ -27,7 +28,7 @@ from lambda_networks.train.state import ModelParts, TrainState, create_train_sta
 
 @dataclasses.dataclass
 class Experiment:
-  config: ml_collections.ConfigDict
+  config: ml_collections.FrozenConfigDict  # The resolved config, frozen.
   mesh: Mesh
   source: data.Source
   steps_per_epoch: int
@@ -41,49 +42,16 @@ class Experiment:
   task: Any = None  # tasks.for_config(config): loss, metrics, their summary.
 
 
-def total_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
-  if config.num_train_steps > 0:
-    return config.num_train_steps
-  return max(1, int(round(config.num_epochs * steps_per_epoch)))
-
-
-def resolve_epoch_intervals(config: ml_collections.ConfigDict,
-                            steps_per_epoch: int) -> None:
-  """Sets the step intervals that the config gives in epochs, in place.
-
-  eval_every_epochs > 0 sets eval_every_steps; keep_checkpoint_every_epochs
-  > 0 sets keep_checkpoint_period, rounded to a multiple of
-  checkpoint_every_steps (only saved steps can be kept).
-  """
-  if config.eval_every_epochs > 0:
-    config.eval_every_steps = max(1, round(config.eval_every_epochs
-                                           * steps_per_epoch))
-  if config.keep_checkpoint_every_epochs > 0:
-    every = max(1, config.checkpoint_every_steps)
-    saves = round(config.keep_checkpoint_every_epochs * steps_per_epoch / every)
-    config.keep_checkpoint_period = every * max(1, saves)
-
-
 @errors.raise_as_user_errors(ValueError, FileNotFoundError)
-def build(config: ml_collections.ConfigDict) -> Experiment:
-  """Checks the config and builds the mesh, data, model, state and steps.
+def build(prepared: resolved_config.Prepared) -> Experiment:
+  """Builds the schedule, optimiser, state and jitted steps of a prepared run.
 
-  Its ValueErrors and FileNotFoundErrors come from what the config names (a
-  dataset that is not prepared, a model that cannot take these options, a
-  batch the devices cannot split) and are raised as UserErrors.
+  `prepared` (from `resolved_config.prepare`) holds the checked config, the
+  mesh and the opened data source; nothing here changes the config. Its
+  ValueErrors (a model that cannot take these options) are UserErrors.
   """
-  config_checks.check(config)
-  mesh = distributed.create_mesh(tuple(config.mesh_shape))
-  distributed.check_batch_size(config.global_batch_size, mesh, "global_batch_size")
-  config_checks.check_against_mesh(config, mesh.devices.size)
-  if config.eval_batch_size:
-    distributed.check_batch_size(config.eval_batch_size, mesh, "eval_batch_size")
-  shard = data.HostShard(jax.process_index(), jax.process_count())
-  source = data.create_source(config, shard)
-  config_checks.check_against_data(config, source.info, shard.process_count)
-  steps_per_epoch = max(1, source.info.num_train_examples // config.global_batch_size)
-  num_steps = total_steps(config, steps_per_epoch)
-  resolve_epoch_intervals(config, steps_per_epoch)
+  config, mesh, source = prepared.config, prepared.mesh, prepared.source
+  steps_per_epoch, num_steps = prepared.steps_per_epoch, prepared.total_steps
   schedule = optimizer.learning_rate_schedule(config, steps_per_epoch, num_steps)
   tx = optimizer.create_optimizer(config, schedule)
   replicated = distributed.replicated(mesh)

@@ -58,13 +58,12 @@ RESIZE_METHOD = "bicubic"
 def apply(exp: experiment_lib.Experiment, workdir: str, report: Callable[[str], None] = print) -> None:
   """Loads config.init_from into `exp.state` unless `workdir` has a checkpoint.
 
-  Makes `config.init_from` an
-  absolute path (recorded in config.json) either way.
+  (`resolved_config.prepare` made `config.init_from` an absolute path, which
+  config.json records.)
   """
   config = exp.config
   if not config.init_from:
     return
-  config.init_from = os.path.abspath(os.path.expanduser(config.init_from))
   if has_checkpoint(workdir):
     return  # Resumes from its own checkpoint (the trainer restores it).
   exp.state = load_into(config, exp.source.info, exp.state, report)

@@ -1,6 +1,6 @@
-"""Training speed that leaves out compilation and evaluation.
+"""Progress lines, and training speed that leaves out compilation and evaluation.
 
-The first call of the jitted train step compiles it before it dispatches, so
+`console` prints a progress line (process 0) and logs it. The first call of the jitted train step compiles it before it dispatches, so
 the clock restarts when that call returns; evaluations run inside `paused()`.
 The steps of a window are counted from their dispatch, and the progress line
 that closes the window syncs with the device, so the window's time covers the
@@ -13,6 +13,23 @@ import contextlib
 import dataclasses
 import time
 from typing import Callable, Iterator
+
+import jax
+from absl import logging
+
+
+def console(message: str) -> None:
+  """A progress line on stdout (process 0 only) and in the log."""
+  logging.info(message)
+  if jax.process_index() == 0:
+    print(message, flush=True)
+
+
+def duration(seconds: float) -> str:
+  """H:MM:SS."""
+  seconds = int(seconds)
+  hours, rest = divmod(seconds, 3600)
+  return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,7 +47,12 @@ class Speed:
 
 
 class Meter:
-  """Counts dispatched steps and the time they took, between progress lines."""
+  """Counts dispatched steps and the time they took, between progress lines.
+
+  Not clu's `ReportProgress`: it times everything between two reports (its
+  `timed` parts are shown as shares of the total, not left out) and cannot
+  leave out the first step's compilation.
+  """
 
   def __init__(self, clock: Callable[[], float] = time.monotonic):
     self._clock = clock

@@ -1,9 +1,9 @@
 """A run that describes itself: its resolved config in the workdir.
 
-`resolve` fills the values a config leaves to the data ("auto" eval split,
-normalisation statistics computed from the training split) and to the
-devices (lambda_method="measure", `lambda_measure.py`); `record` writes
-the result to `<workdir>/config.json` when training starts and, on a resumed
+`resolve` fills the values a config leaves to the dataset ("auto" eval split,
+image size, normalisation statistics computed from the training split), as
+one step of `resolved_config.prepare`; `record` writes the prepared config to
+`<workdir>/config.json` when training starts and, on a resumed
 run, says which fields that change the result differ from the saved ones;
 `load` reads it back so `eval.py --workdir=DIR` needs nothing else;
 `describe` is what every metrics JSON says about the run that made it.
@@ -30,23 +30,13 @@ BOOKKEEPING_FIELDS = frozenset({
     "keep_checkpoint_every_epochs", "remat",
 })
 
-
-def resolve(config: ml_collections.ConfigDict,
-            workdir: str | None = None) -> ml_collections.ConfigDict:
-  """Fills the values left to the data and the devices, in place.
-
-  Those of the data come first (`_resolve_from_data`); then
-  lambda_method="measure" becomes a method per stage, timed on the devices
-  or, on a resumed run, read from `workdir`'s config.json.
-  """
-  # pylint: disable=g-import-not-at-top
-  from lambda_networks.train import lambda_measure
-  _resolve_from_data(config)
-  lambda_measure.resolve(config, workdir)  # Model values that need devices.
-  return config
+# Intervals given in epochs and the step fields they resolve to
+# (`resolved_config.resolve_epoch_intervals`).
+_EPOCH_TWINS = (("eval_every_epochs", "eval_every_steps"),
+                ("keep_checkpoint_every_epochs", "keep_checkpoint_period"))
 
 
-def _resolve_from_data(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Fills eval_split='auto', image_size=0 and empty statistics in place.
 
   Both come from the dataset (see `lambda_networks.data.statistics`); the
@@ -114,6 +104,11 @@ def load(workdir: str, defaults: ml_collections.ConfigDict | None = None
         "the run saved; repair it, or pass the run's config with "
         "--config=<file>.")
   saved = _tuples(saved)
+  # Files written before resolution zeroed the epoch field hold both; the
+  # steps are the resolved interval.
+  for epochs, steps in _EPOCH_TWINS:
+    if saved.get(epochs, 0) > 0 and saved.get(steps, 0) > 0:
+      saved[epochs] = 0.0
   if defaults is not None:
     saved = {**_tuples(defaults.to_dict()), **saved}
   return ml_collections.ConfigDict(saved)

@@ -383,6 +383,8 @@ def test_first_signal_asks_to_stop_second_exits_at_once(monkeypatch, capfd):
     raise Exited
 
   monkeypatch.setattr(periodic.os, "_exit", fake_exit)
+  # Python's default handler, whatever started the suite (nohup ignores it).
+  before = signal.signal(signal.SIGINT, signal.default_int_handler)
   stop = periodic.StopSignal((signal.SIGINT, signal.SIGTERM))
   try:
     os.kill(os.getpid(), signal.SIGINT)
@@ -392,7 +394,8 @@ def test_first_signal_asks_to_stop_second_exits_at_once(monkeypatch, capfd):
     assert exits == [128 + signal.SIGINT]
   finally:
     stop.restore()
-  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    restored = signal.signal(signal.SIGINT, before)
+  assert restored is signal.default_int_handler
   err = capfd.readouterr().err
   assert "SIGINT: saving a checkpoint after this step" in err
   assert "SIGINT again: exiting now without saving" in err

@@ -90,6 +90,52 @@ def step_example_indices(seed: int, tag: int, step: int, num_examples: int,
   return indices
 
 
+class IndexedSource:
+  """A `Source` over in-memory examples that a function makes from indices.
+
+  Subclasses set `info` and implement `examples(split, indices)` (split 0:
+  train, 1: eval) → a batch without a mask. Training reads
+  `step_example_indices` (a pure function of the step, so any step starts
+  exactly); evaluation reads each host's contiguous range once, the last
+  batch padded and masked.
+  """
+
+  info: DatasetInfo
+
+  def __init__(self, *, seed: int, tag: int, global_batch_size: int,
+               eval_batch_size: int, shard: HostShard):
+    self._seed = seed
+    self._tag = tag
+    self._shard = shard
+    self._global_batch = global_batch_size
+    shard.local_batch_size(global_batch_size, "global_batch_size")  # Checks.
+    self._local_eval_batch = shard.local_batch_size(eval_batch_size,
+                                                     "eval_batch_size")
+
+  def examples(self, split: int, indices: np.ndarray) -> Batch:
+    raise NotImplementedError
+
+  def train_batches(self, start_step: int, num_steps: int) -> Iterator[Batch]:
+    for step in range(start_step, start_step + num_steps):
+      yield self.examples(0, step_example_indices(
+          self._seed, self._tag, step, self.info.num_train_examples,
+          self._global_batch, self._shard))
+
+  def num_eval_batches(self) -> int:
+    return self._shard.num_eval_batches(self.info.num_eval_examples,
+                                        self._local_eval_batch)
+
+  def eval_batches(self) -> Iterator[Batch]:
+    start, end = self._shard.example_range(self.info.num_eval_examples)
+    size = self._local_eval_batch
+    for batch in range(self.num_eval_batches()):
+      indices = np.arange(start + batch * size, start + (batch + 1) * size)
+      mask = indices < end
+      out = self.examples(1, np.where(mask, indices, start))
+      out["mask"] = mask.astype(np.float32)
+      yield out
+
+
 def batches_across_epochs(
     epoch_batches: Callable[[int, int, int, int], Iterator[Batch]], *,
     examples_per_epoch: int, batch_size: int, start_step: int,

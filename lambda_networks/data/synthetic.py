@@ -16,8 +16,6 @@ make any example without coordination and a resumed run sees the same data.
 
 from __future__ import annotations
 
-from typing import Iterator
-
 import numpy as np
 
 from lambda_networks.data import pipeline
@@ -70,7 +68,7 @@ def _one_example(rng: np.random.Generator) -> tuple[np.ndarray, int]:
   return image.astype(np.float32), label
 
 
-class SyntheticSource:
+class SyntheticSource(pipeline.IndexedSource):
   """The far-marks task as a `pipeline.Source`.
 
   Training order: epoch e is a permutation of the training examples seeded by
@@ -94,34 +92,10 @@ class SyntheticSource:
         image_shape=(IMAGE_SIZE, IMAGE_SIZE, CHANNELS),
         num_train_examples=num_train_examples,
         num_eval_examples=num_eval_examples)
-    self._seed = seed
     self._splits = (train_split, eval_split)
-    self._shard = shard
-    self._global_batch = global_batch_size
-    self._local_batch = shard.local_batch_size(global_batch_size,
-                                               "global_batch_size")
-    self._local_eval_batch = shard.local_batch_size(eval_batch_size,
-                                                     "eval_batch_size")
+    super().__init__(seed=seed, tag=7, global_batch_size=global_batch_size,
+                     eval_batch_size=eval_batch_size, shard=shard)
 
-  def train_batches(self, start_step: int,
-                    num_steps: int) -> Iterator[pipeline.Batch]:
-    for step in range(start_step, start_step + num_steps):
-      indices = pipeline.step_example_indices(
-          self._seed, 7, step, self.info.num_train_examples,
-          self._global_batch, self._shard)
-      images, labels = make_examples(self._seed, self._splits[0], indices)
-      yield {"image": images, "label": labels}
-
-  def num_eval_batches(self) -> int:
-    return self._shard.num_eval_batches(self.info.num_eval_examples,
-                                        self._local_eval_batch)
-
-  def eval_batches(self) -> Iterator[pipeline.Batch]:
-    start, end = self._shard.example_range(self.info.num_eval_examples)
-    size = self._local_eval_batch
-    for batch in range(self.num_eval_batches()):
-      indices = np.arange(start + batch * size, start + (batch + 1) * size)
-      mask = indices < end
-      images, labels = make_examples(self._seed, self._splits[1],
-                                     np.where(mask, indices, start))
-      yield {"image": images, "label": labels, "mask": mask.astype(np.float32)}
+  def examples(self, split: int, indices: np.ndarray) -> pipeline.Batch:
+    images, labels = make_examples(self._seed, self._splits[split], indices)
+    return {"image": images, "label": labels}

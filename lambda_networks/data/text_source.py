@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import glob
 import os
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 
@@ -124,7 +124,7 @@ def packed_sequences(corpus: np.ndarray, sequence_length: int
   return count, sequences
 
 
-class TextSource:
+class TextSource(pipeline.IndexedSource):
   """Packed byte sequences of a train and an eval split as a `pipeline.Source`."""
 
   def __init__(self, *, name: str, sequence_length: int,
@@ -155,35 +155,11 @@ class TextSource:
         name=name, num_classes=VOCAB_SIZE, image_shape=(sequence_length, 1, 1),
         num_train_examples=num_train, num_eval_examples=num_eval)
     self.sequence_length = sequence_length
-    self._seed = seed
-    self._shard = shard
-    self._global_batch = global_batch_size
-    self._local_batch = shard.local_batch_size(global_batch_size,
-                                               "global_batch_size")
-    self._local_eval_batch = shard.local_batch_size(eval_batch_size,
-                                                     "eval_batch_size")
+    super().__init__(seed=seed, tag=11, global_batch_size=global_batch_size,
+                     eval_batch_size=eval_batch_size, shard=shard)
 
-  def train_batches(self, start_step: int,
-                    num_steps: int) -> Iterator[pipeline.Batch]:
-    for step in range(start_step, start_step + num_steps):
-      indices = pipeline.step_example_indices(
-          self._seed, 11, step, self.info.num_train_examples,
-          self._global_batch, self._shard)
-      yield _batch(self._train(indices))
-
-  def num_eval_batches(self) -> int:
-    return self._shard.num_eval_batches(self.info.num_eval_examples,
-                                        self._local_eval_batch)
-
-  def eval_batches(self) -> Iterator[pipeline.Batch]:
-    start, end = self._shard.example_range(self.info.num_eval_examples)
-    size = self._local_eval_batch
-    for batch in range(self.num_eval_batches()):
-      indices = np.arange(start + batch * size, start + (batch + 1) * size)
-      mask = indices < end
-      out = _batch(self._eval(np.where(mask, indices, start)))
-      out["mask"] = mask.astype(np.float32)
-      yield out
+  def examples(self, split: int, indices: np.ndarray) -> pipeline.Batch:
+    return _batch((self._train, self._eval)[split](indices))
 
 
 def _batch(sequences: np.ndarray) -> pipeline.Batch:

@@ -241,9 +241,11 @@ def test_a_mismatch_stops_the_run_before_its_workdir_is_made(tmp_path):
 @early_run
 def finetune_runs(tmp_path_factory):
   """configs/finetune.py end to end on mock ImageNet (1000 classes, 64 px):
-  train.py fine-tunes the reduced timm 26t (10 classes) for 2 steps, eval.py
-  scores the workdir, then the weight file is deleted and a rerun with 3
-  steps resumes from the run's own checkpoint."""
+  train.py fine-tunes the reduced timm 26t (10 classes) for 3 steps and is
+  stopped by SIGTERM at step 2, the weight file is deleted and the same
+  command resumes from the run's own checkpoint to the end, then eval.py
+  scores the workdir. (One step count for both runs: the resumed run reuses
+  the first one's compiled step from the compilation cache.)"""
   tmp_path = tmp_path_factory.mktemp("finetune")
   data_dir, workdir = tmp_path / "tfds", tmp_path / "run"
   weights = tmp_path / "lambda_resnet26t.safetensors"
@@ -253,19 +255,19 @@ def finetune_runs(tmp_path_factory):
   flags = ["--config=configs/finetune.py:imagenet2012,lambda_resnet26t",
            f"--workdir={workdir}", f"--config.data_dir={data_dir}",
            f"--config.init_from={weights}", "--config.image_size=64",
-           "--config.global_batch_size=8", "--config.num_train_steps=2",
+           "--config.global_batch_size=8", "--config.num_train_steps=3",
            "--config.checkpoint_every_steps=2", "--config.log_every_steps=1",
            "--config.model_overrides.stage_widths="
            f"({','.join(map(str, overrides['stage_widths']))})",
            f"--config.model_overrides.stem_width={overrides['stem_width']}"]
-  _, first = run([*mock, "train.py", *flags], devices=1)
+  _, first = run(["tests/signal_at_step.py", "2", "SIGTERM", *mock, "train.py",
+                  *flags], devices=1)
   checkpoint = checkpointing.load_arrays(str(workdir))
-  _, evaluated = run([*mock, "eval.py", f"--workdir={workdir}"], devices=1)
-  scores = json.loads((workdir / "eval_validation_step2.json").read_text())
-  final = json.loads((workdir / "final_metrics.json").read_text())
   weights.unlink()  # A resumed run never reads init_from again.
-  _, resumed = run([*mock, "train.py", *flags, "--config.num_train_steps=3"],
-                   devices=1)
+  _, resumed = run([*mock, "train.py", *flags], devices=1)
+  _, evaluated = run([*mock, "eval.py", f"--workdir={workdir}"], devices=1)
+  scores = json.loads((workdir / "eval_validation_step3.json").read_text())
+  final = json.loads((workdir / "final_metrics.json").read_text())
   return dict(workdir=workdir, weights=weights, first=first,
               checkpoint=checkpoint, evaluated=evaluated, scores=scores,
               final=final, resumed=resumed)
@@ -277,7 +279,7 @@ def test_finetune_imports_trains_scores_and_resumes(finetune_runs):
   assert f"Initialised lambda_resnet26t from {finetune_runs['weights']}" in first
   assert ("The classifier is re-initialised: " in first
           and "has 10 classes, this run 1000." in first)
-  assert "step 2/2" in first
+  assert "step 2/3" in first and "Stopped by SIGTERM at step 2" in first
   config = json.loads((workdir / "config.json").read_text())
   assert config["init_from"] == str(finetune_runs["weights"])
   assert config["eval_crop_fraction"] == 0.94
@@ -294,7 +296,7 @@ def test_finetune_imports_trains_scores_and_resumes(finetune_runs):
   # eval.py scores the workdir as training's final evaluation did.
   final, scores = finetune_runs["final"], finetune_runs["scores"]
   assert scores["examples"] == final["examples"] == 10
-  assert scores["step"] == final["step"] == 2
+  assert scores["step"] == final["step"] == 3
   for key in ("top1", "top5", "loss"):
     assert scores[key] == final[key], key
   resumed = finetune_runs["resumed"]

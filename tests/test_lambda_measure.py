@@ -14,6 +14,7 @@ from lambda_networks.train import model_flags
 from lambda_networks.train import run_config
 from conftest import CONFIG, abstract_model, early_run, run
 from test_train import run_two_processes
+from test_user_errors import train_command
 import tiny_config
 
 # tests/tiny_config.py's model with two blocks in c3: at 32 px its first
@@ -138,20 +139,32 @@ def test_a_resumed_run_reuses_the_recorded_methods(tmp_path):
   assert not run_config.differences(config, resumed)
 
 
+MEASURE_FLAGS = ["--config.model_overrides.lambda_method=measure",
+                 "--config.checkpoint_every_steps=2", "--config.eval_every_steps=0"]
+
+
 @early_run
-def measured_runs(tmp_path_factory):
-  """train.py with lambda_method=measure as 2 processes (2 steps), the same
-  command in one process resumed to step 3, then eval.py --workdir:
-  (workdir, the two processes' outputs, [the later runs' outputs])."""
+def measured_two_process_run(tmp_path_factory):
+  """train.py with lambda_method=measure as 2 processes (2 steps):
+  (workdir, the two processes' outputs)."""
   workdir = tmp_path_factory.mktemp("measured") / "run"
-  flags = ["--config.model_overrides.lambda_method=measure",
-           "--config.checkpoint_every_steps=2", "--config.eval_every_steps=0"]
-  codes, first = run_two_processes(
-      workdir, flags=[*flags, "--config.num_train_steps=2"])
-  assert codes == [0, 0], first
-  later = [run(["train.py", CONFIG, f"--workdir={workdir}", *flags,
-                "--config.num_train_steps=3"], devices=2)[1],
-           run(["eval.py", f"--workdir={workdir}"], devices=2)[1]]
+  codes, outputs = run_two_processes(
+      workdir, flags=[*MEASURE_FLAGS, "--config.num_train_steps=2"])
+  assert codes == [0, 0], outputs
+  return workdir, outputs
+
+
+@pytest.fixture(scope="module")
+def measured_runs(measured_two_process_run):
+  """The 2-process run, the same command resumed to step 3 (train.py's
+  steps in this process, one device: test_user_errors.train_command), then
+  eval.py --workdir: (workdir, the two processes' outputs, [the later runs'
+  outputs])."""
+  workdir, first = measured_two_process_run
+  code, resumed = train_command([CONFIG, f"--workdir={workdir}", *MEASURE_FLAGS,
+                                 "--config.num_train_steps=3"])
+  assert code == 0, resumed[-3000:]
+  later = [resumed, run(["eval.py", f"--workdir={workdir}"], devices=2)[1]]
   return workdir, first, later
 
 

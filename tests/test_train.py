@@ -1,8 +1,10 @@
 """End-to-end tests of train.py / eval.py on CPU with 8 simulated devices.
 
-Every run is a subprocess (XLA_FLAGS must be set before JAX starts) with the
-tiny model of tests/tiny_config.py; `run` and the shared `finished_run` (an
-uninterrupted 8-step run) are in conftest.py. The longer runs are early runs
+Runs on 8 devices or several processes are subprocesses (XLA_FLAGS must be
+set before JAX starts) with the tiny model of tests/tiny_config.py; `run`
+and the shared `finished_run` (an uninterrupted 8-step run) are in
+conftest.py. The 1-device run and a refusal after the build take train.py's
+steps in this process (one CPU device; test_user_errors.train_command). The longer runs are early runs
 (conftest.early_run): they start with the session, the tests check them.
 Runs of 2 processes (jax.distributed on localhost, 4 devices each) check
 agreement with 1 process, preemption by SIGTERM to one or both processes
@@ -32,6 +34,7 @@ from lambda_networks.train import trainer
 from lambda_networks.train import workdir as workdir_lib
 from configs import default
 from conftest import CONFIG, assert_same_state, early_run, run
+from test_user_errors import train_command
 
 
 @early_run
@@ -301,12 +304,14 @@ def test_a_refused_lock_ends_every_process(refused_two_process_run):
   assert after == before  # Nothing written.
 
 
-@early_run
+@pytest.fixture(scope="module")
 def one_device_run(tmp_path_factory):
-  """The 8-step run on 1 device (the finished run has 8)."""
+  """The 8-step run on 1 device (the finished run has 8): train.py's path in
+  this process, which has one CPU device (test_user_errors.train_command)."""
   workdir = tmp_path_factory.mktemp("one_device") / "run"
-  _, output = run(["train.py", CONFIG, f"--workdir={workdir}"], devices=1)
-  assert "1 devices in 1 process(es)" in output
+  code, output = train_command([CONFIG, f"--workdir={workdir}"])
+  assert code == 0, output[-3000:]
+  assert "1 devices in 1 process(es)" in output, output[-3000:]
   return workdir
 
 
@@ -322,33 +327,36 @@ def test_one_device_matches_eight_devices(finished_run, one_device_run):
   assert_same_state(finished_run, one_device_run, rtol=2e-5, atol=2e-6)
 
 
+@pytest.fixture(scope="module")
+def mismatched_run(tmp_path_factory, finished_run):
+  """The finished run's checkpoints under another model, refused after the
+  build: train.py's path in this process (test_user_errors.train_command;
+  the process's exit status is tested in test_train_safety)."""
+  workdir = tmp_path_factory.mktemp("refused") / "other_model"
+  shutil.copytree(finished_run / "checkpoints", workdir / "checkpoints")
+  return train_command([CONFIG, f"--workdir={workdir}",
+                        "--config.model_overrides.stage_widths=(8,24)"])
+
+
 @early_run
-def refused_runs(tmp_path_factory, finished_run):
-  """Runs refused after JAX starts: the finished run's checkpoints under
-  another model, and a batch the 8 devices cannot split."""
-  tmp_path = tmp_path_factory.mktemp("refused")
-  workdir = tmp_path / "other_model"
-  shutil.copytree(finished_run / "checkpoints",
-                  workdir / "checkpoints")
-  mismatched = run(["train.py", CONFIG, f"--workdir={workdir}",
-                    "--config.model_overrides.stage_widths=(8,24)"],
-                   expect_ok=False)
-  batch = run(["train.py", CONFIG, f"--workdir={tmp_path / 'batch'}",
-               "--config.global_batch_size=12"], expect_ok=False)
-  return dict(mismatched=mismatched, batch=batch)
+def indivisible_batch_run(tmp_path_factory):
+  """A batch the 8 devices cannot split, refused after JAX starts."""
+  workdir = tmp_path_factory.mktemp("refused") / "batch"
+  return run(["train.py", CONFIG, f"--workdir={workdir}",
+              "--config.global_batch_size=12"], expect_ok=False)
 
 
 @pytest.mark.slow
-def test_mismatched_checkpoint_is_refused(refused_runs):
-  code, output = refused_runs["mismatched"]
+def test_mismatched_checkpoint_is_refused(mismatched_run):
+  code, output = mismatched_run
   assert code != 0
   assert "different model or shape" in output
   assert "Use a new --workdir" in output
 
 
 @pytest.mark.slow
-def test_batch_not_divisible_by_the_devices_is_refused(refused_runs):
-  code, output = refused_runs["batch"]
+def test_batch_not_divisible_by_the_devices_is_refused(indivisible_batch_run):
+  code, output = indivisible_batch_run
   assert code != 0
   assert "not divisible by the 8 devices" in output, output[-3000:]
 

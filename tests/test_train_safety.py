@@ -2,7 +2,7 @@
 
 train.py and eval.py as subprocesses (8 simulated devices, the tiny model):
 a relative workdir, bad command lines against a finished run (one line,
-exit 2, files unchanged), a live lock, a blocked result file, Ctrl-C, and
+exit 2, files unchanged; most through train.py's path in this process), a live lock, a blocked result file, Ctrl-C, and
 damaged checkpoints, each compared bit for bit with an uninterrupted run.
 The runs are early runs (conftest.early_run), each on its own copy of a
 finished or interrupted run; the tests check what they left.
@@ -28,6 +28,7 @@ from lambda_networks import native_logs
 from lambda_networks.train import workdir as workdir_lib
 from conftest import (CONFIG, REPO, SYNTHETIC_STEPS, assert_same_state,
                       early_run, run)
+from test_user_errors import train_command
 
 pytestmark = pytest.mark.slow
 
@@ -66,24 +67,33 @@ def test_relative_workdir_runs_end_to_end(finished_run):
   assert not (finished_run / workdir_lib.LOCK_NAME).exists()
 
 
-# (script, extra flags, exit status, message fragment, traceback shown?)
+# (script, extra flags, exit status, message fragment, traceback shown?, run
+# as a process?). The refusals not run as processes take train.py's path in
+# this process (test_user_errors.train_command): the same checks, lines and
+# status, without a process start each; the two processes prove the real exit
+# status, one line on stderr (a traceback with --verbosity=1) and nothing
+# written, for train.py and eval.py.
 BAD_RUNS = [
     ("train.py", ["--config.num_train_steps=abc"], 2,
-     "--config.num_train_steps=abc: invalid literal for int()", False),
+     "--config.num_train_steps=abc: invalid literal for int()", False, False),
     ("train.py", ["--config.learning_rate=0.1"], 2,
      "unknown config field 'learning_rate' (overrides given: "
-     "--config.learning_rate). Did you mean \"base_learning_rate\"", False),
+     "--config.learning_rate). Did you mean \"base_learning_rate\"", False,
+     False),
     ("train.py", ["--config.num_train_steps=-5", "--verbosity=1"], 2,
-     "num_train_steps=-5 is out of range", True),
+     "num_train_steps=-5 is out of range", True, True),
     ("train.py", ["--config.dataset=mnistt", "--config.image_size=28"], 2,
-     "config.dataset='mnistt' is not a TFDS dataset: did you mean 'mnist'", False),
-    ("train.py", [], 0, "This run is already complete: step 8 of 8", False),
+     "config.dataset='mnistt' is not a TFDS dataset: did you mean 'mnist'",
+     False, False),
+    ("train.py", [], 0, "This run is already complete: step 8 of 8", False,
+     False),
     ("train.py", ["--config.num_train_steps=5"], 2,
-     "is at step 8, past this config's 5 steps; nothing was changed", False),
-    ("eval.py", ["--step=99"], 2, "No checkpoint for step 99", False),
+     "is at step 8, past this config's 5 steps; nothing was changed", False,
+     False),
+    ("eval.py", ["--step=99"], 2, "No checkpoint for step 99", False, True),
     ("train.py", ["--config.model_overrides.image_size=16"], 2,
      "config.model_overrides.image_size=16 does not match the 32×32 images",
-     False),
+     False, False),
 ]
 
 
@@ -91,26 +101,45 @@ def _run_id(script: str, extra: list[str]) -> str:
   return f"{script} {' '.join(extra)}"
 
 
-@early_run
-def bad_runs(tmp_path_factory, finished_run):
-  """Each of BAD_RUNS against its own copy of the finished run, by a relative
-  path: {id: (status, output, files before, files after)}."""
+def _bad_runs(tmp_path_factory, finished_run, as_process: bool):
+  """Each of BAD_RUNS run `as_process` (or not) against its own copy of the
+  finished run, by a relative path: {id: (status, output, files before, files
+  after)}."""
   results = {}
-  for script, extra, *_ in BAD_RUNS:
+  for script, extra, *_, process in BAD_RUNS:
+    if process != as_process:
+      continue
     workdir = tmp_path_factory.mktemp("bad_run") / "run"
     shutil.copytree(finished_run, workdir)
     before = snapshot(workdir)
-    code, output = run([script, CONFIG, f"--workdir={os.path.relpath(workdir, REPO)}",
-                        *extra], expect_ok=False)
+    if process:
+      code, output = run([script, CONFIG, f"--workdir={os.path.relpath(workdir, REPO)}",
+                          *extra], expect_ok=False)
+    else:
+      code, output = train_command([CONFIG, f"--workdir={os.path.relpath(workdir)}",
+                                    *extra])
     results[_run_id(script, extra)] = code, output, before, snapshot(workdir)
   return results
 
 
-@pytest.mark.parametrize("script,extra,status,message,traceback", BAD_RUNS,
-                         ids=[_run_id(s, e) for s, e, *_ in BAD_RUNS])
+@early_run
+def bad_runs(tmp_path_factory, finished_run):
+  """The BAD_RUNS run as processes."""
+  return _bad_runs(tmp_path_factory, finished_run, as_process=True)
+
+
+@pytest.fixture(scope="module")
+def bad_runs_in_process(tmp_path_factory, finished_run):
+  """The other BAD_RUNS, in this process."""
+  return _bad_runs(tmp_path_factory, finished_run, as_process=False)
+
+
+@pytest.mark.parametrize("script,extra,status,message,traceback,process",
+                         BAD_RUNS, ids=[_run_id(s, e) for s, e, *_ in BAD_RUNS])
 def test_bad_runs_leave_the_finished_workdir_unchanged(
-    bad_runs, script, extra, status, message, traceback):
-  code, output, before, after = bad_runs[_run_id(script, extra)]
+    bad_runs, request, script, extra, status, message, traceback, process):
+  runs = bad_runs if process else request.getfixturevalue("bad_runs_in_process")
+  code, output, before, after = runs[_run_id(script, extra)]
   assert code == status, output[-3000:]
   assert message in output, output[-3000:]
   assert ("Traceback" in output) == traceback, output[-3000:]
@@ -120,10 +149,11 @@ def test_bad_runs_leave_the_finished_workdir_unchanged(
   assert after == before
 
 
-@early_run
+@pytest.fixture(scope="module")
 def live_lock_run(tmp_path_factory, finished_run):
-  """train.py on a copy of the finished run locked by a live process:
-  (holder's pid, status, output, files before, files after)."""
+  """train.py's path (in this process, as the refusals of BAD_RUNS) on a
+  copy of the finished run locked by a live process: (holder's pid, status,
+  output, files before, files after)."""
   workdir = tmp_path_factory.mktemp("locked") / "run"
   shutil.copytree(finished_run, workdir)
   sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
@@ -132,8 +162,8 @@ def live_lock_run(tmp_path_factory, finished_run):
         {"host": socket.gethostname(), "pid": sleeper.pid,
          "start_time": "2026-01-01T00:00:00+00:00"}))
     before = snapshot(workdir)
-    code, output = run(["train.py", CONFIG, f"--workdir={workdir}",
-                        "--config.num_train_steps=12"], expect_ok=False)
+    code, output = train_command([CONFIG, f"--workdir={workdir}",
+                                  "--config.num_train_steps=12"])
     return sleeper.pid, code, output, before, snapshot(workdir)
   finally:
     sleeper.kill()

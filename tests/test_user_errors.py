@@ -6,6 +6,8 @@ workdir.resolve, all under cli.report_user_errors), so it stays fast; the
 entry points themselves are run as subprocesses in test_train_safety.py.
 """
 
+import contextlib
+import io
 import os
 import signal
 
@@ -24,20 +26,33 @@ from lambda_networks import ops
 from lambda_networks.errors import UserError
 from lambda_networks.train import cli
 from lambda_networks.train import config_checks
+from lambda_networks.train import model_flags
 from lambda_networks.train import periodic
+from lambda_networks.train import resolved_config
 from lambda_networks.train import trainer
 from lambda_networks.train import workdir as workdir_lib
 
 CONFIG = "--config=tests/tiny_config.py"
 
 
+def _train_flags(argv: list[str]) -> flags.FlagValues:
+  """train.py's --config and --workdir, on a fresh set of flags.
+
+  The config flag reads its overrides from `argv` less the model's
+  (`cli.parse_flags` applies those), as train.py's reads sys.argv.
+  """
+  flag_values = flags.FlagValues()
+  config_flags.DEFINE_config_file("config", None, "", flag_values=flag_values,
+                                  lock_config=True,
+                                  sys_argv=model_flags.extract(argv)[0])
+  flags.DEFINE_string("workdir", None, "", flag_values=flag_values)
+  return flag_values
+
+
 def validate_command_line(argv: list[str]) -> None:
   """What train.py checks before building anything, on a fresh set of flags."""
   argv = ["train.py", *argv]
-  flag_values = flags.FlagValues()
-  config_flags.DEFINE_config_file("config", None, "", flag_values=flag_values,
-                                  lock_config=True, sys_argv=argv)
-  flags.DEFINE_string("workdir", None, "", flag_values=flag_values)
+  flag_values = _train_flags(argv)
 
   @cli.report_user_errors
   def main(unused_argv):
@@ -46,6 +61,31 @@ def validate_command_line(argv: list[str]) -> None:
     workdir_lib.resolve(flag_values.workdir)
 
   main(argv)
+
+
+def train_command(argv: list[str]) -> tuple[int, str]:
+  """train.py ARGV in this process (one process, 1 device; no
+  jax.distributed): train.py's main, step for step after `cli.start`, under
+  its error reporting. Returns (exit status, stdout + stderr)."""
+  argv = ["train.py", *argv]
+  flag_values = _train_flags(argv)
+
+  @cli.report_user_errors
+  def main(unused_argv):
+    cli.parse_flags(argv, flag_values)
+    workdir = workdir_lib.resolve(flag_values.workdir)
+    prepared = resolved_config.prepare(
+        flag_values.config, given=cli.config_overrides(argv), workdir=workdir)
+    trainer.train(prepared, workdir)
+
+  output = io.StringIO()
+  with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+    try:
+      main(argv)
+      status = 0
+    except SystemExit as exit_info:
+      status = exit_info.code
+  return status, output.getvalue()
 
 
 BAD_COMMAND_LINES = [

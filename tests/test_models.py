@@ -23,6 +23,9 @@ from conftest import rbg_rngs as _rngs
 
 TINY = dict(width_multiplier=1 / 16)
 ONE_BLOCK = dict(TINY, stage_depths=(1, 1, 1, 1), attention_heads=2)
+# lambda_resnet26's block kinds once each: c4 holds a conv and a plain lambda
+# block, c5 a strided lambda block.
+LAMBDA_BLOCKS = dict(TINY, stage_depths=(1, 1, 2, 1))
 
 
 def _images(height, width=None, channels=3, batch=2, seed=0):
@@ -281,8 +284,11 @@ def test_resnet_runs_at_odd_non_square_sizes_in_grayscale():
 
 
 def test_lambda_resnet_forward_in_bfloat16():
+  """Every kind of block once (LAMBDA_BLOCKS), in bfloat16."""
   model = get_model("lambda_resnet26", num_classes=5, rngs=_rngs(),
-                    dtype="bfloat16", **TINY)
+                    dtype="bfloat16", **LAMBDA_BLOCKS)
+  assert model.config.block_mixers() == (
+      ("conv",), ("conv",), ("conv", "lambda"), ("lambda",))
   model.eval()
   logits = _forward(model, _images(41))
   assert logits.shape == (2, 5) and logits.dtype == jnp.float32
@@ -492,7 +498,7 @@ def test_stage_features_have_their_documented_shapes_and_feed_the_head(
     name, stem, size):
   """features(): c2…c5 by name, shapes from feature_info; c5 pooled through
   the head gives the plain forward's logits."""
-  overrides = dict(TINY if name == "lambda_resnet26" else ONE_BLOCK,
+  overrides = dict(LAMBDA_BLOCKS if name == "lambda_resnet26" else ONE_BLOCK,
                    stem=stem, image_size=size)
   if name == "lambda_resnet26t":
     overrides = dict(stage_widths=(8, 8, 16, 16), stem_width=8, image_size=64)

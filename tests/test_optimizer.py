@@ -2,7 +2,7 @@
 
 Small parameter trees shaped like a model's (a classifier `head`, a conv
 kernel, batch-norm scale and bias), a constant learning rate, NumPy
-references written from the papers' formulas. Then two train steps of the
+references written from the papers' formulas. Then two train steps of a
 tiny model (LAMB with both clippings: the masks fit a real model's tree) and
 the EMA they keep: weights and batch-norm statistics, evaluated together.
 """
@@ -24,7 +24,7 @@ from lambda_networks.train import state as state_lib
 from lambda_networks.train import steps
 
 LEARNING_RATE = 0.1
-INFO = DatasetInfo("synthetic", 2, (32, 32, 3), 100, 10)
+INFO = DatasetInfo("synthetic", 2, (16, 16, 3), 100, 10)
 
 
 def _config(**changes) -> ml_collections.ConfigDict:
@@ -197,8 +197,9 @@ def _leaf(tree, path):
 
 @pytest.fixture(scope="module")
 def tiny_steps():
-  """Two jitted train steps of the tiny model: LAMB, both clippings, EMA."""
-  config = tiny_config.get_config()
+  """Two jitted train steps of the one-stage tiny model: LAMB, both
+  clippings, EMA."""
+  config = tiny_config.get_one_stage_config()
   config.update(optimizer="lamb", weight_decay=0.02, grad_clip_norm=1.0,
                 agc_clip=0.05, ema_decay=0.9, global_batch_size=4,
                 dropout_rate=0.0, stochastic_depth_rate=0.0)
@@ -219,7 +220,7 @@ def tiny_steps():
   return parts, states, all_metrics
 
 
-@pytest.mark.slow  # About 30 s of compiling (shared by the three).
+@pytest.mark.slow  # About 3 s of compiling (shared by the three).
 def test_lamb_with_clipping_trains_the_tiny_model(tiny_steps):
   """The loss is finite; the stem and classifier move (the blocks' residual
   branches start at zero, zero-initialised last batch-norm scale, so most of
@@ -234,7 +235,7 @@ def test_lamb_with_clipping_trains_the_tiny_model(tiny_steps):
       states[0].opt_state)
 
 
-@pytest.mark.slow  # About 30 s of compiling (shared by the three).
+@pytest.mark.slow  # About 3 s of compiling (shared by the three).
 def test_ema_averages_the_batch_norm_statistics_with_the_weights(tiny_steps):
   _, states, _ = tiny_steps
   assert states[0].ema_batch_stats and jax.tree.structure(
@@ -254,7 +255,7 @@ def test_ema_averages_the_batch_norm_statistics_with_the_weights(tiny_steps):
   assert any(jax.tree.leaves(differs))  # Not the raw statistics.
 
 
-@pytest.mark.slow  # About 30 s of compiling (shared by the three).
+@pytest.mark.slow  # About 3 s of compiling (shared by the three).
 def test_eval_use_ema_picks_the_ema_weights_and_statistics(tiny_steps):
   parts, states, _ = tiny_steps
   state = states[2]

@@ -19,12 +19,12 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 import jax
 import numpy as np
 import pytest
-import tfds_mock
 
 from lambda_networks.train import checkpointing
 from lambda_networks.train import config_checks
@@ -33,7 +33,7 @@ from lambda_networks.train import periodic
 from lambda_networks.train import trainer
 from lambda_networks.train import workdir as workdir_lib
 from configs import default
-from conftest import CONFIG, assert_same_state, early_run, run
+from conftest import CONFIG, REPO, assert_same_state, early_run, run
 from test_user_errors import train_command
 
 
@@ -207,8 +207,14 @@ def preempted_two_process_runs(tmp_path_factory):
   [(statuses, outputs)] of the 2 interrupted runs)."""
   tmp_path = tmp_path_factory.mktemp("preempted")
   data_dir = tmp_path / "tfds"
-  tfds_mock.write_metadata(str(data_dir), num_train=MOCK_TRAIN_EXAMPLES,
-                           num_eval=MOCK_EVAL_EXAMPLES)
+  # In a process of its own: this runs on the early-run thread, and TFDS's
+  # builder state is global, shared with tests that read another mock
+  # dataset on the main thread meanwhile.
+  subprocess.run(
+      [sys.executable, "-c", "import sys; sys.path.insert(0, 'tests'); "
+       "import tfds_mock; tfds_mock.write_metadata(*sys.argv[1:2], "
+       "*map(int, sys.argv[2:]))", str(data_dir), str(MOCK_TRAIN_EXAMPLES),
+       str(MOCK_EVAL_EXAMPLES)], check=True, cwd=REPO)
   mock = ["tests/tfds_mock.py", str(data_dir), str(MOCK_TRAIN_EXAMPLES),
           str(MOCK_EVAL_EXAMPLES)]
   flags = [*MOCK_FLAGS, f"--config.data_dir={data_dir}"]

@@ -52,6 +52,7 @@ from lambda_networks.train import health
 from lambda_networks.train import init_from
 from lambda_networks.train import periodic
 from lambda_networks.train import progress
+from lambda_networks.train import results
 from lambda_networks.train import resolved_config
 from lambda_networks.train import run_config
 from lambda_networks.train import workdir as workdir_lib
@@ -148,13 +149,14 @@ def _finished_run(manager, exp: experiment_lib.Experiment,
   if latest > total:
     raise _past_the_end(manager, latest, total)
   try:
-    final = json.loads((epath.Path(workdir) / "final_metrics.json").read_text())
+    final = json.loads(
+        (epath.Path(workdir) / results.FINAL_METRICS_FILE).read_text())
   except (OSError, ValueError):
     return None  # Trained, not evaluated yet (stopped in between).
   if not isinstance(final, dict) or final.get("step") != total:
     return None
   console(f"This run is already complete: step {total} of {total} in "
-          f"{manager.directory}, final metrics in {workdir}/final_metrics.json "
+          f"{manager.directory}, final metrics in {workdir}/{results.FINAL_METRICS_FILE} "
           f"({_headline(final)}). Nothing to do; raise num_train_steps "
           "to train further, or use a new --workdir.")
   return final
@@ -203,14 +205,15 @@ def _train(exp: experiment_lib.Experiment, workdir: str) -> dict[str, Any]:
       step += 1
       metrics.dispatched(step, step_metrics)  # Reads the step before.
       stopping = stop.requested(step)  # On every process, every step.
-      if stopping or log.due(step) or checkpoints.due(step) or (
-          evaluations.due(step)):
+      logging_due, saving_due, evaluation_due = (
+          log.due(step), checkpoints.due(step), evaluations.due(step))
+      if stopping or logging_due or saving_due or evaluation_due:
         metrics.settle()  # Each of them sees every step up to this one.
-      if log.due(step):
+      if logging_due:
         log.write(step)
-      if stopping or checkpoints.due(step):
+      if stopping or saving_due:
         checkpoints.save(step, state, force=stopping)
-      if evaluations.due(step):
+      if evaluation_due:
         evaluations.run(step, state)
       if stopping:
         return stop.stopped(step)
@@ -224,7 +227,7 @@ def _train(exp: experiment_lib.Experiment, workdir: str) -> dict[str, Any]:
   manager.close()
   writer.close()
   if jax.process_index() == 0:
-    (epath.Path(workdir) / "final_metrics.json").write_text(
+    (epath.Path(workdir) / results.FINAL_METRICS_FILE).write_text(
         json.dumps(final, indent=2))
   return final
 

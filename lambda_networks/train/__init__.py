@@ -1,4 +1,4 @@
-"""Training and evaluation: sharded jitted steps, Orbax checkpoints, clu logs.
+"""Training and evaluation: sharded jitted steps, Orbax checkpoints, metric logs.
 
 `trainer.train_and_evaluate(config, workdir)` is the whole training run;
 `resolved_config.prepare(config)` is the one path from the user's config to

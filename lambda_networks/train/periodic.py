@@ -19,7 +19,6 @@ from typing import Any, Callable
 import jax
 import ml_collections
 import numpy as np
-from clu import periodic_actions
 from etils import epath
 
 from lambda_networks.errors import UserError
@@ -269,6 +268,8 @@ class Profiler:
   def __init__(self, config: ml_collections.ConfigDict, workdir: str):
     self._profile = None
     if config.profile_num_steps > 0 and jax.process_index() == 0:
+      # Imported here: clu.periodic_actions imports TensorFlow (its writers).
+      from clu import periodic_actions  # pylint: disable=g-import-not-at-top
       self._profile = periodic_actions.Profile(
           logdir=str(epath.Path(workdir) / "profile"),
           num_profile_steps=config.profile_num_steps, profile_duration_ms=None,

@@ -38,7 +38,6 @@ from typing import Any, Iterable
 import jax
 import ml_collections
 import numpy as np
-from clu import metric_writers
 from etils import epath
 from jax.experimental import multihost_utils
 
@@ -50,6 +49,7 @@ from lambda_networks.train import device_prefetch
 from lambda_networks.train import experiment as experiment_lib
 from lambda_networks.train import health
 from lambda_networks.train import init_from
+from lambda_networks.train import metric_writer
 from lambda_networks.train import periodic
 from lambda_networks.train import progress
 from lambda_networks.train import results
@@ -178,8 +178,8 @@ def _train(exp: experiment_lib.Experiment, workdir: str) -> dict[str, Any]:
   if final is not None:
     manager.close()
     return final
-  writer = metric_writers.create_default_writer(
-      workdir, just_logging=jax.process_index() > 0, asynchronous=True)
+  writer = metric_writer.MetricWriter(
+      workdir if jax.process_index() == 0 else None)
   baseline = health.Baseline.of(exp.parts.num_classes, exp.state.params)
   state = _resume(exp, manager, workdir, writer, baseline)
   step = int(jax.device_get(state.step))

@@ -15,6 +15,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import time
 
 # Tests compile hundreds of small XLA programs and run each a few times:
 # without LLVM's optimisations they compile about a third faster, computing
@@ -125,7 +126,11 @@ def early_run(function):
 
   @pytest.fixture(scope="session", name=function.__name__)
   def fixture(early_runs):
-    return early_runs[function.__name__].result()
+    waited = time.monotonic()
+    try:
+      return early_runs[function.__name__].result()
+    finally:
+      _EARLY_RUN_WAITS[function.__name__] = time.monotonic() - waited
 
   fixture.__doc__ = function.__doc__
   return fixture
@@ -136,9 +141,29 @@ def _earlier_runs(function) -> list[str]:
           if name != "tmp_path_factory"]
 
 
+# Name -> (start, end) of each early run, seconds since the session started,
+# and how long the tests waited for it.
+_EARLY_RUN_TIMES, _EARLY_RUN_WAITS = {}, {}
+_SESSION_START = time.monotonic()
+
+
 def _start(function, tmp_path_factory, runs):
   earlier = {name: runs[name].result() for name in _earlier_runs(function)}
-  return function(tmp_path_factory, **earlier)
+  start = time.monotonic() - _SESSION_START
+  try:
+    return function(tmp_path_factory, **earlier)
+  finally:
+    _EARLY_RUN_TIMES[function.__name__] = (start, time.monotonic() - _SESSION_START)
+
+
+def pytest_terminal_summary(terminalreporter):
+  """When each early run ran (they are the suite's critical path)."""
+  if _EARLY_RUN_TIMES and terminalreporter.config.option.durations is not None:
+    terminalreporter.section("early runs (one background thread)")
+    for name, (start, end) in _EARLY_RUN_TIMES.items():
+      terminalreporter.write_line(
+          f"{end - start:7.1f}s  {name}  (from {start:.0f}s to {end:.0f}s; "
+          f"the tests waited {_EARLY_RUN_WAITS.get(name, 0):.1f}s for it)")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -166,6 +166,19 @@ def pytest_terminal_summary(terminalreporter):
           f"the tests waited {_EARLY_RUN_WAITS.get(name, 0):.1f}s for it)")
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items):
+  """Test files that read early runs go last, in the order of the latest
+  early run each reads: the other tests fill the time the runs take, and
+  the tests wait for none of them (pytest's order otherwise)."""
+  order = {name: index for index, name in enumerate(_EARLY_RUNS)}
+  last_run = {}  # Test file -> index of the latest early run it reads (-1: none).
+  for item in items:
+    indices = [order[name] for name in item.fixturenames if name in order]
+    last_run[item.path] = max(last_run.get(item.path, -1), *indices, -1)
+  items.sort(key=lambda item: last_run[item.path])  # Stable: order kept within.
+
+
 @pytest.fixture(scope="session", autouse=True)
 def early_runs(request, tmp_path_factory):
   """Futures of the early runs the selected tests use, started now."""

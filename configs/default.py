@@ -84,6 +84,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.num_epochs = 90.0
   config.num_train_steps = 0  # > 0 overrides num_epochs.
   config.warmup_epochs = 5.0
+  config.warmup_steps = 0  # > 0 overrides warmup_epochs.
   config.base_learning_rate = 0.1  # Multiplied by global_batch_size / 256.
   config.momentum = 0.9  # SGD only.
   config.nesterov = False  # SGD only.

@@ -111,6 +111,20 @@ def test_warmup_longer_than_a_fifth_of_the_run_is_shortened():
   assert optimizer.warmup_length(config, 10, 1000) == 50  # Long runs: as asked.
 
 
+def test_warmup_steps_override_warmup_epochs(caplog):
+  config = _config(base_learning_rate=0.1, global_batch_size=256,
+                   warmup_epochs=5.0, warmup_steps=30)
+  assert optimizer.warmup_length(config, 10, 1000) == 30  # Not 5 epochs' 50.
+  schedule = optimizer.learning_rate_schedule(config, steps_per_epoch=10,
+                                              total_steps=1000)
+  np.testing.assert_allclose(float(schedule(15)), 0.05, rtol=1e-6)  # Halfway.
+  np.testing.assert_allclose(float(schedule(30)), 0.1, rtol=1e-6)  # The peak.
+  with caplog.at_level("WARNING"):
+    assert optimizer.warmup_length(config, 10, 100) == 20  # A fifth of 100.
+  assert "config.warmup_steps=30 is 30 of the run's 100 steps" in caplog.text
+  assert "Set warmup_steps to at most 20" in caplog.text
+
+
 def test_dtype_auto_is_float32_on_cpu():
   from lambda_networks.train import state  # pylint: disable=g-import-not-at-top
   assert jax.default_backend() == "cpu"

@@ -103,6 +103,7 @@ BAD_COMMAND_LINES = [
      "base_learning_rate=-0.1 is out of range: it must be > 0"),
     (["--config.base_learning_rate=nan"], "base_learning_rate=nan is out of range"),
     (["--config.warmup_epochs=-1"], "warmup_epochs=-1.0 is out of range"),
+    (["--config.warmup_steps=-1"], "warmup_steps=-1 is out of range: it must be ≥ 0"),
     (["--config.checkpoint_every_steps=0"],
      "checkpoint_every_steps=0 is out of range: it must be ≥ 1"),
     (["--config.checkpoint_every_steps=-3"], "checkpoint_every_steps=-3 is out of range"),

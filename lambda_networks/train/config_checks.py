@@ -53,6 +53,8 @@ _RANGES = (
     ("num_epochs", 0.0, None, True, True, "used when num_train_steps is 0"),
     ("num_train_steps", 0, None, True, True, "0 trains for num_epochs"),
     ("warmup_epochs", 0.0, None, True, True, "epochs of linear warm-up"),
+    ("warmup_steps", 0, None, True, True,
+     "steps of linear warm-up; 0 uses warmup_epochs"),
     ("base_learning_rate", 0.0, None, False, True,
      "learning rate per 256 examples"),
     ("momentum", 0.0, 1.0, True, False, "SGD momentum"),

@@ -39,7 +39,7 @@ def peak_learning_rate(config: ml_collections.ConfigDict) -> float:
 def learning_rate_schedule(config: ml_collections.ConfigDict,
                            steps_per_epoch: int,
                            total_steps: int) -> optax.Schedule:
-  """Linear warm-up from 0 for warmup_epochs, then cosine decay to 0."""
+  """Linear warm-up from 0 (`warmup_length`), then cosine decay to 0."""
   warmup_steps = warmup_length(config, steps_per_epoch, total_steps)
   return optax.warmup_cosine_decay_schedule(
       init_value=0.0, peak_value=peak_learning_rate(config),
@@ -53,21 +53,27 @@ MAX_WARMUP_FRACTION = 0.2
 
 def warmup_length(config: ml_collections.ConfigDict, steps_per_epoch: int,
                   total_steps: int) -> int:
-  """Warm-up steps: warmup_epochs, shortened to a fifth of the run if longer.
+  """Warm-up steps: warmup_steps if > 0, else warmup_epochs; shortened to a
+  fifth of the run if longer.
 
-  Recipes give the warm-up in epochs (5 for ImageNet); a short run of such a
-  recipe would otherwise end at its peak learning rate. Shortening (with a
-  warning) keeps the cosine decay that the recipe relies on.
+  Image recipes give the warm-up in epochs (5 for ImageNet), language models
+  usually in steps; a short run of such a recipe would otherwise end at its
+  peak learning rate. Shortening (with a warning) keeps the cosine decay
+  that the recipe relies on.
   """
-  asked = int(round(config.warmup_epochs * steps_per_epoch))
+  if config.warmup_steps > 0:
+    field, asked = f"warmup_steps={config.warmup_steps}", config.warmup_steps
+  else:
+    field = f"warmup_epochs={config.warmup_epochs}"
+    asked = int(round(config.warmup_epochs * steps_per_epoch))
   limit = int(MAX_WARMUP_FRACTION * total_steps)
   if asked > limit:
+    largest = (f"warmup_steps to at most {limit}" if config.warmup_steps > 0
+               else f"warmup_epochs to at most {limit / max(steps_per_epoch, 1):.3g}")
     logging.warning(
-        "config.warmup_epochs=%s is %d of the run's %d steps; shortened to "
-        "%d steps (a fifth of the run) so the learning rate still decays. "
-        "Set warmup_epochs to at most %.3g to silence this.",
-        config.warmup_epochs, asked, total_steps, limit,
-        limit / max(steps_per_epoch, 1))
+        "config.%s is %d of the run's %d steps; shortened to %d steps (a "
+        "fifth of the run) so the learning rate still decays. Set %s to "
+        "silence this.", field, asked, total_steps, limit, largest)
     return limit
   return asked
 

@@ -39,7 +39,7 @@ def main(argv):
   cli.start(argv)
   # Imported after jax.distributed so nothing touches the devices before it;
   # the config is checked (the first thing `prepare` does) before any data
-  # is opened and before the trainer (and TensorFlow) is imported.
+  # is opened and before the trainer is imported.
   # pylint: disable=g-import-not-at-top
   from lambda_networks.train import resolved_config
   from lambda_networks.train import workdir as workdir_lib

@@ -34,8 +34,7 @@ METHODS = ("auto", "einsum", "conv", "row_conv")
 # run poorly; the row convolution is a dense 1-D convolution with W·U in and
 # W·K out channels. A platform without a measured table ("calibrated": false)
 # uses the documented default in the file. The file is read when a cost is
-# first needed (`pair_costs`), not at import; `PAIR_COSTS` and `PAIR_COST`
-# (the CPU costs) read it too.
+# first needed (`pair_costs`), not at import.
 PAIR_COST_FILE = pathlib.Path(__file__).with_name("pair_cost.json")
 
 
@@ -61,15 +60,6 @@ def load_pair_costs(path: str | os.PathLike = PAIR_COST_FILE) -> dict[str, dict]
 def pair_costs() -> dict[str, dict]:
   """The shipped table, `load_pair_costs()`, read once."""
   return load_pair_costs()
-
-
-def __getattr__(name: str):
-  """`PAIR_COSTS` (every platform) and `PAIR_COST` (CPU), read on first use."""
-  if name == "PAIR_COSTS":
-    return pair_costs()
-  if name == "PAIR_COST":
-    return pair_costs()["cpu"]["costs"]  # The CPU table (measured here).
-  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def pair_cost_table(platform: str | None = None) -> dict:

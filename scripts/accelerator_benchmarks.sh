@@ -49,7 +49,7 @@ done
 "$PYTHON" - "$OUT" "$BATCH" <<'EOF'
 import pathlib, sys
 import jax
-from lambda_networks.benchmarks import steps
+from lambda_networks.benchmarks import compiled_steps as steps
 out, batch = pathlib.Path(sys.argv[1]), int(sys.argv[2])
 step = steps.build_step("lambda_resnet50", {"dtype": "bfloat16"},
                         image_size=160, batch_size=batch, mode="train")

@@ -19,7 +19,6 @@ feed is refused in one line, exit status 2, nothing written).
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import pathlib
 import sys
@@ -29,6 +28,7 @@ from flax import nnx
 
 from configs import default
 from lambda_networks import data
+from lambda_networks import errors
 from lambda_networks import pretrained
 from lambda_networks.data import DatasetInfo
 from lambda_networks.data import synthetic
@@ -64,10 +64,12 @@ def import_config(name: str, num_classes: int, dataset: str,
   return config
 
 
+@errors.raise_as_user_errors(ValueError)
 def check_against_data(config: "default.ml_collections.ConfigDict") -> None:
   """eval.py's check of the config against its dataset, where it can be
-  opened here; a TFDS dataset not prepared here is left to eval.py."""
-  resolved = copy.deepcopy(config)
+  opened here; a TFDS dataset not prepared here is left to eval.py. What
+  the dataset refuses (a missing split or key) is a UserError, as there."""
+  resolved = config.copy_and_resolve_references()
   try:
     run_config.resolve(resolved)  # On a copy: config.json keeps "auto".
     source = data.create_source(resolved, data.HostShard(0, 1))

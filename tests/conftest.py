@@ -1,7 +1,9 @@
 """Helpers shared by the test files.
 
 Keys, abstract models and a jitted apply for the model tests; subprocess runs
-of train.py / eval.py and one finished training run for the end-to-end tests.
+of train.py / eval.py (one process or two), train.py's steps in this process
+(`train_command`) and its command-line checks (`validate_command_line`), and
+one finished training run for the end-to-end tests.
 Runs registered with `early_run` start with the session, in a background
 thread, so they overlap the in-process tests (mostly one core's work).
 pytest puts tests/ on sys.path (no __init__.py), so test files import the
@@ -9,10 +11,13 @@ functions with `from conftest import ...`; fixtures need no import.
 """
 
 import concurrent.futures
+import contextlib
 import functools
 import inspect
+import io
 import os
 import pathlib
+import socket
 import subprocess
 import sys
 import time
@@ -34,9 +39,17 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 import tfds_mock
+from absl import flags
 from flax import nnx
+from ml_collections import config_flags
 
 from lambda_networks.train import checkpointing
+from lambda_networks.train import cli
+from lambda_networks.train import config_checks
+from lambda_networks.train import model_flags
+from lambda_networks.train import resolved_config
+from lambda_networks.train import trainer
+from lambda_networks.train import workdir as workdir_lib
 
 from lambda_networks.models import get_model
 
@@ -111,6 +124,93 @@ def assert_same_state(expected_dir, actual_dir, step=SYNTHETIC_STEPS,
       np.testing.assert_allclose(got, want, err_msg=name, **tolerance)
     else:
       np.testing.assert_array_equal(got, want, err_msg=name)
+
+# train.py's steps in this process, and train.py as two processes.
+
+def _train_flags(argv: list[str]) -> flags.FlagValues:
+  """train.py's --config and --workdir, on a fresh set of flags.
+
+  The config flag reads its overrides from `argv` less the model's
+  (`cli.parse_flags` applies those), as train.py's reads sys.argv.
+  """
+  flag_values = flags.FlagValues()
+  config_flags.DEFINE_config_file("config", None, "", flag_values=flag_values,
+                                  lock_config=True,
+                                  sys_argv=model_flags.extract(argv)[0])
+  flags.DEFINE_string("workdir", None, "", flag_values=flag_values)
+  return flag_values
+
+
+def validate_command_line(argv: list[str]) -> None:
+  """What train.py checks before building anything, on a fresh set of flags."""
+  argv = ["train.py", *argv]
+  flag_values = _train_flags(argv)
+
+  @cli.report_user_errors
+  def main(unused_argv):
+    cli.parse_flags(argv, flag_values)
+    config_checks.check(flag_values.config, given=cli.config_overrides(argv))
+    workdir_lib.resolve(flag_values.workdir)
+
+  main(argv)
+
+
+def train_command(argv: list[str]) -> tuple[int, str]:
+  """train.py ARGV in this process (one process, 1 device; no
+  jax.distributed): train.py's main, step for step after `cli.start`, under
+  its error reporting. Returns (exit status, stdout + stderr)."""
+  argv = ["train.py", *argv]
+  flag_values = _train_flags(argv)
+
+  @cli.report_user_errors
+  def main(unused_argv):
+    cli.parse_flags(argv, flag_values)
+    workdir = workdir_lib.resolve(flag_values.workdir)
+    prepared = resolved_config.prepare(
+        flag_values.config, given=cli.config_overrides(argv), workdir=workdir)
+    trainer.train(prepared, workdir)
+
+  output = io.StringIO()
+  with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+    try:
+      main(argv)
+      status = 0
+    except SystemExit as exit_info:
+      status = exit_info.code
+  return status, output.getvalue()
+
+
+def _free_port():
+  with socket.socket() as sock:
+    sock.bind(("localhost", 0))
+    return sock.getsockname()[1]
+
+
+def run_two_processes(workdir, wrappers=((), ()), flags=(), timeout=420):
+  """train.py as 2 processes of 4 devices (jax.distributed on localhost),
+  with `flags` after the tiny config, process i started through
+  `wrappers[i]` (helper scripts and their arguments); ([exit statuses],
+  [outputs]). A process still running after `timeout` seconds is killed and
+  fails the test."""
+  address = f"localhost:{_free_port()}"
+  processes = [
+      run([*wrappers[index], "train.py", CONFIG, f"--workdir={workdir}",
+           *flags, f"--coordinator_address={address}", "--num_processes=2",
+           f"--process_id={index}"], devices=4, wait=False)
+      for index in range(2)
+  ]
+  deadline = time.monotonic() + timeout
+  try:
+    outputs = [p.communicate(timeout=max(1, deadline - time.monotonic()))[0]
+               for p in processes]
+  except subprocess.TimeoutExpired:
+    for process in processes:
+      process.kill()
+    outputs = [p.communicate()[0] for p in processes]
+    pytest.fail(f"2-process run still running after {timeout} s:\n"
+                + "\n".join(output[-3000:] for output in outputs))
+  return [p.returncode for p in processes], outputs
+
 
 # Name -> function of each early run, in the order they start.
 _EARLY_RUNS = {}

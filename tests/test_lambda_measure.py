@@ -12,9 +12,8 @@ from lambda_networks.train import config_checks
 from lambda_networks.train import lambda_measure
 from lambda_networks.train import model_flags
 from lambda_networks.train import run_config
-from conftest import CONFIG, abstract_model, early_run, run
-from test_train import run_two_processes
-from test_user_errors import train_command
+from conftest import (CONFIG, abstract_model, early_run, run,
+                      run_two_processes, train_command)
 import tiny_config
 
 # tests/tiny_config.py's model with two blocks in c3: at 32 px its first
@@ -157,7 +156,7 @@ def measured_two_process_run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def measured_runs(measured_two_process_run):
   """The 2-process run, the same command resumed to step 3 (train.py's
-  steps in this process, one device: test_user_errors.train_command), then
+  steps in this process, one device: conftest.train_command), then
   eval.py --workdir: (workdir, the two processes' outputs, [the later runs'
   outputs])."""
   workdir, first = measured_two_process_run

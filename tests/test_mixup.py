@@ -27,7 +27,6 @@ from lambda_networks.train import steps
 from lambda_networks.train import tasks
 from lambda_networks.train import trainer
 from test_optimizer import LEARNING_RATE, reference_updates
-from test_user_errors import CONFIG, validate_command_line
 
 NUM_CLASSES = 5
 SMOOTHING = 0.1
@@ -319,36 +318,6 @@ def test_resume_with_mixup_and_cutmix_is_bit_identical(resumed_and_straight):
   straight, resumed, lines = resumed_and_straight
   assert any(line.startswith("Resumed from step 3 ") for line in lines), lines
   assert_same_state(straight, resumed)
-
-
-BAD_VALUES = [
-    (["--config.mixup_alpha=-0.2"], "mixup_alpha=-0.2 is out of range"),
-    (["--config.cutmix_alpha=-1"], "cutmix_alpha=-1.0 is out of range"),
-    (["--config.mixup_alpha=nan"], "mixup_alpha=nan is out of range"),
-    (["--config.mixup_alpha=0.2", "--config.cutmix_alpha=1",
-      "--config.mixup_switch_prob=1.5"],
-     "mixup_switch_prob=1.5 is out of range: it must be in [0.0, 1.0]"),
-    (["--config.cutmix_alpha=1", "--config.mixup_prob=-0.1"],
-     "mixup_prob=-0.1 is out of range: it must be in [0.0, 1.0]"),
-    (["--config.mixup_prob=0.5"],
-     "config.mixup_prob (mixup_alpha and cutmix_alpha are 0) would be ignored"),
-    (["--config.mixup_alpha=0.2", "--config.mixup_switch_prob=0.3"],
-     "config.mixup_switch_prob (read only when mixup_alpha and cutmix_alpha "
-     "are both > 0) would be ignored"),
-]
-
-
-@pytest.mark.parametrize("extra,message", BAD_VALUES,
-                         ids=[" ".join(extra) for extra, _ in BAD_VALUES])
-def test_bad_mixing_values_are_one_line_and_exit_2(extra, message, tmp_path,
-                                                   capsys):
-  with pytest.raises(SystemExit) as exit_info:
-    validate_command_line([CONFIG, f"--workdir={tmp_path / 'run'}", *extra])
-  assert exit_info.value.code == 2
-  error = capsys.readouterr().err
-  assert error.startswith("Error: ") and error.count("\n") == 1, error
-  assert message in error, error
-  assert not (tmp_path / "run").exists()
 
 
 def test_mixing_is_refused_for_language_models():

@@ -7,13 +7,11 @@ import subprocess
 import sys
 
 import pytest
-from absl import flags
-from ml_collections import config_flags
 
+from conftest import validate_command_line
 from configs import quickstart
 from configs import resnet50_90ep
 from lambda_networks.data import DatasetInfo
-from lambda_networks.train import cli
 from lambda_networks.train import model_flags
 from lambda_networks.train import state
 
@@ -41,25 +39,8 @@ def _parse(*args):
   return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def _refusal(*args, capsys, monkeypatch) -> str:
-  """The one-line error of cli.parse_flags on `args` (exit status 2), in
-  process on fresh flags defined as train.py defines them."""
-  flag_values = flags.FlagValues()
-  argv = ["train.py", *args]
-  # ml_collections reads sys.argv, which cli.parse_flags rewrites.
-  monkeypatch.setattr(sys, "argv", list(argv))
-  config_flags.DEFINE_config_file("config", None, "", flag_values=flag_values,
-                                  lock_config=True)
-  flags.DEFINE_string("workdir", None, "", flag_values=flag_values)
-  with pytest.raises(SystemExit) as exit_info:
-    cli.parse_flags(argv, flag_values)
-  assert exit_info.value.code == 2
-  return capsys.readouterr().err
-
-
 @pytest.mark.slow
-def test_command_line_sets_any_model_field_with_its_type(capsys,
-                                                        monkeypatch):
+def test_command_line_sets_any_model_field_with_its_type(capsys):
   """Through train.py's flags (a subprocess); the misspelt field's refusal
   (exit status 2, named, the valid fields listed) in process."""
   overrides = _parse("--config=configs/resnet50_90ep.py:resnet50_lambda",
@@ -69,9 +50,11 @@ def test_command_line_sets_any_model_field_with_its_type(capsys,
   assert overrides["width_multiplier"] == 0.25  # Not listed by the file.
   assert overrides["receptive_field"] == "global"  # The file lists an int.
   assert overrides["stage_depths"] == [1, 1, 1, 1]
-  message = _refusal("--config=configs/quickstart.py",
-                     "--config.model_overrides.widht_multiplier=0.5",
-                     capsys=capsys, monkeypatch=monkeypatch)
+  with pytest.raises(SystemExit) as exit_info:
+    validate_command_line(["--config=configs/quickstart.py", "--workdir=unused",
+                           "--config.model_overrides.widht_multiplier=0.5"])
+  assert exit_info.value.code == 2
+  message = capsys.readouterr().err
   assert "has no field 'widht_multiplier'" in message
   assert "width_multiplier" in message.split("Valid fields:")[1]
 

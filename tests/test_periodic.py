@@ -8,6 +8,7 @@ import pytest
 from lambda_networks.train import health
 from lambda_networks.train import periodic
 from lambda_networks.train import progress
+from lambda_networks.train import trainer
 
 
 class FakeManager:
@@ -74,6 +75,18 @@ def test_a_non_finite_step_raises_when_it_is_read():
   delayed.dispatched(7, {"loss": np.float32(np.nan), "finite": np.bool_(False)})
   with pytest.raises(periodic.NonFiniteLossError, match="at step 7"):
     delayed.dispatched(8, {"loss": np.float32(1.0), "finite": np.bool_(True)})
+
+
+def test_non_finite_loss_stops_with_a_clear_message():
+  baseline = health.Baseline(chance_loss=0.69, initial_norm=3.0)
+  metrics = {"loss": np.float32(np.nan), "finite": np.bool_(False)}
+  with pytest.raises(trainer.NonFiniteLossError,  # The trainer's name for it.
+                     match="step 301 .*Lower config.base_learning_rate.*No "
+                     "checkpoint was saved in /tmp/run/checkpoints"):
+    periodic.check_finite(301, metrics, FakeManager(), baseline)
+  ok = periodic.check_finite(5, {"loss": np.float32(1.0), "finite": np.bool_(True)},
+                             FakeManager(), baseline)
+  assert ok == {"loss": 1.0}
 
 
 def test_checkpoint_health_covers_the_losses_since_the_last_save(monkeypatch):

@@ -4,8 +4,9 @@ Runs on 8 devices or several processes are subprocesses (XLA_FLAGS must be
 set before JAX starts) with the tiny model of tests/tiny_config.py; `run`
 and the shared `finished_run` (an uninterrupted 8-step run) are in
 conftest.py. The 1-device run and a refusal after the build take train.py's
-steps in this process (one CPU device; test_user_errors.train_command). The longer runs are early runs
-(conftest.early_run): they start with the session, the tests check them.
+steps in this process (one CPU device; conftest.train_command). The longer
+runs are early runs (conftest.early_run): they start with the session, the
+tests check them.
 Runs of 2 processes (jax.distributed on localhost, 4 devices each) check
 agreement with 1 process, preemption by SIGTERM to one or both processes
 and an exact resume of each host's data (mock ImageNet through tf.data),
@@ -17,7 +18,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,13 +28,10 @@ import pytest
 
 from lambda_networks.train import checkpointing
 from lambda_networks.train import config_checks
-from lambda_networks.train import health
-from lambda_networks.train import periodic
-from lambda_networks.train import trainer
 from lambda_networks.train import workdir as workdir_lib
 from configs import default
-from conftest import CONFIG, REPO, assert_same_state, early_run, run
-from test_user_errors import train_command
+from conftest import (CONFIG, REPO, assert_same_state, early_run, run,
+                      run_two_processes, train_command)
 
 
 @early_run
@@ -117,38 +114,6 @@ def test_sigkill_then_resume_matches_uninterrupted_run(finished_run,
   resumed = [line for line in output.splitlines() if "Resumed from step" in line]
   assert resumed and ("step 3 " in resumed[0] or "step 6 " in resumed[0]), output
   assert_same_state(finished_run, workdir)  # Fails with the leaf that differs.
-
-
-def _free_port():
-  with socket.socket() as sock:
-    sock.bind(("localhost", 0))
-    return sock.getsockname()[1]
-
-
-def run_two_processes(workdir, wrappers=((), ()), flags=(), timeout=420):
-  """train.py as 2 processes of 4 devices (jax.distributed on localhost),
-  with `flags` after the tiny config, process i started through
-  `wrappers[i]` (helper scripts and their arguments); ([exit statuses],
-  [outputs]). A process still running after `timeout` seconds is killed and
-  fails the test."""
-  address = f"localhost:{_free_port()}"
-  processes = [
-      run([*wrappers[index], "train.py", CONFIG, f"--workdir={workdir}",
-           *flags, f"--coordinator_address={address}", "--num_processes=2",
-           f"--process_id={index}"], devices=4, wait=False)
-      for index in range(2)
-  ]
-  deadline = time.monotonic() + timeout
-  try:
-    outputs = [p.communicate(timeout=max(1, deadline - time.monotonic()))[0]
-               for p in processes]
-  except subprocess.TimeoutExpired:
-    for process in processes:
-      process.kill()
-    outputs = [p.communicate()[0] for p in processes]
-    pytest.fail(f"2-process run still running after {timeout} s:\n"
-                + "\n".join(output[-3000:] for output in outputs))
-  return [p.returncode for p in processes], outputs
 
 
 def plant_lock(workdir, host, age_seconds):
@@ -313,7 +278,7 @@ def test_a_refused_lock_ends_every_process(refused_two_process_run):
 @pytest.fixture(scope="module")
 def one_device_run(tmp_path_factory):
   """The 8-step run on 1 device (the finished run has 8): train.py's path in
-  this process, which has one CPU device (test_user_errors.train_command)."""
+  this process, which has one CPU device (conftest.train_command)."""
   workdir = tmp_path_factory.mktemp("one_device") / "run"
   code, output = train_command([CONFIG, f"--workdir={workdir}"])
   assert code == 0, output[-3000:]
@@ -336,7 +301,7 @@ def test_one_device_matches_eight_devices(finished_run, one_device_run):
 @pytest.fixture(scope="module")
 def mismatched_run(tmp_path_factory, finished_run):
   """The finished run's checkpoints under another model, refused after the
-  build: train.py's path in this process (test_user_errors.train_command;
+  build: train.py's path in this process (conftest.train_command;
   the process's exit status is tested in test_train_safety)."""
   workdir = tmp_path_factory.mktemp("refused") / "other_model"
   shutil.copytree(finished_run / "checkpoints", workdir / "checkpoints")
@@ -372,24 +337,3 @@ def test_unknown_model_is_refused():
   config.model = "lambda_resnet51"
   with pytest.raises(ValueError, match="unknown model 'lambda_resnet51'"):
     config_checks.check(config)
-
-
-def test_non_finite_loss_stops_with_a_clear_message():
-  class Manager:
-    directory = "/tmp/run/checkpoints"
-
-    def all_steps(self):
-      return []
-
-    def wait_until_finished(self):
-      pass
-
-  baseline = health.Baseline(chance_loss=0.69, initial_norm=3.0)
-  metrics = {"loss": np.float32(np.nan), "finite": np.bool_(False)}
-  with pytest.raises(trainer.NonFiniteLossError,
-                     match="step 301 .*Lower config.base_learning_rate.*No "
-                     "checkpoint was saved in /tmp/run/checkpoints"):
-    periodic.check_finite(301, metrics, Manager(), baseline)
-  ok = periodic.check_finite(5, {"loss": np.float32(1.0), "finite": np.bool_(True)},
-                             Manager(), baseline)
-  assert ok == {"loss": 1.0}

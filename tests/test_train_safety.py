@@ -27,8 +27,7 @@ from lambda_networks.train import checkpointing
 from lambda_networks import native_logs
 from lambda_networks.train import workdir as workdir_lib
 from conftest import (CONFIG, REPO, SYNTHETIC_STEPS, assert_same_state,
-                      early_run, run)
-from test_user_errors import train_command
+                      early_run, run, train_command)
 
 pytestmark = pytest.mark.slow
 
@@ -69,7 +68,7 @@ def test_relative_workdir_runs_end_to_end(finished_run):
 
 # (script, extra flags, exit status, message fragment, traceback shown?, run
 # as a process?). The refusals not run as processes take train.py's path in
-# this process (test_user_errors.train_command): the same checks, lines and
+# this process (conftest.train_command): the same checks, lines and
 # status, without a process start each; the two processes prove the real exit
 # status, one line on stderr (a traceback with --verbosity=1) and nothing
 # written, for train.py and eval.py.

@@ -1,13 +1,12 @@
 """Bad input gives one clear line and exit status 2; the API names the argument.
 
 The command-line table runs in-process through the functions train.py uses
-(cli.parse_flags, config_checks.check with the overridden field names,
-workdir.resolve, all under cli.report_user_errors), so it stays fast; the
+(conftest.validate_command_line: cli.parse_flags, config_checks.check with
+the overridden field names, workdir.resolve, all under
+cli.report_user_errors), so it stays fast; the
 entry points themselves are run as subprocesses in test_train_safety.py.
 """
 
-import contextlib
-import io
 import os
 import signal
 
@@ -16,9 +15,9 @@ import numpy as np
 import pytest
 from absl import flags
 from flax import nnx
-from ml_collections import config_flags
 
 import tiny_config
+from conftest import CONFIG, validate_command_line
 from lambda_networks import data
 from lambda_networks import layers
 from lambda_networks import models
@@ -26,67 +25,8 @@ from lambda_networks import ops
 from lambda_networks.errors import UserError
 from lambda_networks.train import cli
 from lambda_networks.train import config_checks
-from lambda_networks.train import model_flags
 from lambda_networks.train import periodic
-from lambda_networks.train import resolved_config
 from lambda_networks.train import trainer
-from lambda_networks.train import workdir as workdir_lib
-
-CONFIG = "--config=tests/tiny_config.py"
-
-
-def _train_flags(argv: list[str]) -> flags.FlagValues:
-  """train.py's --config and --workdir, on a fresh set of flags.
-
-  The config flag reads its overrides from `argv` less the model's
-  (`cli.parse_flags` applies those), as train.py's reads sys.argv.
-  """
-  flag_values = flags.FlagValues()
-  config_flags.DEFINE_config_file("config", None, "", flag_values=flag_values,
-                                  lock_config=True,
-                                  sys_argv=model_flags.extract(argv)[0])
-  flags.DEFINE_string("workdir", None, "", flag_values=flag_values)
-  return flag_values
-
-
-def validate_command_line(argv: list[str]) -> None:
-  """What train.py checks before building anything, on a fresh set of flags."""
-  argv = ["train.py", *argv]
-  flag_values = _train_flags(argv)
-
-  @cli.report_user_errors
-  def main(unused_argv):
-    cli.parse_flags(argv, flag_values)
-    config_checks.check(flag_values.config, given=cli.config_overrides(argv))
-    workdir_lib.resolve(flag_values.workdir)
-
-  main(argv)
-
-
-def train_command(argv: list[str]) -> tuple[int, str]:
-  """train.py ARGV in this process (one process, 1 device; no
-  jax.distributed): train.py's main, step for step after `cli.start`, under
-  its error reporting. Returns (exit status, stdout + stderr)."""
-  argv = ["train.py", *argv]
-  flag_values = _train_flags(argv)
-
-  @cli.report_user_errors
-  def main(unused_argv):
-    cli.parse_flags(argv, flag_values)
-    workdir = workdir_lib.resolve(flag_values.workdir)
-    prepared = resolved_config.prepare(
-        flag_values.config, given=cli.config_overrides(argv), workdir=workdir)
-    trainer.train(prepared, workdir)
-
-  output = io.StringIO()
-  with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
-    try:
-      main(argv)
-      status = 0
-    except SystemExit as exit_info:
-      status = exit_info.code
-  return status, output.getvalue()
-
 
 BAD_COMMAND_LINES = [
     # Flags and config fields.
@@ -165,6 +105,20 @@ BAD_COMMAND_LINES = [
     (["--config.randaugment_variant=timm"], "ignores randaugment_variant"),
     (["--config.dataset=mnist", "--config.synthetic_train_examples=10"],
      "synthetic_train_examples only size the built-in dataset"),
+    # Mixup and CutMix.
+    (["--config.mixup_alpha=-0.2"], "mixup_alpha=-0.2 is out of range"),
+    (["--config.cutmix_alpha=-1"], "cutmix_alpha=-1.0 is out of range"),
+    (["--config.mixup_alpha=nan"], "mixup_alpha=nan is out of range"),
+    (["--config.mixup_alpha=0.2", "--config.cutmix_alpha=1",
+      "--config.mixup_switch_prob=1.5"],
+     "mixup_switch_prob=1.5 is out of range: it must be in [0.0, 1.0]"),
+    (["--config.cutmix_alpha=1", "--config.mixup_prob=-0.1"],
+     "mixup_prob=-0.1 is out of range: it must be in [0.0, 1.0]"),
+    (["--config.mixup_prob=0.5"],
+     "config.mixup_prob (mixup_alpha and cutmix_alpha are 0) would be ignored"),
+    (["--config.mixup_alpha=0.2", "--config.mixup_switch_prob=0.3"],
+     "config.mixup_switch_prob (read only when mixup_alpha and cutmix_alpha "
+     "are both > 0) would be ignored"),
 ]
 
 

@@ -66,7 +66,7 @@ def analytic_floats(config: models.ResNetConfig, batch: int, *,
       total += batch * heads * n * config.attention_window ** 2
     elif site.mixer == "lambda":
       k, u = config.query_depth, config.intra_depth
-      method = config.stage_lambda_methods()[site.stage]
+      method = config.mixer_spec(site.stage).lambda_method  # Not "measure".
       if convention == "paper":
         m = (config.receptive_field ** 2 if method == "conv"
              and isinstance(config.receptive_field, int) else n)

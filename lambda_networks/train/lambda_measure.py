@@ -24,7 +24,6 @@ the same program.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from typing import Callable
 
@@ -32,14 +31,15 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from etils import epath
 from flax import nnx
 from jax.experimental import multihost_utils
 
 from lambda_networks import models
 from lambda_networks import ops
 from lambda_networks.data import DatasetInfo
+from lambda_networks.errors import UserError
 from lambda_networks.models import mixers
+from lambda_networks.train import run_config
 from lambda_networks.train import state as state_lib
 
 # Executions timed (the one "auto" would pick is among them).
@@ -48,7 +48,6 @@ REPEATS = 3  # Timed calls per layer after one warm-up call; the best counts.
 # A warm-up call this slow is the measurement: repeating it would cost
 # seconds per method and not change which method wins.
 SLOW_SECONDS = 0.5
-CONFIG_FILE = "config.json"  # run_config.CONFIG_FILE (not imported: a cycle).
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,7 +174,7 @@ def resolve(config: ml_collections.ConfigDict, workdir: str | None = None, *,
     saved = _recorded_methods(workdir, config.model, model_config.num_stages)
     if saved is not None:
       report(f"lambda_method=measure: reusing {saved} recorded in "
-             f"{workdir}/{CONFIG_FILE}.")
+             f"{workdir}/{run_config.CONFIG_FILE}.")
       chosen = saved
     else:
       chosen = choose_methods(model_config, _per_device_batch(config),
@@ -205,16 +204,15 @@ def _per_device_batch(config: ml_collections.ConfigDict) -> int:
 def _recorded_methods(workdir: str | None, model: str,
                       num_stages: int) -> tuple[str, ...] | None:
   """The per-stage methods a workdir's config.json recorded for `model`."""
-  path = epath.Path(workdir) / CONFIG_FILE if workdir else None
-  if path is None or not path.exists():
-    return None
   try:
-    saved = json.loads(path.read_text())
-    methods = tuple(saved["model_overrides"]["lambda_method"])
-    if saved["model"] != model:
+    saved = run_config.load(workdir) if workdir else None
+    if saved is None or saved.get("model") != model:
+      return None
+    methods = saved.model_overrides.lambda_method
+    if not isinstance(methods, tuple):  # Recorded resolved: one per stage.
       return None
     return mixers.parse_lambda_methods(methods, num_stages)
-  except (ValueError, KeyError, TypeError):
+  except (UserError, ValueError, AttributeError, TypeError):
     return None  # Not a resolved record of this model: measure again.
 
 

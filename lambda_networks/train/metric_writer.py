@@ -3,8 +3,8 @@
 What clu's `create_default_writer` writes (its log lines and an event file
 TensorBoard reads), for the two calls the trainer makes: scalars and
 hyper-parameters. Ours because importing `clu.metric_writers` imports
-TensorFlow (about 4 CPU-seconds at every start of train.py and eval.py) for
-its summary writer; the event file format needs only tensorboard's protos.
+TensorFlow for its summary writer (about 4 CPU-seconds at every start of
+train.py); the event file format needs only tensorboard's protos.
 The file is opened with etils.epath, as the checkpoints are, so a gs:// or
 other remote workdir works alike.
 """

@@ -61,15 +61,15 @@ def warmup_length(config: ml_collections.ConfigDict, steps_per_epoch: int,
   peak learning rate. Shortening (with a warning) keeps the cosine decay
   that the recipe relies on.
   """
+  limit = int(MAX_WARMUP_FRACTION * total_steps)
   if config.warmup_steps > 0:
     field, asked = f"warmup_steps={config.warmup_steps}", config.warmup_steps
+    largest = f"warmup_steps to at most {limit}"
   else:
     field = f"warmup_epochs={config.warmup_epochs}"
     asked = int(round(config.warmup_epochs * steps_per_epoch))
-  limit = int(MAX_WARMUP_FRACTION * total_steps)
+    largest = f"warmup_epochs to at most {limit / max(steps_per_epoch, 1):.3g}"
   if asked > limit:
-    largest = (f"warmup_steps to at most {limit}" if config.warmup_steps > 0
-               else f"warmup_epochs to at most {limit / max(steps_per_epoch, 1):.3g}")
     logging.warning(
         "config.%s is %d of the run's %d steps; shortened to %d steps (a "
         "fifth of the run) so the learning rate still decays. Set %s to "

@@ -44,8 +44,8 @@ def check_finite(step: int, metrics: Any, manager,
     manager.wait_until_finished()  # The report lists every saved step.
     raise NonFiniteLossError(
         f"Non-finite loss or gradients at step {step} (loss {values['loss']}); "
-        "stopped without saving. Lower config.base_learning_rate or raise "
-        "config.warmup_epochs. " + health.divergence_report(manager, baseline))
+        "stopped without saving. Lower config.base_learning_rate or lengthen "
+        "the warm-up (config.warmup_epochs or warmup_steps). " + health.divergence_report(manager, baseline))
   return values
 
 

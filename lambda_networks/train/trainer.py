@@ -7,11 +7,12 @@ workdir made absolute and leased (one trainer per workdir: process 0 holds a
 lock it renews, and every process learns whether it got it) before anything
 is written. What happens between steps (logging, checkpoints, evaluation,
 stopping, profiling, the delayed read of each step's metrics) is one object
-per action in `periodic`; `_train` reads as the order they act in. A run with the same workdir resumes from the
-newest complete checkpoint that reads and matches its checksums (a damaged
-one is renamed aside); rerunning a finished run changes nothing. A new run
-with `config.init_from` (fine-tuning) starts from those weights instead of
-random ones (`init_from.apply`, before the workdir is made).
+per action in `periodic`; `_train` reads as the order they act in. A run
+with the same workdir resumes from the newest complete checkpoint that reads
+and matches its checksums (a damaged one is renamed aside); rerunning a
+finished run changes nothing. A new run with `config.init_from` (fine-tuning)
+starts from those weights instead of random ones (`init_from.apply`, before
+the workdir is made).
 
 Stopping: a single process catches SIGTERM (e.g. a preempted VM) and Ctrl-C
 (SIGINT) itself, saves a checkpoint after the step and returns (a second
